@@ -1,0 +1,415 @@
+//! Settings from flags with environment fallbacks, validated into typed configuration before any work.
+//!
+//! The environment names of Kong's 2023 proof of concept (`KONG_ADMIN_API`, `KONG_ADMIN_TOKEN`,
+//! `KONG_ROOT_CA`, `CHANNEL_ARN`, `REDIS_HOST`, `REDIS_DB`, `REDIS_USERNAME`, `REDIS_PASSWORD`) keep working.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::Args;
+use url::Url;
+
+use crate::retry::Backoff;
+use crate::secret::Secret;
+
+pub const DEFAULT_KEY_PREFIX: &str = "kong-audit-shipper:";
+
+/// A setting that is missing or malformed: names the setting and what to do about it.
+#[derive(Debug, thiserror::Error)]
+#[error("{setting}: {problem}")]
+pub struct ConfigError {
+    pub setting: &'static str,
+    pub problem: String,
+}
+
+fn invalid(setting: &'static str, problem: impl Into<String>) -> ConfigError {
+    ConfigError { setting, problem: problem.into() }
+}
+
+/// Every setting, as flags with environment fallbacks. Validate with the `*_config` methods.
+#[derive(Debug, Clone, Args)]
+pub struct Settings {
+    /// Base URL of Kong's Admin API, e.g. https://kong-cp.internal:8444
+    #[arg(long, env = "KONG_ADMIN_API", global = true)]
+    pub kong_admin_api: Option<String>,
+    /// RBAC token sent as the Kong-Admin-Token header
+    #[arg(long, env = "KONG_ADMIN_TOKEN", hide_env_values = true, global = true)]
+    pub kong_admin_token: Option<String>,
+    /// Secrets Manager secret (ARN or name) holding the Kong admin token; read at start
+    #[arg(long, env = "KONG_ADMIN_TOKEN_SECRET_ARN", global = true)]
+    pub kong_admin_token_secret_arn: Option<String>,
+    /// Private CA for Kong's TLS certificate: the PEM text itself, or a path to a PEM file
+    #[arg(long, env = "KONG_ROOT_CA", hide_env_values = true, global = true)]
+    pub kong_root_ca: Option<String>,
+    /// Skip verification of Kong's TLS certificate (insecure; logged loudly)
+    #[arg(long, env = "KONG_TLS_INSECURE", global = true)]
+    pub kong_tls_insecure: bool,
+    /// Entries per Kong page (1-1000)
+    #[arg(long, env = "KONG_PAGE_SIZE", default_value_t = 1000, global = true)]
+    pub kong_page_size: u32,
+    /// Seconds before a Kong request times out
+    #[arg(long, env = "KONG_TIMEOUT_SECONDS", default_value_t = 30, global = true)]
+    pub kong_timeout_seconds: u64,
+
+    /// ARN of the CloudTrail Lake channel, arn:aws:cloudtrail:REGION:ACCOUNT:channel/ID
+    #[arg(long, env = "CHANNEL_ARN", global = true)]
+    pub channel_arn: Option<String>,
+    /// External id required by the channel's resource policy, if it has one
+    #[arg(long, env = "CHANNEL_EXTERNAL_ID", global = true)]
+    pub channel_external_id: Option<String>,
+
+    /// Redis URL: redis://[user:password@]host[:port][/db] or rediss:// for TLS
+    #[arg(long, env = "REDIS_URL", hide_env_values = true, global = true)]
+    pub redis_url: Option<String>,
+    /// Redis host:port (older setting; REDIS_URL wins when both are set)
+    #[arg(long, env = "REDIS_HOST", global = true)]
+    pub redis_host: Option<String>,
+    /// Redis database number
+    #[arg(long, env = "REDIS_DB", global = true)]
+    pub redis_db: Option<String>,
+    /// Redis ACL user name
+    #[arg(long, env = "REDIS_USERNAME", global = true)]
+    pub redis_username: Option<String>,
+    /// Redis password or AUTH token
+    #[arg(long, env = "REDIS_PASSWORD", hide_env_values = true, global = true)]
+    pub redis_password: Option<String>,
+    /// Secrets Manager secret (ARN or name) holding the Redis password; read at start
+    #[arg(long, env = "REDIS_PASSWORD_SECRET_ARN", global = true)]
+    pub redis_password_secret_arn: Option<String>,
+    /// Use TLS without verifying Redis's certificate (insecure; logged loudly)
+    #[arg(long, env = "REDIS_TLS_INSECURE", global = true)]
+    pub redis_tls_insecure: bool,
+    /// Prefix of every key this program writes
+    #[arg(long, env = "REDIS_KEY_PREFIX", default_value = DEFAULT_KEY_PREFIX, global = true)]
+    pub redis_key_prefix: String,
+
+    /// Seconds a claim holds an entry for this run before another run may take it
+    #[arg(long, env = "CLAIM_LEASE_SECONDS", default_value_t = 1800, global = true)]
+    pub claim_lease_seconds: u64,
+    /// PutAuditEvents calls in flight at once
+    #[arg(long, env = "PUT_CONCURRENCY", default_value_t = 4, global = true)]
+    pub put_concurrency: usize,
+    /// Tries per Kong request or PutAuditEvents call, the first included
+    #[arg(long, env = "MAX_ATTEMPTS", default_value_t = 8, global = true)]
+    pub max_attempts: u32,
+    /// First retry wait in milliseconds (doubles each retry)
+    #[arg(long, env = "RETRY_INITIAL_MS", default_value_t = 200, global = true)]
+    pub retry_initial_ms: u64,
+    /// Longest retry wait in milliseconds
+    #[arg(long, env = "RETRY_MAX_MS", default_value_t = 20_000, global = true)]
+    pub retry_max_ms: u64,
+
+    /// Log format: text or json (json is the default in Lambda)
+    #[arg(long, env = "LOG_FORMAT", global = true)]
+    pub log_format: Option<String>,
+}
+
+/// How to reach Kong.
+#[derive(Debug, Clone)]
+pub struct KongConfig {
+    pub base_url: Url,
+    pub token: Option<Secret>,
+    pub root_ca_pem: Option<String>,
+    pub tls_insecure: bool,
+    pub page_size: u32,
+    pub timeout: Duration,
+}
+
+/// Where events go.
+#[derive(Debug, Clone)]
+pub struct ChannelConfig {
+    pub arn: String,
+    pub region: String,
+    pub account_id: String,
+    pub external_id: Option<String>,
+}
+
+/// How to reach Redis. `Debug` and `display_url` never show the password.
+#[derive(Debug, Clone)]
+pub struct RedisConfig {
+    pub tls: bool,
+    pub tls_insecure: bool,
+    pub host: String,
+    pub port: u16,
+    pub db: i64,
+    pub username: Option<String>,
+    pub password: Option<Secret>,
+}
+
+impl RedisConfig {
+    /// Where Redis is, safe to log.
+    pub fn display_url(&self) -> String {
+        let scheme = if self.tls { "rediss" } else { "redis" };
+        let user = self.username.as_deref().map(|u| format!("{u}@")).unwrap_or_default();
+        format!("{scheme}://{user}{}:{}/{}", host_for_url(&self.host), self.port, self.db)
+    }
+}
+
+fn host_for_url(host: &str) -> String {
+    if host.contains(':') && !host.starts_with('[') { format!("[{host}]") } else { host.to_string() }
+}
+
+impl Settings {
+    pub fn kong_config(&self) -> Result<KongConfig, ConfigError> {
+        const S: &str = "KONG_ADMIN_API (--kong-admin-api)";
+        let raw = self.kong_admin_api.as_deref().map(str::trim).filter(|s| !s.is_empty()).ok_or_else(|| {
+            invalid(S, "not set: give the base URL of Kong's Admin API, e.g. https://kong-cp.internal:8444")
+        })?;
+        let base_url = Url::parse(raw)
+            .map_err(|e| invalid(S, format!("'{}' is not a URL ({e}); e.g. https://kong-cp.internal:8444", redact_userinfo(raw))))?;
+        if !matches!(base_url.scheme(), "http" | "https") {
+            return Err(invalid(S, format!("scheme '{}' is not http or https", base_url.scheme())));
+        }
+        if base_url.host_str().is_none_or(str::is_empty) {
+            return Err(invalid(S, "the URL has no host"));
+        }
+        if !base_url.username().is_empty() || base_url.password().is_some() {
+            return Err(invalid(S, "the URL holds credentials: put the token in KONG_ADMIN_TOKEN instead"));
+        }
+        if base_url.query().is_some() || base_url.fragment().is_some() {
+            return Err(invalid(S, "the URL must not have a query string or fragment"));
+        }
+        if !(1..=1000).contains(&self.kong_page_size) {
+            return Err(invalid("KONG_PAGE_SIZE (--kong-page-size)", format!("{} is not between 1 and 1000", self.kong_page_size)));
+        }
+        let token = match self.kong_admin_token.as_deref().map(str::trim) {
+            Some("") => return Err(invalid("KONG_ADMIN_TOKEN (--kong-admin-token)", "is set but empty")),
+            Some(t) => Some(Secret::new(t)),
+            None => None,
+        };
+        let root_ca_pem = match self.kong_root_ca.as_deref().map(str::trim).filter(|s| !s.is_empty()) {
+            None => None,
+            Some(pem) if pem.contains("-----BEGIN") => Some(pem.to_string()),
+            Some(path) => {
+                let text = std::fs::read_to_string(path).map_err(|e| {
+                    invalid("KONG_ROOT_CA (--kong-root-ca)", format!("not PEM text, and not a readable file '{path}': {e}"))
+                })?;
+                if !text.contains("-----BEGIN CERTIFICATE-----") {
+                    return Err(invalid("KONG_ROOT_CA (--kong-root-ca)", format!("file '{path}' holds no PEM certificate")));
+                }
+                Some(text)
+            }
+        };
+        Ok(KongConfig {
+            base_url,
+            token,
+            root_ca_pem,
+            tls_insecure: self.kong_tls_insecure,
+            page_size: self.kong_page_size,
+            timeout: Duration::from_secs(self.kong_timeout_seconds.max(1)),
+        })
+    }
+
+    pub fn channel_config(&self) -> Result<ChannelConfig, ConfigError> {
+        const S: &str = "CHANNEL_ARN (--channel-arn)";
+        let arn = self.channel_arn.as_deref().map(str::trim).filter(|s| !s.is_empty()).ok_or_else(|| {
+            invalid(S, "not set: give the ARN of your CloudTrail Lake channel, arn:aws:cloudtrail:REGION:ACCOUNT:channel/ID")
+        })?;
+        let (region, account_id) = parse_channel_arn(arn).map_err(|p| invalid(S, format!("'{arn}' {p}")))?;
+        let external_id = match self.channel_external_id.as_deref().map(str::trim) {
+            None | Some("") => None,
+            Some(x) => {
+                let ok_chars = x.chars().all(|c| c.is_alphanumeric() || "_+=,.@:/-".contains(c));
+                if !(2..=1224).contains(&x.len()) || !ok_chars {
+                    return Err(invalid(
+                        "CHANNEL_EXTERNAL_ID (--channel-external-id)",
+                        "must be 2-1224 characters of letters, digits and _+=,.@:/-",
+                    ));
+                }
+                Some(x.to_string())
+            }
+        };
+        Ok(ChannelConfig { arn: arn.to_string(), region, account_id, external_id })
+    }
+
+    /// `Ok(None)` when no Redis setting is given at all.
+    pub fn redis_config(&self) -> Result<Option<RedisConfig>, ConfigError> {
+        let url_setting = self.redis_url.as_deref().map(str::trim).filter(|s| !s.is_empty());
+        let host_setting = self.redis_host.as_deref().map(str::trim).filter(|s| !s.is_empty());
+        let mut cfg = match (url_setting, host_setting) {
+            (Some(url), _) => parse_redis_url(url, "REDIS_URL (--redis-url)")?,
+            (None, Some(host)) if host.contains("://") => parse_redis_url(host, "REDIS_HOST (--redis-host)")?,
+            (None, Some(host)) => parse_redis_url(&format!("redis://{host}"), "REDIS_HOST (--redis-host)")?,
+            (None, None) => {
+                if self.redis_password.is_some() || self.redis_username.is_some() || self.redis_db.is_some() {
+                    return Err(invalid("REDIS_URL (--redis-url)", "REDIS_DB/USERNAME/PASSWORD are set but no REDIS_URL or REDIS_HOST"));
+                }
+                return Ok(None);
+            }
+        };
+        if let Some(db) = self.redis_db.as_deref().map(str::trim).filter(|s| !s.is_empty()) {
+            cfg.db = db.parse().ok().filter(|d: &i64| *d >= 0).ok_or_else(|| {
+                invalid("REDIS_DB (--redis-db)", format!("'{db}' is not a database number (0, 1, 2, ...)"))
+            })?;
+        }
+        if let Some(user) = self.redis_username.as_deref().filter(|s| !s.is_empty()) {
+            cfg.username = Some(user.to_string());
+        }
+        if let Some(pass) = self.redis_password.as_deref().filter(|s| !s.is_empty()) {
+            cfg.password = Some(Secret::new(pass));
+        }
+        cfg.tls_insecure = self.redis_tls_insecure;
+        Ok(Some(cfg))
+    }
+
+    pub fn backoff(&self) -> Backoff {
+        Backoff {
+            initial: Duration::from_millis(self.retry_initial_ms.max(1)),
+            max: Duration::from_millis(self.retry_max_ms.max(self.retry_initial_ms.max(1))),
+            attempts: self.max_attempts.max(1),
+        }
+    }
+
+    pub fn check_key_prefix(&self) -> Result<(), ConfigError> {
+        if self.redis_key_prefix.chars().any(|c| c.is_whitespace() || c.is_control()) {
+            return Err(invalid("REDIS_KEY_PREFIX (--redis-key-prefix)", "must not contain spaces or control characters"));
+        }
+        if !(1..=64).contains(&self.put_concurrency) {
+            return Err(invalid("PUT_CONCURRENCY (--put-concurrency)", "must be between 1 and 64"));
+        }
+        if self.claim_lease_seconds < 60 {
+            return Err(invalid("CLAIM_LEASE_SECONDS (--claim-lease-seconds)", "must be at least 60"));
+        }
+        Ok(())
+    }
+}
+
+/// `(region, account id)` of a CloudTrail channel ARN.
+pub fn parse_channel_arn(arn: &str) -> Result<(String, String), &'static str> {
+    let parts: Vec<&str> = arn.splitn(6, ':').collect();
+    if parts.len() != 6 || parts[0] != "arn" || !parts[1].starts_with("aws") {
+        return Err("is not an ARN (arn:aws:cloudtrail:REGION:ACCOUNT:channel/ID)");
+    }
+    if parts[2] != "cloudtrail" {
+        return Err("is not a CloudTrail ARN (the service part must be 'cloudtrail')");
+    }
+    if parts[3].is_empty() || !parts[3].chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-') {
+        return Err("has no valid region");
+    }
+    if parts[4].len() != 12 || !parts[4].chars().all(|c| c.is_ascii_digit()) {
+        return Err("has no 12-digit account id");
+    }
+    match parts[5].strip_prefix("channel/") {
+        Some(id) if !id.is_empty() => Ok((parts[3].to_string(), parts[4].to_string())),
+        _ => Err("is not a channel ARN (the resource must be channel/ID)"),
+    }
+}
+
+fn parse_redis_url(raw: &str, setting: &'static str) -> Result<RedisConfig, ConfigError> {
+    let shown = redact_userinfo(raw);
+    let url = Url::parse(raw).map_err(|e| invalid(setting, format!("'{shown}' is not a Redis URL ({e})")))?;
+    let tls = match url.scheme() {
+        "redis" => false,
+        "rediss" => true,
+        other => return Err(invalid(setting, format!("scheme '{other}' is not redis:// or rediss://"))),
+    };
+    let host = url
+        .host_str()
+        .filter(|h| !h.is_empty())
+        .ok_or_else(|| invalid(setting, format!("'{shown}' has no host")))?
+        .trim_start_matches('[')
+        .trim_end_matches(']')
+        .to_string();
+    let db = match url.path().trim_start_matches('/') {
+        "" => 0,
+        d => d.parse().ok().filter(|d: &i64| *d >= 0).ok_or_else(|| invalid(setting, format!("'{d}' is not a database number")))?,
+    };
+    let decode = |s: &str| percent_decode(s).map_err(|_| invalid(setting, "the credentials are not valid percent-encoded UTF-8"));
+    let username = match url.username() {
+        "" => None,
+        u => Some(decode(u)?),
+    };
+    let password = url.password().map(decode).transpose()?.map(Secret::new);
+    Ok(RedisConfig { tls, tls_insecure: false, host, port: url.port().unwrap_or(6379), db, username, password })
+}
+
+fn percent_decode(s: &str) -> Result<String, std::str::Utf8Error> {
+    percent_encoding::percent_decode_str(s).decode_utf8().map(|c| c.into_owned())
+}
+
+/// A URL as text with any `user:password@` replaced, for error messages.
+pub fn redact_userinfo(raw: &str) -> String {
+    match (raw.find("://"), raw.rfind('@')) {
+        (Some(scheme_end), Some(at)) if at > scheme_end => format!("{}***@{}", &raw[..scheme_end + 3], &raw[at + 1..]),
+        _ => raw.to_string(),
+    }
+}
+
+/// Where the embedded store lives when no path is given: beside the user's other state.
+pub fn default_state_path() -> PathBuf {
+    let base = std::env::var_os("XDG_STATE_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".local/state")))
+        .unwrap_or_else(|| PathBuf::from("."));
+    base.join("kong-audit-shipper").join("state.redb")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct T {
+        #[command(flatten)]
+        s: Settings,
+    }
+
+    fn settings(args: &[&str]) -> Settings {
+        let mut v = vec!["t"];
+        v.extend_from_slice(args);
+        T::try_parse_from(v).unwrap().s
+    }
+
+    #[test]
+    fn channel_arn_gives_region_and_account() {
+        let s = settings(&["--channel-arn", "arn:aws:cloudtrail:eu-west-1:123456789012:channel/abc-123"]);
+        let c = s.channel_config().unwrap();
+        assert_eq!((c.region.as_str(), c.account_id.as_str()), ("eu-west-1", "123456789012"));
+        for bad in ["nope", "arn:aws:s3:eu-west-1:123456789012:channel/x", "arn:aws:cloudtrail:eu-west-1:12345:channel/x",
+            "arn:aws:cloudtrail:eu-west-1:123456789012:eventdatastore/x"] {
+            let err = settings(&["--channel-arn", bad]).channel_config().unwrap_err().to_string();
+            assert!(err.starts_with("CHANNEL_ARN"), "{err}");
+        }
+        let err = settings(&[]).channel_config().unwrap_err().to_string();
+        assert!(err.contains("CHANNEL_ARN") && err.contains("not set"), "{err}");
+    }
+
+    #[test]
+    fn redis_url_with_credentials_is_parsed_and_never_displayed() {
+        let s = settings(&["--redis-url", "rediss://app:p%40ss%3Aword@cache.example:6380/3"]);
+        let r = s.redis_config().unwrap().unwrap();
+        assert!(r.tls);
+        assert_eq!((r.host.as_str(), r.port, r.db), ("cache.example", 6380, 3));
+        assert_eq!(r.username.as_deref(), Some("app"));
+        assert_eq!(r.password.as_ref().unwrap().expose(), "p@ss:word");
+        assert_eq!(r.display_url(), "rediss://app@cache.example:6380/3");
+        assert!(!format!("{r:?}").contains("p@ss"));
+    }
+
+    #[test]
+    fn legacy_redis_settings_work_and_override() {
+        let s = settings(&["--redis-host", "10.0.0.5:6390", "--redis-db", "2", "--redis-username", "u", "--redis-password", "pw"]);
+        let r = s.redis_config().unwrap().unwrap();
+        assert_eq!((r.host.as_str(), r.port, r.db, r.tls), ("10.0.0.5", 6390, 2, false));
+        assert_eq!(r.password.unwrap().expose(), "pw");
+        assert!(settings(&[]).redis_config().unwrap().is_none());
+        let err = settings(&["--redis-host", "h", "--redis-db", "x"]).redis_config().unwrap_err().to_string();
+        assert!(err.starts_with("REDIS_DB"), "{err}");
+        let err = settings(&["--redis-url", "http://u:secret@h"]).redis_config().unwrap_err().to_string();
+        assert!(err.starts_with("REDIS_URL") && !err.contains("secret"), "{err}");
+    }
+
+    #[test]
+    fn kong_url_is_validated_without_leaking_credentials() {
+        assert!(settings(&[]).kong_config().unwrap_err().to_string().starts_with("KONG_ADMIN_API"));
+        let err = settings(&["--kong-admin-api", "https://admin:tok3n@kong:8444"]).kong_config().unwrap_err().to_string();
+        assert!(err.contains("credentials") && !err.contains("tok3n"), "{err}");
+        assert!(settings(&["--kong-admin-api", "ftp://kong"]).kong_config().is_err());
+        assert!(settings(&["--kong-admin-api", "kong:8001"]).kong_config().is_err());
+        let ok = settings(&["--kong-admin-api", "https://kong.internal:8444/admin"]).kong_config().unwrap();
+        assert_eq!(ok.base_url.as_str(), "https://kong.internal:8444/admin");
+        let err = settings(&["--kong-admin-api", "http://k", "--kong-root-ca", "/no/such/file.pem"]).kong_config().unwrap_err();
+        assert!(err.to_string().starts_with("KONG_ROOT_CA"), "{err}");
+    }
+}

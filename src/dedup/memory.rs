@@ -1,0 +1,84 @@
+//! An in-process store with the same semantics as Redis, for tests and dry runs.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+
+use super::{DedupStore, Settlement, StoreError};
+
+#[derive(Default)]
+pub struct MemoryStore {
+    keys: Mutex<HashMap<String, (String, Option<Instant>)>>,
+}
+
+impl MemoryStore {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Time left on a key, if it has an expiry (for tests of TTL mirroring).
+    pub fn ttl(&self, key: &str) -> Option<Duration> {
+        let keys = self.keys.lock().unwrap();
+        keys.get(key).and_then(|(_, exp)| exp.map(|e| e.saturating_duration_since(Instant::now())))
+    }
+
+    fn live<'a>(map: &'a mut HashMap<String, (String, Option<Instant>)>, key: &str) -> Option<&'a String> {
+        if map.get(key).is_some_and(|(_, exp)| exp.is_some_and(|e| e <= Instant::now())) {
+            map.remove(key);
+        }
+        map.get(key).map(|(v, _)| v)
+    }
+}
+
+#[async_trait]
+impl DedupStore for MemoryStore {
+    async fn claim(&self, keys: &[String], token: &str, lease: Duration) -> Result<Vec<bool>, StoreError> {
+        let mut map = self.keys.lock().unwrap();
+        Ok(keys
+            .iter()
+            .map(|k| {
+                if Self::live(&mut map, k).is_some() {
+                    return false;
+                }
+                map.insert(k.clone(), (token.to_string(), Some(Instant::now() + lease)));
+                true
+            })
+            .collect())
+    }
+
+    async fn settle(&self, s: &Settlement, token: &str) -> Result<(), StoreError> {
+        let mut map = self.keys.lock().unwrap();
+        for (key, mark, ttl) in &s.marks {
+            map.insert(key.clone(), (mark.value(), Some(Instant::now() + Duration::from_secs(*ttl))));
+        }
+        for key in &s.releases {
+            if Self::live(&mut map, key).is_some_and(|v| v == token) {
+                map.remove(key);
+            }
+        }
+        Ok(())
+    }
+
+    async fn get(&self, key: &str) -> Result<Option<String>, StoreError> {
+        Ok(Self::live(&mut self.keys.lock().unwrap(), key).cloned())
+    }
+
+    async fn put(&self, key: &str, value: &str, ttl: Option<Duration>) -> Result<(), StoreError> {
+        self.keys.lock().unwrap().insert(key.to_string(), (value.to_string(), ttl.map(|t| Instant::now() + t)));
+        Ok(())
+    }
+
+    fn describe(&self) -> String {
+        "in-memory store".into()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[tokio::test]
+    async fn memory_store_keeps_the_contract() {
+        super::super::contract::run_all(&super::MemoryStore::new()).await;
+    }
+}

@@ -1,0 +1,9 @@
+//! Kong's Admin API audit log: the entry types, version capabilities, and the HTTP client.
+
+mod client;
+mod entry;
+mod version;
+
+pub use client::{AuditSource, KongClient, KongError, KongInfo, Page, PageRequest};
+pub use entry::{Entry, EntryKind};
+pub use version::KongVersion;

@@ -1,0 +1,1 @@
+//! The Lambda handler (filled in by the Lambda work).

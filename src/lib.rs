@@ -1,0 +1,15 @@
+//! kong-audit-shipper: ships Kong Gateway Enterprise's Admin API audit trail to AWS CloudTrail Lake,
+//! exactly once. One library cycle (`ship`) serves every entry point: the Lambda handler and the CLI.
+
+pub mod cli;
+pub mod config;
+pub mod dedup;
+pub mod event;
+pub mod kong;
+pub mod lambda;
+pub mod logging;
+pub mod retry;
+pub mod secret;
+pub mod ship;
+pub mod sink;
+pub mod summary;

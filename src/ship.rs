@@ -1,0 +1,442 @@
+//! One cycle: read → claim → map → put → settle. Every entry point runs this and only this.
+//!
+//! Pages stream through: the next page is fetched while the current one is claimed and mapped,
+//! and at most `put_concurrency` batches are in flight, so memory stays flat however long the trail.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use tokio::sync::{Semaphore, mpsc};
+use tokio::task::JoinSet;
+
+use crate::dedup::{DedupStore, Mark, Settlement, claim_token};
+use crate::event::{AuditEvent, MapContext, event_time, map_entry, remaining_ttl};
+use crate::kong::{AuditSource, Entry, EntryKind, KongError, KongInfo, Page, PageRequest};
+use crate::retry::Backoff;
+use crate::sink::{MAX_BATCH_BYTES, MAX_BATCH_EVENTS, Refusal, Sink, SinkError, split_into_calls};
+use crate::summary::{Counters, Summary};
+
+/// Entries whose `eventTime` falls in `[since, until)`; open ends read everything.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Window {
+    pub since: Option<i64>,
+    pub until: Option<i64>,
+}
+
+impl Window {
+    fn contains(&self, t: i64) -> bool {
+        self.since.is_none_or(|s| t >= s) && self.until.is_none_or(|u| t < u)
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct ShipOptions {
+    pub key_prefix: String,
+    pub page_size: u32,
+    /// How long a claim holds an entry; no put starts on a claim about to lapse.
+    pub lease: Duration,
+    pub put_concurrency: usize,
+    pub backoff: Backoff,
+    pub window: Window,
+    /// `false` for a dry run: no claims, no marks.
+    pub claim: bool,
+    /// Stop reading and claiming at this instant (the Lambda deadline less a margin).
+    pub stop_claiming_at: Option<Instant>,
+    /// No retry wait may end after this instant; unshipped claims are then released.
+    pub finish_by: Option<Instant>,
+}
+
+impl Default for ShipOptions {
+    fn default() -> Self {
+        ShipOptions {
+            key_prefix: crate::config::DEFAULT_KEY_PREFIX.into(),
+            page_size: 1000,
+            lease: Duration::from_secs(1800),
+            put_concurrency: 4,
+            backoff: Backoff::default(),
+            window: Window::default(),
+            claim: true,
+            stop_claiming_at: None,
+            finish_by: None,
+        }
+    }
+}
+
+/// The store key of an entry: `<prefix><kind>:<key>`.
+pub fn store_key(prefix: &str, kind: EntryKind, key: &str) -> String {
+    format!("{prefix}{}:{key}", kind.as_str())
+}
+
+/// The clients one cycle works with; built once, used for many runs.
+pub struct Shipper {
+    pub source: Arc<dyn AuditSource>,
+    pub store: Arc<dyn DedupStore>,
+    pub sink: Arc<dyn Sink>,
+    /// The channel owner's account, `recipientAccountId` of every event.
+    pub recipient_account_id: String,
+}
+
+/// One claimed entry on its way out.
+struct Item {
+    entry: Entry,
+    store_key: String,
+    events: Vec<AuditEvent>,
+    ttl: u64,
+    /// `(code, reason)` when the entry cannot be shipped at all.
+    unshippable: Option<(String, String)>,
+    claimed_at: Instant,
+}
+
+impl Item {
+    fn bytes(&self) -> usize {
+        self.events.iter().map(crate::sink::batch_wire_size).sum()
+    }
+}
+
+/// What all batches of a run share.
+struct Run {
+    store: Arc<dyn DedupStore>,
+    sink: Arc<dyn Sink>,
+    counters: Arc<Counters>,
+    token: String,
+    opts: ShipOptions,
+    /// The first error that stopped the run.
+    fatal: Mutex<Option<String>>,
+}
+
+impl Run {
+    fn stop(&self, why: String) {
+        let mut fatal = self.fatal.lock().unwrap();
+        if fatal.is_none() {
+            tracing::error!(error = %why, "stopping the run");
+            *fatal = Some(why);
+        }
+    }
+
+    fn stopped(&self) -> bool {
+        self.fatal.lock().unwrap().is_some()
+    }
+}
+
+impl Shipper {
+    /// Ships everything new in both endpoints. Never panics on bad input; the summary tells the truth.
+    pub async fn run(&self, opts: &ShipOptions, counters: Arc<Counters>) -> Summary {
+        let started = Instant::now();
+        let run_id = format!("{:016x}", fastrand::u64(..));
+        let run = Arc::new(Run {
+            store: self.store.clone(),
+            sink: self.sink.clone(),
+            counters: counters.clone(),
+            token: claim_token(&run_id),
+            opts: opts.clone(),
+            fatal: Mutex::new(None),
+        });
+        tracing::info!(run = %run_id, store = %self.store.describe(), sink = %self.sink.describe(), "run started");
+        let mut stopped_early = false;
+        match self.source.info().await {
+            Err(e) => run.stop(e.to_string()),
+            Ok(info) => {
+                describe_capabilities(&info);
+                let mut batches = JoinSet::new();
+                let slots = Arc::new(Semaphore::new(opts.put_concurrency.max(1)));
+                for kind in EntryKind::ALL {
+                    if run.stopped() {
+                        break;
+                    }
+                    match self.read_kind(kind, &info, &run, &mut batches, &slots).await {
+                        Ok(done) => stopped_early |= !done,
+                        Err(e) => run.stop(e),
+                    }
+                }
+                while let Some(joined) = batches.join_next().await {
+                    if let Err(e) = joined {
+                        run.stop(format!("a batch task failed: {e}"));
+                    }
+                }
+            }
+        }
+        let mut summary = counters.snapshot(started.elapsed().as_secs_f64());
+        summary.stopped_early = stopped_early;
+        summary.error = run.fatal.lock().unwrap().clone();
+        summary
+    }
+
+    /// Reads one endpoint to its end (`Ok(true)`), or to the deadline (`Ok(false)`).
+    async fn read_kind(
+        &self,
+        kind: EntryKind,
+        info: &KongInfo,
+        run: &Arc<Run>,
+        batches: &mut JoinSet<()>,
+        slots: &Arc<Semaphore>,
+    ) -> Result<bool, String> {
+        let opts = &run.opts;
+        let mut pages = spawn_page_reader(self.source.clone(), first_page(kind, info, opts));
+        let mut batch = Vec::new();
+        let mut finished = true;
+        loop {
+            let next = match opts.stop_claiming_at {
+                Some(at) => match tokio::time::timeout_at(at.into(), pages.recv()).await {
+                    Ok(next) => next,
+                    Err(_) => {
+                        tracing::warn!(kind = kind.as_str(), "deadline near: no new pages are claimed in this run");
+                        finished = false;
+                        break;
+                    }
+                },
+                None => pages.recv().await,
+            };
+            let page = match next {
+                None => break,
+                Some(Ok(page)) => page,
+                Some(Err(e)) => {
+                    dispatch(std::mem::take(&mut batch), run, batches, slots).await;
+                    return Err(e.to_string());
+                }
+            };
+            if run.stopped() {
+                break;
+            }
+            for item in self.claim_page(page, info, run).await? {
+                let full = batch.len() >= MAX_BATCH_EVENTS
+                    || batch.iter().map(|i: &Item| i.events.len()).sum::<usize>() + item.events.len() > MAX_BATCH_EVENTS
+                    || batch.iter().map(Item::bytes).sum::<usize>() + item.bytes() > MAX_BATCH_BYTES;
+                if full && !batch.is_empty() {
+                    dispatch(std::mem::take(&mut batch), run, batches, slots).await;
+                }
+                batch.push(item);
+            }
+        }
+        dispatch(batch, run, batches, slots).await;
+        Ok(finished)
+    }
+
+    /// Claims one page in one round trip and maps the entries that are ours to ship.
+    async fn claim_page(&self, page: Page, info: &KongInfo, run: &Run) -> Result<Vec<Item>, String> {
+        let c = &run.counters;
+        let ctx = MapContext {
+            recipient_account_id: self.recipient_account_id.clone(),
+            record_ttl: info.record_ttl,
+            now: chrono::Utc::now().timestamp(),
+        };
+        Counters::add(&c.pages, 1);
+        let entries: Vec<Entry> = page.entries.into_iter().filter(|e| run.opts.window.contains(event_time(e, &ctx).0)).collect();
+        Counters::add(&c.read, entries.len());
+        if let Some(newest) = entries.iter().map(|e| event_time(e, &ctx).0).max() {
+            c.newest_entry_time.fetch_max(newest, std::sync::atomic::Ordering::Relaxed);
+        }
+        let keys: Vec<String> = entries.iter().map(|e| store_key(&run.opts.key_prefix, e.kind, &e.key)).collect();
+        let claimed = if run.opts.claim {
+            Counters::add(&c.store_round_trips, 1);
+            match run.store.claim(&keys, &run.token, run.opts.lease).await {
+                Ok(claimed) => claimed,
+                Err(e) => {
+                    Counters::add(&c.failed, entries.len());
+                    return Err(format!("cannot claim entries: {e}"));
+                }
+            }
+        } else {
+            vec![true; entries.len()]
+        };
+        let claimed_at = Instant::now();
+        let mut items = Vec::new();
+        for ((entry, store_key), ours) in entries.into_iter().zip(keys).zip(claimed) {
+            if !ours {
+                Counters::add(&c.already_shipped, 1);
+                continue;
+            }
+            let ttl = remaining_ttl(&entry, &ctx);
+            let (events, unshippable) = match map_entry(&entry, &ctx) {
+                Ok(events) => (events, None),
+                Err(e) => (Vec::new(), Some(("Unmappable".to_string(), e.0))),
+            };
+            items.push(Item { entry, store_key, events, ttl, unshippable, claimed_at });
+        }
+        Ok(items)
+    }
+}
+
+fn describe_capabilities(info: &KongInfo) {
+    let version = info.version_text.as_deref().unwrap_or("unknown");
+    if info.audit_log == Some(false) {
+        tracing::warn!(version, "Kong reports audit_log = off: there will be nothing to read");
+    }
+    if info.has_timestamp_filters() {
+        tracing::info!(version, record_ttl = info.record_ttl, "Kong has audit timestamp filters: reading oldest first");
+    } else {
+        tracing::info!(version, record_ttl = info.record_ttl, "Kong has no audit timestamp filters: reading the whole trail; shipped entries are skipped");
+    }
+}
+
+/// The first page of an endpoint: oldest first where Kong can sort and filter by time; otherwise
+/// in key order, which is stable under Kong's keyset paging.
+fn first_page(kind: EntryKind, info: &KongInfo, opts: &ShipOptions) -> PageRequest {
+    let by_time = info.has_timestamp_filters();
+    PageRequest {
+        kind,
+        size: opts.page_size,
+        sort_by: if by_time { "request_timestamp" } else { kind.key_field() },
+        sort_desc: false,
+        after: opts.window.since.filter(|_| by_time),
+        before: opts.window.until.filter(|_| by_time),
+        offset: None,
+    }
+}
+
+/// Fetches pages ahead of the consumer, one at a time, until the last page, an error, or until the
+/// consumer stops listening. An offset seen twice ends the read with an error instead of a loop.
+fn spawn_page_reader(source: Arc<dyn AuditSource>, first: PageRequest) -> mpsc::Receiver<Result<Page, KongError>> {
+    let (tx, rx) = mpsc::channel(1);
+    tokio::spawn(async move {
+        let mut request = first;
+        let mut seen = HashSet::new();
+        loop {
+            let result = source.page(&request).await;
+            let next = result.as_ref().ok().and_then(|p| p.offset.clone());
+            if tx.send(result).await.is_err() {
+                return;
+            }
+            let Some(offset) = next else { return };
+            if !seen.insert(offset.clone()) {
+                let url = format!("/{}", request.kind.path());
+                let _ = tx
+                    .send(Err(KongError::Rejected { url, status: 200, message: "Kong returned an offset it had already returned; paging would loop".into() }))
+                    .await;
+                return;
+            }
+            request.offset = Some(offset);
+        }
+    });
+    rx
+}
+
+async fn dispatch(items: Vec<Item>, run: &Arc<Run>, batches: &mut JoinSet<()>, slots: &Arc<Semaphore>) {
+    if items.is_empty() {
+        return;
+    }
+    let permit = slots.clone().acquire_owned().await.expect("the semaphore is never closed");
+    let run = run.clone();
+    batches.spawn(async move {
+        deliver(&run, items).await;
+        drop(permit);
+    });
+}
+
+/// Puts one batch, retrying transient failures, then records the outcome in one round trip.
+async fn deliver(run: &Run, items: Vec<Item>) {
+    let c = &run.counters;
+    let owner: HashMap<&str, usize> = items.iter().enumerate().flat_map(|(i, it)| it.events.iter().map(move |e| (e.id.as_str(), i))).collect();
+    let mut outstanding: Vec<AuditEvent> = items.iter().filter(|i| i.unshippable.is_none()).flat_map(|i| i.events.iter().cloned()).collect();
+    let mut accepted = HashSet::new();
+    let mut refused: HashMap<String, Refusal> = HashMap::new();
+    let mut retried: HashSet<usize> = HashSet::new();
+    let mut last_problem = String::new();
+    let oldest_claim = items.iter().map(|i| i.claimed_at).min();
+    let mut tries = 0;
+    while !outstanding.is_empty() && !run.stopped() {
+        if oldest_claim.is_some_and(|at| at + run.opts.lease < Instant::now() + Duration::from_secs(60)) {
+            last_problem = "the claim lease is about to lapse".into();
+            break;
+        }
+        tries += 1;
+        let mut again = Vec::new();
+        for call in split_into_calls(&outstanding) {
+            Counters::add(&c.put_calls, 1);
+            match run.sink.put(call).await {
+                Ok(report) => {
+                    let ok: HashSet<&str> = report.successful.iter().map(String::as_str).collect();
+                    let failed: HashMap<&str, &Refusal> = report.failed.iter().map(|r| (r.id.as_str(), r)).collect();
+                    for e in call {
+                        if ok.contains(e.id.as_str()) {
+                            accepted.insert(e.id.clone());
+                        } else if let Some(r) = failed.get(e.id.as_str()).filter(|r| !r.is_transient()) {
+                            refused.insert(e.id.clone(), (*r).clone());
+                        } else {
+                            last_problem = failed.get(e.id.as_str()).map_or("event missing from the response".into(), |r| r.code.clone());
+                            again.push(e.clone());
+                        }
+                    }
+                }
+                Err(SinkError::Transient(why)) => {
+                    last_problem = why;
+                    again.extend_from_slice(call);
+                }
+                Err(SinkError::Fatal(why)) => {
+                    run.stop(why);
+                    break;
+                }
+            }
+        }
+        outstanding = again;
+        if outstanding.is_empty() || run.stopped() {
+            break;
+        }
+        retried.extend(outstanding.iter().filter_map(|e| owner.get(e.id.as_str()).copied()));
+        match run.opts.backoff.wait(tries, None, run.opts.finish_by) {
+            Some(wait) => {
+                tracing::warn!(events = outstanding.len(), problem = %last_problem, retry = tries, wait_ms = wait.as_millis() as u64, "retrying events");
+                tokio::time::sleep(wait).await;
+            }
+            None => break,
+        }
+    }
+    Counters::add(&c.retried, retried.len());
+
+    let mut settlement = Settlement::default();
+    let (mut shipped, mut rejected, mut failed) = (0, 0, 0);
+    for item in &items {
+        let refusal = item.events.iter().find_map(|e| refused.get(&e.id)).map(|r| (r.code.clone(), r.message.clone()));
+        if let Some((code, reason)) = item.unshippable.clone().or(refusal) {
+            rejected += 1;
+            tracing::error!(
+                kind = item.entry.kind.as_str(),
+                key = %item.entry.key,
+                code = %code,
+                reason = %reason,
+                entry = %item.entry.raw.get(),
+                "entry rejected for good; it is not retried until redriven"
+            );
+            settlement.marks.push((item.store_key.clone(), Mark::Rejected(code), item.ttl));
+        } else if !item.events.is_empty() && item.events.iter().all(|e| accepted.contains(&e.id)) {
+            shipped += 1;
+            settlement.marks.push((item.store_key.clone(), Mark::Shipped, item.ttl));
+        } else {
+            failed += 1;
+            settlement.releases.push(item.store_key.clone());
+        }
+    }
+    if failed > 0 {
+        tracing::warn!(entries = failed, problem = %last_problem, "entries not shipped in this run; released for the next run");
+    }
+    Counters::add(&c.shipped, shipped);
+    Counters::add(&c.rejected, rejected);
+    Counters::add(&c.failed, failed);
+    if run.opts.claim {
+        settle(run, &settlement).await;
+    }
+}
+
+/// Records a batch's outcome, retrying a few times: a shipped entry left unmarked would be shipped
+/// again once its lease lapses.
+async fn settle(run: &Run, settlement: &Settlement) {
+    let mut tries = 0;
+    loop {
+        tries += 1;
+        Counters::add(&run.counters.store_round_trips, 1);
+        match run.store.settle(settlement, &run.token).await {
+            Ok(()) => return,
+            Err(e) => match run.opts.backoff.wait(tries, None, None).filter(|_| tries < 4) {
+                Some(wait) => tokio::time::sleep(wait).await,
+                None => {
+                    let shipped = settlement.marks.iter().filter(|m| m.1 == Mark::Shipped).count();
+                    run.stop(format!(
+                        "{shipped} entries were shipped but could not be recorded ({e}); they may be shipped again after their lease of {} s",
+                        run.opts.lease.as_secs()
+                    ));
+                    return;
+                }
+            },
+        }
+    }
+}

@@ -1,0 +1,90 @@
+data "aws_iam_policy_document" "assume_role" {
+  statement {
+    sid     = "LambdaAssumesRole"
+    actions = ["sts:AssumeRole"]
+
+    principals {
+      type        = "Service"
+      identifiers = ["lambda.amazonaws.com"]
+    }
+  }
+}
+
+resource "aws_iam_role" "this" {
+  name_prefix          = "${substr(var.name, 0, 37)}-"
+  description          = "Execution role of the ${var.name} Lambda"
+  assume_role_policy   = data.aws_iam_policy_document.assume_role.json
+  permissions_boundary = var.permissions_boundary_arn
+}
+
+# Least privilege: every statement names its resources, except the EC2
+# network-interface and X-Ray actions, which accept only "*".
+data "aws_iam_policy_document" "this" {
+  #checkov:skip=CKV_AWS_111:Only the Lambda VPC statement has write actions on "*": Lambda manages the function's ENIs with ec2:Create/DeleteNetworkInterface and Assign/UnassignPrivateIpAddresses under this role, and those calls are not scoped by resource in Lambda's own documented policy (AWSLambdaVPCAccessExecutionRole uses "*" too).
+  #checkov:skip=CKV_AWS_356:"*" appears only in the Lambda VPC ENI statement (ec2:*NetworkInterface*, required by Lambda on "*") and the X-Ray statement (xray:PutTraceSegments/PutTelemetryRecords have no resource-level permissions).
+
+  statement {
+    sid       = "PutAuditEventsToTheChannel"
+    actions   = ["cloudtrail-data:PutAuditEvents"]
+    resources = [local.channel_arn]
+  }
+
+  statement {
+    sid       = "ReadTheTwoSecrets"
+    actions   = ["secretsmanager:GetSecretValue"]
+    resources = local.secret_arns
+  }
+
+  statement {
+    # Decrypt: secrets and the Lambda environment. GenerateDataKey: sending to
+    # the KMS-encrypted dead-letter queue (SQS needs both for SSE-KMS).
+    sid       = "UseTheKey"
+    actions   = ["kms:Decrypt", "kms:GenerateDataKey"]
+    resources = distinct(concat([local.kms_key_arn], var.additional_kms_key_arns))
+  }
+
+  statement {
+    sid       = "DeadLetterRejectedEntries"
+    actions   = ["sqs:SendMessage"]
+    resources = [aws_sqs_queue.dead_letter.arn]
+  }
+
+  statement {
+    sid       = "WriteOwnLogGroup"
+    actions   = ["logs:CreateLogStream", "logs:PutLogEvents"]
+    resources = ["${aws_cloudwatch_log_group.this.arn}:*"]
+  }
+
+  statement {
+    # Required by Lambda to attach the function to the VPC. These EC2 actions
+    # are used by the Lambda service with this role and must be allowed on "*"
+    # (same as the AWSLambdaVPCAccessExecutionRole managed policy, which is not
+    # attached because it also grants logs:* on every log group).
+    sid = "LambdaVpcNetworkInterfaces"
+    actions = [
+      "ec2:CreateNetworkInterface",
+      "ec2:DescribeNetworkInterfaces",
+      "ec2:DeleteNetworkInterface",
+      "ec2:AssignPrivateIpAddresses",
+      "ec2:UnassignPrivateIpAddresses",
+    ]
+    resources = ["*"]
+  }
+
+  dynamic "statement" {
+    for_each = var.tracing_mode == "Active" ? [1] : []
+    content {
+      # X-Ray has no resource-level permissions for these two actions: "*" is
+      # the only valid resource.
+      sid       = "XRayTraces"
+      actions   = ["xray:PutTraceSegments", "xray:PutTelemetryRecords"]
+      resources = ["*"]
+    }
+  }
+}
+
+resource "aws_iam_role_policy" "this" {
+  name   = "kong-audit-shipper"
+  role   = aws_iam_role.this.id
+  policy = data.aws_iam_policy_document.this.json
+}

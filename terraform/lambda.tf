@@ -1,0 +1,87 @@
+resource "aws_cloudwatch_log_group" "this" {
+  name              = local.log_group_name
+  retention_in_days = var.log_retention_days
+  kms_key_id        = local.kms_key_arn
+}
+
+resource "aws_lambda_function" "this" {
+  #checkov:skip=CKV_AWS_116:Failed scheduled invocations carry no data (the event is only "run now") and async retries are off on purpose: the next scheduled run re-reads the same window and the Redis claims make that safe. Failures are alarmed (Errors, no-success alarm); rejected entries have their own dead-letter queue (DEAD_LETTER_QUEUE_URL).
+  #checkov:skip=CKV_AWS_115:Reserved concurrency is optional (var.reserved_concurrent_executions, default unreserved): concurrent runs are harmless because every entry is claimed with Redis SET NX before it is shipped, and reserving capacity fails on accounts with the minimum concurrency quota.
+  #checkov:skip=CKV_AWS_272:The artifact is built by this repository's CI (cargo lambda build / Dockerfile) and deployed by the same pipeline; AWS Signer code signing needs a signing profile outside this module. Deployers who use Signer can add code_signing_config_arn.
+
+  function_name = var.name
+  description   = "Ships Kong Gateway Enterprise Admin API audit entries to CloudTrail Lake (PutAuditEvents)"
+  role          = aws_iam_role.this.arn
+  architectures = var.architectures
+  timeout       = var.lambda_timeout
+  memory_size   = var.lambda_memory_size
+
+  # Zip (default) or container image built from the repository's Dockerfile.
+  # filebase64sha256() of a missing zip is only evaluated when the zip is used.
+  package_type     = local.is_image ? "Image" : "Zip"
+  image_uri        = local.is_image ? var.image_uri : null
+  runtime          = local.is_image ? null : "provided.al2023"
+  handler          = local.is_image ? null : "bootstrap"
+  filename         = local.is_image ? null : var.lambda_zip_path
+  source_code_hash = local.is_image ? null : filebase64sha256(var.lambda_zip_path)
+
+  reserved_concurrent_executions = var.reserved_concurrent_executions
+
+  kms_key_arn = local.kms_key_arn
+  environment {
+    variables = local.lambda_environment
+  }
+
+  vpc_config {
+    subnet_ids         = var.subnet_ids
+    security_group_ids = [aws_security_group.lambda.id]
+  }
+
+  tracing_config {
+    mode = var.tracing_mode
+  }
+
+  # Lambda sets AWS_LAMBDA_LOG_FORMAT=JSON and AWS_LAMBDA_LOG_LEVEL from this.
+  # The application level stays INFO: the program's EMF metric line has no
+  # level (Lambda counts it as INFO) and a higher level would drop the metrics.
+  logging_config {
+    log_format            = "JSON"
+    application_log_level = "INFO"
+    system_log_level      = "WARN"
+    log_group             = aws_cloudwatch_log_group.this.name
+  }
+
+  depends_on = [
+    # ENI permissions must exist before Lambda creates the VPC attachment.
+    aws_iam_role_policy.this,
+    aws_secretsmanager_secret_version.kong_admin_token,
+    aws_secretsmanager_secret_version.redis_auth_token,
+  ]
+
+  lifecycle {
+    precondition {
+      condition     = var.create_channel ? var.channel_arn == "" : var.channel_arn != ""
+      error_message = "Set channel_arn (an existing channel), or create_channel = true with event_data_store_arn, but not both."
+    }
+    precondition {
+      condition     = local.create_redis || length(var.redis_cidrs) > 0
+      error_message = "existing_redis_url needs redis_cidrs (the Redis nodes' CIDRs) so the Lambda security group can reach them."
+    }
+    precondition {
+      condition     = local.is_image || fileexists(var.lambda_zip_path)
+      error_message = "lambda_zip_path does not exist: build it first (cargo lambda build --release --arm64 --output-format zip) or set image_uri."
+    }
+    precondition {
+      condition     = var.kong_admin_token == "" || var.existing_kong_admin_token_secret_arn == ""
+      error_message = "Set either kong_admin_token or existing_kong_admin_token_secret_arn, not both."
+    }
+  }
+}
+
+# Scheduled events are invoked asynchronously. No retries: a failed run's
+# window is re-read by the next run, and a retry would only overlap it.
+resource "aws_lambda_function_event_invoke_config" "this" {
+  function_name                = aws_lambda_function.this.function_name
+  maximum_retry_attempts       = 0
+  maximum_event_age_in_seconds = local.max_event_age_seconds
+}

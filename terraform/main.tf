@@ -1,0 +1,72 @@
+data "aws_caller_identity" "current" {}
+
+data "aws_partition" "current" {}
+
+data "aws_region" "current" {}
+
+# The VPC is taken from the first Lambda subnet, so the user only lists subnets.
+data "aws_subnet" "lambda" {
+  id = var.subnet_ids[0]
+}
+
+locals {
+  account_id = data.aws_caller_identity.current.account_id
+  partition  = data.aws_partition.current.partition
+  region     = data.aws_region.current.region
+  vpc_id     = data.aws_subnet.lambda.vpc_id
+
+  is_image       = var.image_uri != ""
+  log_group_name = "/aws/lambda/${var.name}"
+
+  # --- KMS -------------------------------------------------------------------
+  create_kms_key = var.kms_key_arn == ""
+  kms_key_arn    = local.create_kms_key ? aws_kms_key.this[0].arn : var.kms_key_arn
+
+  # --- Channel ---------------------------------------------------------------
+  channel_arn = var.create_channel ? awscc_cloudtrail_channel.this[0].channel_arn : var.channel_arn
+
+  # --- Kong token secret ---------------------------------------------------------
+  create_kong_secret    = var.existing_kong_admin_token_secret_arn == ""
+  kong_token_secret_arn = local.create_kong_secret ? aws_secretsmanager_secret.kong_admin_token[0].arn : var.existing_kong_admin_token_secret_arn
+
+  # --- Redis -----------------------------------------------------------------
+  create_redis     = var.existing_redis_url == ""
+  redis_subnet_ids = length(var.redis_subnet_ids) > 0 ? var.redis_subnet_ids : var.subnet_ids
+  redis_port       = local.create_redis ? 6379 : try(tonumber(regex("^rediss?://(?:[^@/]+@)?[^:/]+:([0-9]+)", var.existing_redis_url)[0]), 6379)
+  # No password in the URL: the program reads it from REDIS_PASSWORD_SECRET_ARN.
+  redis_url = local.create_redis ? "rediss://${aws_elasticache_replication_group.this[0].primary_endpoint_address}:6379" : var.existing_redis_url
+  redis_password_secret_arn = (
+    local.create_redis ? aws_secretsmanager_secret.redis_auth_token[0].arn : var.existing_redis_password_secret_arn
+  )
+  has_redis_password = local.create_redis || var.existing_redis_password_secret_arn != ""
+
+  secret_arns = compact([
+    local.kong_token_secret_arn,
+    local.has_redis_password ? local.redis_password_secret_arn : "",
+  ])
+
+  # --- Schedule / alarms -----------------------------------------------------
+  # A queued invocation older than one period is superseded by the next run.
+  max_event_age_seconds = min(max(var.schedule_period_seconds, 60), 21600)
+  lag_threshold_seconds = coalesce(var.lag_alarm_threshold_seconds, 2 * var.schedule_period_seconds)
+
+  # --- Environment of the program (the names are the program's interface) ----
+  # Optional entries are left out rather than set to "", and only on values
+  # known at plan time, so the plan shows the whole environment.
+  lambda_environment = merge(
+    {
+      KONG_ADMIN_API              = var.kong_admin_api
+      KONG_ADMIN_TOKEN_SECRET_ARN = local.kong_token_secret_arn
+      CHANNEL_ARN                 = local.channel_arn
+      REDIS_URL                   = local.redis_url
+      REDIS_KEY_PREFIX            = var.redis_key_prefix
+      DEADLINE_MARGIN_SECONDS     = tostring(var.deadline_margin_seconds)
+      OVERLAP_SECONDS             = tostring(var.overlap_seconds)
+      DEAD_LETTER_QUEUE_URL       = aws_sqs_queue.dead_letter.url
+    },
+    local.has_redis_password ? { REDIS_PASSWORD_SECRET_ARN = local.redis_password_secret_arn } : {},
+    var.kong_root_ca_pem != "" ? { KONG_ROOT_CA = var.kong_root_ca_pem } : {},
+    var.channel_external_id != "" ? { CHANNEL_EXTERNAL_ID = var.channel_external_id } : {},
+    var.rust_log != "" ? { RUST_LOG = var.rust_log } : {},
+  )
+}

@@ -1,0 +1,58 @@
+# Security group of the Lambda ENIs: no ingress at all, and egress only where
+# the program talks to. Terraform removes the default allow-all egress rule of
+# a new security group, so the rules below are the complete list.
+# DNS needs no rule: security groups do not filter the VPC resolver (VPC+2).
+
+resource "aws_security_group" "lambda" {
+  name_prefix = "${var.name}-lambda-"
+  description = "${var.name} Lambda: no ingress; egress to Kong Admin API, the dedup store and HTTPS (AWS APIs)"
+  vpc_id      = local.vpc_id
+
+  lifecycle {
+    create_before_destroy = true
+  }
+}
+
+resource "aws_vpc_security_group_egress_rule" "kong_admin" {
+  for_each = toset(var.kong_admin_cidrs)
+
+  security_group_id = aws_security_group.lambda.id
+  description       = "Kong Admin API at ${each.value}"
+  ip_protocol       = "tcp"
+  from_port         = var.kong_admin_port
+  to_port           = var.kong_admin_port
+  cidr_ipv4         = each.value
+}
+
+resource "aws_vpc_security_group_egress_rule" "redis_managed" {
+  count = local.create_redis ? 1 : 0
+
+  security_group_id            = aws_security_group.lambda.id
+  description                  = "Dedup store (ElastiCache, TLS)"
+  ip_protocol                  = "tcp"
+  from_port                    = 6379
+  to_port                      = 6379
+  referenced_security_group_id = aws_security_group.redis[0].id
+}
+
+resource "aws_vpc_security_group_egress_rule" "redis_existing" {
+  for_each = local.create_redis ? toset([]) : toset(var.redis_cidrs)
+
+  security_group_id = aws_security_group.lambda.id
+  description       = "Existing dedup store at ${each.value}"
+  ip_protocol       = "tcp"
+  from_port         = local.redis_port
+  to_port           = local.redis_port
+  cidr_ipv4         = each.value
+}
+
+resource "aws_vpc_security_group_egress_rule" "https" {
+  for_each = toset(var.https_egress_cidrs)
+
+  security_group_id = aws_security_group.lambda.id
+  description       = "HTTPS to AWS APIs (Secrets Manager, SQS, CloudTrail Data, X-Ray) via ${each.value}"
+  ip_protocol       = "tcp"
+  from_port         = 443
+  to_port           = 443
+  cidr_ipv4         = each.value
+}

@@ -1,0 +1,76 @@
+# Dedup store: ElastiCache (Valkey or Redis OSS), TLS only, AUTH token from
+# Secrets Manager. Skipped entirely when existing_redis_url is set.
+
+resource "aws_elasticache_subnet_group" "this" {
+  count = local.create_redis ? 1 : 0
+
+  name        = var.name
+  description = "${var.name} dedup store"
+  subnet_ids  = local.redis_subnet_ids
+}
+
+resource "aws_security_group" "redis" {
+  count = local.create_redis ? 1 : 0
+
+  name_prefix = "${var.name}-redis-"
+  description = "${var.name} dedup store: 6379 from the shipper Lambda only"
+  vpc_id      = local.vpc_id
+
+  lifecycle {
+    create_before_destroy = true
+  }
+}
+
+resource "aws_vpc_security_group_ingress_rule" "redis_from_lambda" {
+  count = local.create_redis ? 1 : 0
+
+  security_group_id            = aws_security_group.redis[0].id
+  description                  = "Redis/Valkey (TLS) from the ${var.name} Lambda"
+  ip_protocol                  = "tcp"
+  from_port                    = 6379
+  to_port                      = 6379
+  referenced_security_group_id = aws_security_group.lambda.id
+}
+
+resource "aws_elasticache_replication_group" "this" {
+  count = local.create_redis ? 1 : 0
+  #checkov:skip=CKV2_AWS_50:Multi-AZ automatic failover is on whenever redis_num_cache_clusters > 1 (the default is 2); a deliberately single-node (test) group cannot fail over. Checkov does not evaluate the expression.
+
+  replication_group_id = var.name
+  description          = "${var.name} dedup store (claims, shipped markers, watermarks)"
+
+  engine               = var.redis_engine
+  engine_version       = var.redis_engine_version
+  node_type            = var.redis_node_type
+  num_cache_clusters   = var.redis_num_cache_clusters
+  port                 = 6379
+
+  subnet_group_name  = aws_elasticache_subnet_group.this[0].name
+  security_group_ids = [aws_security_group.redis[0].id]
+
+  automatic_failover_enabled = var.redis_num_cache_clusters > 1
+  multi_az_enabled           = var.redis_num_cache_clusters > 1
+
+  at_rest_encryption_enabled = true
+  kms_key_id                 = local.kms_key_arn
+  transit_encryption_enabled = true
+  transit_encryption_mode    = "required"
+  auth_token                 = random_password.redis_auth_token[0].result
+  # hashicorp/aws 6 wants the strategy spelled out whenever auth_token is set.
+  # ROTATE keeps the old token valid until the next SET, so a running function
+  # is not cut off while a new token is rolled out.
+  auth_token_update_strategy = "ROTATE"
+
+  auto_minor_version_upgrade = true
+  snapshot_retention_limit   = var.redis_snapshot_retention_days
+  snapshot_window            = var.redis_snapshot_window
+  maintenance_window         = var.redis_maintenance_window
+  apply_immediately          = var.redis_apply_immediately
+
+  lifecycle {
+    precondition {
+      condition     = var.redis_num_cache_clusters == 1 || length(local.redis_subnet_ids) >= 2
+      error_message = "Multi-AZ failover (redis_num_cache_clusters >= 2) needs subnets in at least two availability zones: list two or more in redis_subnet_ids or subnet_ids."
+    }
+  }
+}

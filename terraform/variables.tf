@@ -1,0 +1,519 @@
+###############################################################################
+# General
+###############################################################################
+
+variable "aws_region" {
+  description = "AWS region to deploy into. null = AWS_REGION / shared config."
+  type        = string
+  default     = null
+}
+
+variable "name" {
+  description = "Base name for every resource (Lambda function, ElastiCache replication group, queue, alarms). Lowercase letters, digits and single hyphens, starting with a letter, at most 40 characters (ElastiCache's limit)."
+  type        = string
+  default     = "kong-audit-shipper"
+
+  validation {
+    condition     = length(var.name) <= 40 && can(regex("^[a-z]([a-z0-9]|-[a-z0-9])*$", var.name))
+    error_message = "name must start with a lowercase letter, contain only lowercase letters, digits and single hyphens, not end with a hyphen, and be at most 40 characters."
+  }
+}
+
+variable "tags" {
+  description = "Tags applied to every resource (provider default_tags; also copied to the CloudTrail channel when it is created)."
+  type        = map(string)
+  default     = {}
+}
+
+###############################################################################
+# Lambda package and sizing
+###############################################################################
+
+variable "lambda_zip_path" {
+  description = "Path (relative to the directory you run terraform in) of the zip built by `cargo lambda build --release --arm64 --output-format zip`. Ignored when image_uri is set."
+  type        = string
+  default     = "../target/lambda/kong-audit-shipper/bootstrap.zip"
+}
+
+variable "image_uri" {
+  description = "ECR image URI (built from the repository's Dockerfile). Non-empty => the function is deployed as a container image instead of the zip."
+  type        = string
+  default     = ""
+}
+
+variable "architectures" {
+  description = "Lambda instruction set; must match the binary. [\"arm64\"] (Graviton, cheaper) or [\"x86_64\"]."
+  type        = list(string)
+  default     = ["arm64"]
+
+  validation {
+    condition     = length(var.architectures) == 1 && contains(["arm64", "x86_64"], var.architectures[0])
+    error_message = "architectures must be [\"arm64\"] or [\"x86_64\"]."
+  }
+}
+
+variable "lambda_timeout" {
+  description = "Function timeout in seconds. The program stops DEADLINE_MARGIN_SECONDS before it and leaves the dedup store consistent."
+  type        = number
+  default     = 900
+
+  validation {
+    condition     = var.lambda_timeout >= 60 && var.lambda_timeout <= 900
+    error_message = "lambda_timeout must be between 60 and 900 seconds."
+  }
+}
+
+variable "lambda_memory_size" {
+  description = "Function memory in MB (CPU scales with it)."
+  type        = number
+  default     = 256
+
+  validation {
+    condition     = var.lambda_memory_size >= 128 && var.lambda_memory_size <= 10240
+    error_message = "lambda_memory_size must be between 128 and 10240 MB."
+  }
+}
+
+variable "reserved_concurrent_executions" {
+  description = "null (default) = unreserved. Overlapping runs are safe (every entry is claimed in Redis with SET NX before it is shipped), and reserving capacity fails on accounts whose unreserved pool would drop below 10 (typical for new accounts). Set 1 to cap the function at one concurrent run; an overlapping scheduled event is then throttled and retried by Lambda until it is older than the schedule period, not lost."
+  type        = number
+  default     = null
+
+  validation {
+    condition     = var.reserved_concurrent_executions == null || try(var.reserved_concurrent_executions >= 1, false)
+    error_message = "reserved_concurrent_executions must be null (unreserved) or >= 1 (0 would disable the function)."
+  }
+}
+
+variable "tracing_mode" {
+  description = "X-Ray tracing mode of the function: Active or PassThrough."
+  type        = string
+  default     = "Active"
+
+  validation {
+    condition     = contains(["Active", "PassThrough"], var.tracing_mode)
+    error_message = "tracing_mode must be Active or PassThrough."
+  }
+}
+
+variable "rust_log" {
+  description = "Optional RUST_LOG filter for the program (e.g. \"info,kong_audit_shipper=debug\"). Empty = the program's default. Lambda's application log level stays INFO so the EMF metric line is never dropped."
+  type        = string
+  default     = ""
+  nullable    = false
+}
+
+variable "log_retention_days" {
+  description = "Retention of the function's CloudWatch log group, in days (0 = never expire)."
+  type        = number
+  default     = 365
+
+  validation {
+    condition     = contains([0, 1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096, 1827, 2192, 2557, 2922, 3288, 3653], var.log_retention_days)
+    error_message = "log_retention_days must be one of the values CloudWatch Logs accepts (e.g. 365, 731, 1827, 3653, or 0 for never)."
+  }
+}
+
+variable "permissions_boundary_arn" {
+  description = "Optional IAM permissions boundary for the function's execution role."
+  type        = string
+  default     = null
+}
+
+###############################################################################
+# Network
+###############################################################################
+
+variable "subnet_ids" {
+  description = "Private subnets for the Lambda ENIs (and, unless redis_subnet_ids is set, for ElastiCache). They need a route to Kong's Admin API and to the AWS APIs (NAT gateway or VPC endpoints for Secrets Manager, SQS and CloudTrail Data)."
+  type        = list(string)
+
+  validation {
+    condition     = length(var.subnet_ids) >= 1
+    error_message = "subnet_ids must list at least one subnet."
+  }
+}
+
+variable "kong_admin_port" {
+  description = "TCP port of the Kong Admin API the Lambda may reach (egress rule)."
+  type        = number
+  default     = 8444
+
+  validation {
+    condition     = var.kong_admin_port >= 1 && var.kong_admin_port <= 65535
+    error_message = "kong_admin_port must be a TCP port number."
+  }
+}
+
+variable "kong_admin_cidrs" {
+  description = "IPv4 CIDRs of the Kong control plane / Admin API load balancer (egress rule on kong_admin_port)."
+  type        = list(string)
+
+  validation {
+    condition     = length(var.kong_admin_cidrs) >= 1 && alltrue([for c in var.kong_admin_cidrs : can(cidrhost(c, 0)) && !can(regex(":", c))])
+    error_message = "kong_admin_cidrs must be a non-empty list of IPv4 CIDRs."
+  }
+}
+
+variable "https_egress_cidrs" {
+  description = "IPv4 CIDRs the Lambda may reach on 443 for the AWS APIs (Secrets Manager, SQS, CloudTrail Data, X-Ray). Narrow it to your VPC endpoints' CIDRs if you use them."
+  type        = list(string)
+  default     = ["0.0.0.0/0"]
+
+  validation {
+    condition     = alltrue([for c in var.https_egress_cidrs : can(cidrhost(c, 0)) && !can(regex(":", c))])
+    error_message = "https_egress_cidrs must be IPv4 CIDRs."
+  }
+}
+
+###############################################################################
+# Kong
+###############################################################################
+
+variable "kong_admin_api" {
+  description = "Base URL of the Kong Admin API, e.g. https://kong-cp.internal:8444 (env KONG_ADMIN_API)."
+  type        = string
+
+  validation {
+    condition     = can(regex("^https?://[^/]+", var.kong_admin_api))
+    error_message = "kong_admin_api must be an http(s) URL, e.g. https://kong-cp.internal:8444."
+  }
+}
+
+variable "kong_admin_token" {
+  description = "Kong RBAC token (Kong-Admin-Token) with read access to /audit/requests and /audit/objects. Stored in a Secrets Manager secret this module creates; it also ends up in the Terraform state, so protect the state or use existing_kong_admin_token_secret_arn instead."
+  type        = string
+  default     = ""
+  nullable    = false
+  sensitive   = true
+}
+
+variable "existing_kong_admin_token_secret_arn" {
+  description = "ARN of an existing Secrets Manager secret whose SecretString is the Kong RBAC token. Set this instead of kong_admin_token to keep the token out of Terraform."
+  type        = string
+  default     = ""
+  nullable    = false
+
+  validation {
+    condition     = var.existing_kong_admin_token_secret_arn == "" || can(regex("^arn:aws[a-z-]*:secretsmanager:[a-z0-9-]+:[0-9]{12}:secret:.+$", var.existing_kong_admin_token_secret_arn))
+    error_message = "existing_kong_admin_token_secret_arn must be a Secrets Manager secret ARN."
+  }
+}
+
+variable "kong_root_ca_pem" {
+  description = "Optional PEM of the CA that signed Kong's Admin API certificate (env KONG_ROOT_CA). Lambda limits all environment variables together to 4 KB, so keep this to one certificate."
+  type        = string
+  default     = ""
+
+  validation {
+    condition     = var.kong_root_ca_pem == "" || (can(regex("-----BEGIN CERTIFICATE-----", var.kong_root_ca_pem)) && length(var.kong_root_ca_pem) <= 3000)
+    error_message = "kong_root_ca_pem must be PEM text (-----BEGIN CERTIFICATE-----) of at most 3000 characters (Lambda's 4 KB limit on all environment variables)."
+  }
+}
+
+###############################################################################
+# CloudTrail Lake channel
+###############################################################################
+
+variable "channel_arn" {
+  description = "ARN of the CloudTrail Lake channel (source Custom) events are put to (env CHANNEL_ARN). Required unless create_channel = true."
+  type        = string
+  default     = ""
+  nullable    = false
+
+  validation {
+    condition     = var.channel_arn == "" || can(regex("^arn:aws[a-z-]*:cloudtrail:[a-z0-9-]+:[0-9]{12}:channel/.+$", var.channel_arn))
+    error_message = "channel_arn must look like arn:aws:cloudtrail:<region>:<account>:channel/<id>."
+  }
+}
+
+variable "channel_external_id" {
+  description = "Optional external ID required by the channel's resource policy (env CHANNEL_EXTERNAL_ID)."
+  type        = string
+  default     = ""
+}
+
+variable "create_channel" {
+  description = "Create the channel with the awscc provider (source Custom) pointing at event_data_store_arn. The event data store itself is never created by this module."
+  type        = bool
+  default     = false
+}
+
+variable "channel_name" {
+  description = "Name of the channel when create_channel = true (3-128 of [a-zA-Z0-9._-]). Empty = var.name."
+  type        = string
+  default     = ""
+  nullable    = false
+
+  validation {
+    condition     = var.channel_name == "" || can(regex("^[a-zA-Z0-9._-]{3,128}$", var.channel_name))
+    error_message = "channel_name must be 3-128 characters of [a-zA-Z0-9._-]."
+  }
+}
+
+variable "event_data_store_arn" {
+  description = "ARN of an existing CloudTrail Lake event data store (category ActivityAuditLog) the created channel delivers to. Only used when create_channel = true."
+  type        = string
+  default     = ""
+  nullable    = false
+
+  validation {
+    condition     = var.event_data_store_arn == "" || can(regex("^arn:aws[a-z-]*:cloudtrail:[a-z0-9-]+:[0-9]{12}:eventdatastore/.+$", var.event_data_store_arn))
+    error_message = "event_data_store_arn must look like arn:aws:cloudtrail:<region>:<account>:eventdatastore/<id>."
+  }
+}
+
+###############################################################################
+# Program tuning (passed as environment variables)
+###############################################################################
+
+variable "redis_key_prefix" {
+  description = "Prefix of every key the program writes in Redis (env REDIS_KEY_PREFIX). Change it to share one Redis between several Kong clusters."
+  type        = string
+  default     = "kong-audit-shipper:"
+}
+
+variable "deadline_margin_seconds" {
+  description = "The program stops claiming new work this many seconds before the Lambda deadline (env DEADLINE_MARGIN_SECONDS)."
+  type        = number
+  default     = 60
+
+  validation {
+    condition     = var.deadline_margin_seconds >= 5 && var.deadline_margin_seconds < 900
+    error_message = "deadline_margin_seconds must be between 5 and 899."
+  }
+}
+
+variable "overlap_seconds" {
+  description = "How far before the stored watermark each run re-reads Kong (env OVERLAP_SECONDS); already shipped entries are skipped by the Redis claims."
+  type        = number
+  default     = 300
+
+  validation {
+    condition     = var.overlap_seconds >= 0
+    error_message = "overlap_seconds must be >= 0."
+  }
+}
+
+###############################################################################
+# Redis (dedup store)
+###############################################################################
+
+variable "existing_redis_url" {
+  description = "Use an existing Redis/Valkey instead of creating ElastiCache: redis:// or rediss://[user@]host[:port][/db]. No password in the URL; put it in a secret and pass existing_redis_password_secret_arn."
+  type        = string
+  default     = ""
+  nullable    = false
+
+  validation {
+    condition     = var.existing_redis_url == "" || can(regex("^rediss?://([^:@/]+@)?[^:@/]+(:[0-9]{1,5})?(/[0-9]+)?$", var.existing_redis_url))
+    error_message = "existing_redis_url must be redis(s)://[user@]host[:port][/db] without a password."
+  }
+}
+
+variable "existing_redis_password_secret_arn" {
+  description = "ARN of a Secrets Manager secret whose SecretString is the password / AUTH token of existing_redis_url. Optional."
+  type        = string
+  default     = ""
+  nullable    = false
+
+  validation {
+    condition     = var.existing_redis_password_secret_arn == "" || can(regex("^arn:aws[a-z-]*:secretsmanager:[a-z0-9-]+:[0-9]{12}:secret:.+$", var.existing_redis_password_secret_arn))
+    error_message = "existing_redis_password_secret_arn must be a Secrets Manager secret ARN."
+  }
+}
+
+variable "redis_cidrs" {
+  description = "IPv4 CIDRs of existing_redis_url's nodes (egress rule from the Lambda). Required with existing_redis_url."
+  type        = list(string)
+  default     = []
+
+  validation {
+    condition     = alltrue([for c in var.redis_cidrs : can(cidrhost(c, 0)) && !can(regex(":", c))])
+    error_message = "redis_cidrs must be IPv4 CIDRs."
+  }
+}
+
+variable "redis_engine" {
+  description = "ElastiCache engine: valkey or redis."
+  type        = string
+  default     = "valkey"
+
+  validation {
+    condition     = contains(["valkey", "redis"], var.redis_engine)
+    error_message = "redis_engine must be valkey or redis."
+  }
+}
+
+variable "redis_engine_version" {
+  description = "Engine version, e.g. \"8.0\" for valkey or \"7.1\" for redis. null = the engine's current default; pin it for reproducible plans."
+  type        = string
+  default     = null
+}
+
+variable "redis_node_type" {
+  description = "ElastiCache node type."
+  type        = string
+  default     = "cache.t4g.micro"
+}
+
+variable "redis_num_cache_clusters" {
+  description = "Number of nodes (1 primary + replicas). 2 or more enables Multi-AZ automatic failover; the dedup state is what prevents duplicates in CloudTrail Lake, so losing it matters. 1 is cheaper, for test stacks."
+  type        = number
+  default     = 2
+
+  validation {
+    condition     = var.redis_num_cache_clusters >= 1 && var.redis_num_cache_clusters <= 6
+    error_message = "redis_num_cache_clusters must be between 1 and 6."
+  }
+}
+
+variable "redis_subnet_ids" {
+  description = "Subnets for the ElastiCache subnet group. [] = subnet_ids. Use subnets in two or more AZs when redis_num_cache_clusters >= 2."
+  type        = list(string)
+  default     = []
+}
+
+variable "redis_snapshot_retention_days" {
+  description = "Days ElastiCache keeps daily snapshots (0 disables them)."
+  type        = number
+  default     = 7
+
+  validation {
+    condition     = var.redis_snapshot_retention_days >= 0 && var.redis_snapshot_retention_days <= 35
+    error_message = "redis_snapshot_retention_days must be between 0 and 35."
+  }
+}
+
+variable "redis_snapshot_window" {
+  description = "Daily snapshot window (UTC), e.g. \"03:00-04:00\". null = chosen by AWS."
+  type        = string
+  default     = null
+}
+
+variable "redis_maintenance_window" {
+  description = "Weekly maintenance window, e.g. \"sun:05:00-sun:06:00\". null = chosen by AWS."
+  type        = string
+  default     = null
+}
+
+variable "redis_apply_immediately" {
+  description = "Apply ElastiCache changes immediately instead of in the next maintenance window."
+  type        = bool
+  default     = false
+}
+
+###############################################################################
+# Encryption and secrets
+###############################################################################
+
+variable "kms_key_arn" {
+  description = "Customer managed KMS key used for the secrets, the log group, the dead-letter queue, ElastiCache and the Lambda environment. Empty = the module creates one (rotation enabled). A key you pass must allow logs.<region>.amazonaws.com to use it for this function's log group."
+  type        = string
+  default     = ""
+  nullable    = false
+
+  validation {
+    condition     = var.kms_key_arn == "" || can(regex("^arn:aws[a-z-]*:kms:[a-z0-9-]+:[0-9]{12}:key/.+$", var.kms_key_arn))
+    error_message = "kms_key_arn must be a KMS key ARN (arn:aws:kms:<region>:<account>:key/<id>), not an alias."
+  }
+}
+
+variable "kms_key_deletion_window_days" {
+  description = "Waiting period before the module-created KMS key is deleted after destroy."
+  type        = number
+  default     = 30
+
+  validation {
+    condition     = var.kms_key_deletion_window_days >= 7 && var.kms_key_deletion_window_days <= 30
+    error_message = "kms_key_deletion_window_days must be between 7 and 30."
+  }
+}
+
+variable "additional_kms_key_arns" {
+  description = "Other KMS keys the function may decrypt with, e.g. the customer managed key of an existing secret passed in existing_*_secret_arn."
+  type        = list(string)
+  default     = []
+}
+
+variable "secret_recovery_window_days" {
+  description = "Recovery window of the secrets this module creates (0 = delete at once on destroy)."
+  type        = number
+  default     = 7
+
+  validation {
+    condition     = var.secret_recovery_window_days == 0 || (var.secret_recovery_window_days >= 7 && var.secret_recovery_window_days <= 30)
+    error_message = "secret_recovery_window_days must be 0 or between 7 and 30."
+  }
+}
+
+###############################################################################
+# Schedule
+###############################################################################
+
+variable "schedule_expression" {
+  description = "EventBridge schedule of the function, rate() or cron()."
+  type        = string
+  default     = "rate(1 hour)"
+
+  validation {
+    condition     = can(regex("^(rate|cron)\\(.+\\)$", var.schedule_expression))
+    error_message = "schedule_expression must be rate(...) or cron(...)."
+  }
+}
+
+variable "schedule_period_seconds" {
+  description = "The schedule's period in seconds (3600 for rate(1 hour)). Used for the alarms' periods, the lag threshold and the maximum age of a queued invocation; keep it in line with schedule_expression."
+  type        = number
+  default     = 3600
+
+  validation {
+    condition     = var.schedule_period_seconds >= 60 && var.schedule_period_seconds <= 86400 && var.schedule_period_seconds % 60 == 0
+    error_message = "schedule_period_seconds must be a multiple of 60 between 60 and 86400."
+  }
+}
+
+variable "schedule_enabled" {
+  description = "false = create the rule disabled (e.g. while a CLI backfill runs first)."
+  type        = bool
+  default     = true
+}
+
+###############################################################################
+# Alarms
+###############################################################################
+
+variable "alarm_sns_topic_arns" {
+  description = "SNS topics notified when an alarm fires or clears. [] = alarms without actions."
+  type        = list(string)
+  default     = []
+}
+
+variable "enable_lag_alarm" {
+  description = "Alarm when the program's LagSeconds metric exceeds lag_alarm_threshold_seconds."
+  type        = bool
+  default     = true
+}
+
+variable "lag_alarm_threshold_seconds" {
+  description = "LagSeconds (age of the oldest unshipped entry) above which the lag alarm fires. null = 2 x schedule_period_seconds."
+  type        = number
+  default     = null
+}
+
+variable "enable_no_success_alarm" {
+  description = "Alarm when no invocation succeeded for no_success_alarm_periods schedule periods in a row (also fires when the schedule stops invoking the function)."
+  type        = bool
+  default     = true
+}
+
+variable "no_success_alarm_periods" {
+  description = "Consecutive schedule periods without a successful invocation before the no-success alarm fires."
+  type        = number
+  default     = 3
+
+  validation {
+    condition     = var.no_success_alarm_periods >= 1 && var.no_success_alarm_periods <= 24
+    error_message = "no_success_alarm_periods must be between 1 and 24."
+  }
+}
