@@ -15,7 +15,11 @@ use crate::sink::{CloudTrailSink, Sink};
 use crate::summary::{Counters, Summary};
 
 #[derive(Debug, Parser)]
-#[command(name = "kong-audit-shipper", version, about = "Ships Kong Gateway Enterprise's audit trail to AWS CloudTrail Lake, exactly once.")]
+#[command(
+    name = "kong-audit-shipper",
+    version,
+    about = "Ships Kong Gateway Enterprise's audit trail to AWS CloudTrail Lake, exactly once."
+)]
 pub struct Cli {
     #[command(flatten)]
     pub settings: Settings,
@@ -77,7 +81,11 @@ pub fn report(summary: &Summary) {
 }
 
 pub fn exit_code(summary: &Summary) -> ExitCode {
-    if summary.ok() { ExitCode::SUCCESS } else { ExitCode::from(EXIT_INCOMPLETE) }
+    if summary.ok() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(EXIT_INCOMPLETE)
+    }
 }
 
 pub fn ship_options(s: &Settings) -> ShipOptions {
@@ -114,7 +122,13 @@ pub async fn build(settings: &Settings, store: StoreRequirement) -> Result<Shipp
             let password = read_secret(&secrets, id, "REDIS_PASSWORD_SECRET_ARN").await?;
             match redis.as_mut() {
                 Some(r) => r.password = Some(password),
-                None => return Err(ConfigError { setting: "REDIS_URL", problem: "REDIS_PASSWORD_SECRET_ARN is set but no Redis is".into() }.into()),
+                None => {
+                    return Err(ConfigError {
+                        setting: "REDIS_URL",
+                        problem: "REDIS_PASSWORD_SECRET_ARN is set but no Redis is".into(),
+                    }
+                    .into());
+                }
             }
         }
     }
@@ -130,7 +144,12 @@ pub async fn build(settings: &Settings, store: StoreRequirement) -> Result<Shipp
     };
     let source = Arc::new(KongClient::new(&kong, settings.backoff())?);
     let sink: Arc<dyn Sink> = Arc::new(CloudTrailSink::new(&sdk, &channel));
-    Ok(Shipper { source, store, sink, recipient_account_id: recipient(&channel) })
+    Ok(Shipper {
+        source,
+        store,
+        sink,
+        recipient_account_id: recipient(&channel),
+    })
 }
 
 fn recipient(channel: &ChannelConfig) -> String {
@@ -138,10 +157,18 @@ fn recipient(channel: &ChannelConfig) -> String {
 }
 
 async fn read_secret(client: &aws_sdk_secretsmanager::Client, id: &str, setting: &'static str) -> Result<Secret, SetupError> {
-    let out = client.get_secret_value().secret_id(id).send().await.map_err(|e| SetupError::Secret {
-        setting,
-        detail: aws_sdk_secretsmanager::error::DisplayErrorContext(&e).to_string(),
-    })?;
+    let out = client
+        .get_secret_value()
+        .secret_id(id)
+        .send()
+        .await
+        .map_err(|e| SetupError::Secret {
+            setting,
+            detail: aws_sdk_secretsmanager::error::DisplayErrorContext(&e).to_string(),
+        })?;
     let value = out.secret_string().map(str::trim).filter(|s| !s.is_empty());
-    value.map(Secret::new).ok_or(SetupError::Secret { setting, detail: "the secret has no string value".into() })
+    value.map(Secret::new).ok_or(SetupError::Secret {
+        setting,
+        detail: "the secret has no string value".into(),
+    })
 }

@@ -23,7 +23,10 @@ pub struct ConfigError {
 }
 
 fn invalid(setting: &'static str, problem: impl Into<String>) -> ConfigError {
-    ConfigError { setting, problem: problem.into() }
+    ConfigError {
+        setting,
+        problem: problem.into(),
+    }
 }
 
 /// Every setting, as flags with environment fallbacks. Validate with the `*_config` methods.
@@ -146,17 +149,33 @@ impl RedisConfig {
 }
 
 fn host_for_url(host: &str) -> String {
-    if host.contains(':') && !host.starts_with('[') { format!("[{host}]") } else { host.to_string() }
+    if host.contains(':') && !host.starts_with('[') {
+        format!("[{host}]")
+    } else {
+        host.to_string()
+    }
 }
 
 impl Settings {
     pub fn kong_config(&self) -> Result<KongConfig, ConfigError> {
         const S: &str = "KONG_ADMIN_API (--kong-admin-api)";
-        let raw = self.kong_admin_api.as_deref().map(str::trim).filter(|s| !s.is_empty()).ok_or_else(|| {
-            invalid(S, "not set: give the base URL of Kong's Admin API, e.g. https://kong-cp.internal:8444")
+        let raw = self
+            .kong_admin_api
+            .as_deref()
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .ok_or_else(|| {
+                invalid(
+                    S,
+                    "not set: give the base URL of Kong's Admin API, e.g. https://kong-cp.internal:8444",
+                )
+            })?;
+        let base_url = Url::parse(raw).map_err(|e| {
+            invalid(
+                S,
+                format!("'{}' is not a URL ({e}); e.g. https://kong-cp.internal:8444", redact_userinfo(raw)),
+            )
         })?;
-        let base_url = Url::parse(raw)
-            .map_err(|e| invalid(S, format!("'{}' is not a URL ({e}); e.g. https://kong-cp.internal:8444", redact_userinfo(raw))))?;
         if !matches!(base_url.scheme(), "http" | "https") {
             return Err(invalid(S, format!("scheme '{}' is not http or https", base_url.scheme())));
         }
@@ -170,7 +189,10 @@ impl Settings {
             return Err(invalid(S, "the URL must not have a query string or fragment"));
         }
         if !(1..=1000).contains(&self.kong_page_size) {
-            return Err(invalid("KONG_PAGE_SIZE (--kong-page-size)", format!("{} is not between 1 and 1000", self.kong_page_size)));
+            return Err(invalid(
+                "KONG_PAGE_SIZE (--kong-page-size)",
+                format!("{} is not between 1 and 1000", self.kong_page_size),
+            ));
         }
         let token = match self.kong_admin_token.as_deref().map(str::trim) {
             Some("") => return Err(invalid("KONG_ADMIN_TOKEN (--kong-admin-token)", "is set but empty")),
@@ -182,10 +204,16 @@ impl Settings {
             Some(pem) if pem.contains("-----BEGIN") => Some(pem.to_string()),
             Some(path) => {
                 let text = std::fs::read_to_string(path).map_err(|e| {
-                    invalid("KONG_ROOT_CA (--kong-root-ca)", format!("not PEM text, and not a readable file '{path}': {e}"))
+                    invalid(
+                        "KONG_ROOT_CA (--kong-root-ca)",
+                        format!("not PEM text, and not a readable file '{path}': {e}"),
+                    )
                 })?;
                 if !text.contains("-----BEGIN CERTIFICATE-----") {
-                    return Err(invalid("KONG_ROOT_CA (--kong-root-ca)", format!("file '{path}' holds no PEM certificate")));
+                    return Err(invalid(
+                        "KONG_ROOT_CA (--kong-root-ca)",
+                        format!("file '{path}' holds no PEM certificate"),
+                    ));
                 }
                 Some(text)
             }
@@ -202,9 +230,17 @@ impl Settings {
 
     pub fn channel_config(&self) -> Result<ChannelConfig, ConfigError> {
         const S: &str = "CHANNEL_ARN (--channel-arn)";
-        let arn = self.channel_arn.as_deref().map(str::trim).filter(|s| !s.is_empty()).ok_or_else(|| {
-            invalid(S, "not set: give the ARN of your CloudTrail Lake channel, arn:aws:cloudtrail:REGION:ACCOUNT:channel/ID")
-        })?;
+        let arn = self
+            .channel_arn
+            .as_deref()
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .ok_or_else(|| {
+                invalid(
+                    S,
+                    "not set: give the ARN of your CloudTrail Lake channel, arn:aws:cloudtrail:REGION:ACCOUNT:channel/ID",
+                )
+            })?;
         let (region, account_id) = parse_channel_arn(arn).map_err(|p| invalid(S, format!("'{arn}' {p}")))?;
         let external_id = match self.channel_external_id.as_deref().map(str::trim) {
             None | Some("") => None,
@@ -219,7 +255,12 @@ impl Settings {
                 Some(x.to_string())
             }
         };
-        Ok(ChannelConfig { arn: arn.to_string(), region, account_id, external_id })
+        Ok(ChannelConfig {
+            arn: arn.to_string(),
+            region,
+            account_id,
+            external_id,
+        })
     }
 
     /// `Ok(None)` when no Redis setting is given at all.
@@ -232,15 +273,20 @@ impl Settings {
             (None, Some(host)) => parse_redis_url(&format!("redis://{host}"), "REDIS_HOST (--redis-host)")?,
             (None, None) => {
                 if self.redis_password.is_some() || self.redis_username.is_some() || self.redis_db.is_some() {
-                    return Err(invalid("REDIS_URL (--redis-url)", "REDIS_DB/USERNAME/PASSWORD are set but no REDIS_URL or REDIS_HOST"));
+                    return Err(invalid(
+                        "REDIS_URL (--redis-url)",
+                        "REDIS_DB/USERNAME/PASSWORD are set but no REDIS_URL or REDIS_HOST",
+                    ));
                 }
                 return Ok(None);
             }
         };
         if let Some(db) = self.redis_db.as_deref().map(str::trim).filter(|s| !s.is_empty()) {
-            cfg.db = db.parse().ok().filter(|d: &i64| *d >= 0).ok_or_else(|| {
-                invalid("REDIS_DB (--redis-db)", format!("'{db}' is not a database number (0, 1, 2, ...)"))
-            })?;
+            cfg.db = db
+                .parse()
+                .ok()
+                .filter(|d: &i64| *d >= 0)
+                .ok_or_else(|| invalid("REDIS_DB (--redis-db)", format!("'{db}' is not a database number (0, 1, 2, ...)")))?;
         }
         if let Some(user) = self.redis_username.as_deref().filter(|s| !s.is_empty()) {
             cfg.username = Some(user.to_string());
@@ -262,7 +308,10 @@ impl Settings {
 
     pub fn check_key_prefix(&self) -> Result<(), ConfigError> {
         if self.redis_key_prefix.chars().any(|c| c.is_whitespace() || c.is_control()) {
-            return Err(invalid("REDIS_KEY_PREFIX (--redis-key-prefix)", "must not contain spaces or control characters"));
+            return Err(invalid(
+                "REDIS_KEY_PREFIX (--redis-key-prefix)",
+                "must not contain spaces or control characters",
+            ));
         }
         if !(1..=64).contains(&self.put_concurrency) {
             return Err(invalid("PUT_CONCURRENCY (--put-concurrency)", "must be between 1 and 64"));
@@ -312,7 +361,11 @@ fn parse_redis_url(raw: &str, setting: &'static str) -> Result<RedisConfig, Conf
         .to_string();
     let db = match url.path().trim_start_matches('/') {
         "" => 0,
-        d => d.parse().ok().filter(|d: &i64| *d >= 0).ok_or_else(|| invalid(setting, format!("'{d}' is not a database number")))?,
+        d => d
+            .parse()
+            .ok()
+            .filter(|d: &i64| *d >= 0)
+            .ok_or_else(|| invalid(setting, format!("'{d}' is not a database number")))?,
     };
     let decode = |s: &str| percent_decode(s).map_err(|_| invalid(setting, "the credentials are not valid percent-encoded UTF-8"));
     let username = match url.username() {
@@ -320,7 +373,15 @@ fn parse_redis_url(raw: &str, setting: &'static str) -> Result<RedisConfig, Conf
         u => Some(decode(u)?),
     };
     let password = url.password().map(decode).transpose()?.map(Secret::new);
-    Ok(RedisConfig { tls, tls_insecure: false, host, port: url.port().unwrap_or(6379), db, username, password })
+    Ok(RedisConfig {
+        tls,
+        tls_insecure: false,
+        host,
+        port: url.port().unwrap_or(6379),
+        db,
+        username,
+        password,
+    })
 }
 
 fn percent_decode(s: &str) -> Result<String, std::str::Utf8Error> {
@@ -366,8 +427,12 @@ mod tests {
         let s = settings(&["--channel-arn", "arn:aws:cloudtrail:eu-west-1:123456789012:channel/abc-123"]);
         let c = s.channel_config().unwrap();
         assert_eq!((c.region.as_str(), c.account_id.as_str()), ("eu-west-1", "123456789012"));
-        for bad in ["nope", "arn:aws:s3:eu-west-1:123456789012:channel/x", "arn:aws:cloudtrail:eu-west-1:12345:channel/x",
-            "arn:aws:cloudtrail:eu-west-1:123456789012:eventdatastore/x"] {
+        for bad in [
+            "nope",
+            "arn:aws:s3:eu-west-1:123456789012:channel/x",
+            "arn:aws:cloudtrail:eu-west-1:12345:channel/x",
+            "arn:aws:cloudtrail:eu-west-1:123456789012:eventdatastore/x",
+        ] {
             let err = settings(&["--channel-arn", bad]).channel_config().unwrap_err().to_string();
             assert!(err.starts_with("CHANNEL_ARN"), "{err}");
         }
@@ -389,27 +454,49 @@ mod tests {
 
     #[test]
     fn legacy_redis_settings_work_and_override() {
-        let s = settings(&["--redis-host", "10.0.0.5:6390", "--redis-db", "2", "--redis-username", "u", "--redis-password", "pw"]);
+        let s = settings(&[
+            "--redis-host",
+            "10.0.0.5:6390",
+            "--redis-db",
+            "2",
+            "--redis-username",
+            "u",
+            "--redis-password",
+            "pw",
+        ]);
         let r = s.redis_config().unwrap().unwrap();
         assert_eq!((r.host.as_str(), r.port, r.db, r.tls), ("10.0.0.5", 6390, 2, false));
         assert_eq!(r.password.unwrap().expose(), "pw");
         assert!(settings(&[]).redis_config().unwrap().is_none());
-        let err = settings(&["--redis-host", "h", "--redis-db", "x"]).redis_config().unwrap_err().to_string();
+        let err = settings(&["--redis-host", "h", "--redis-db", "x"])
+            .redis_config()
+            .unwrap_err()
+            .to_string();
         assert!(err.starts_with("REDIS_DB"), "{err}");
-        let err = settings(&["--redis-url", "http://u:secret@h"]).redis_config().unwrap_err().to_string();
+        let err = settings(&["--redis-url", "http://u:secret@h"])
+            .redis_config()
+            .unwrap_err()
+            .to_string();
         assert!(err.starts_with("REDIS_URL") && !err.contains("secret"), "{err}");
     }
 
     #[test]
     fn kong_url_is_validated_without_leaking_credentials() {
         assert!(settings(&[]).kong_config().unwrap_err().to_string().starts_with("KONG_ADMIN_API"));
-        let err = settings(&["--kong-admin-api", "https://admin:tok3n@kong:8444"]).kong_config().unwrap_err().to_string();
+        let err = settings(&["--kong-admin-api", "https://admin:tok3n@kong:8444"])
+            .kong_config()
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("credentials") && !err.contains("tok3n"), "{err}");
         assert!(settings(&["--kong-admin-api", "ftp://kong"]).kong_config().is_err());
         assert!(settings(&["--kong-admin-api", "kong:8001"]).kong_config().is_err());
-        let ok = settings(&["--kong-admin-api", "https://kong.internal:8444/admin"]).kong_config().unwrap();
+        let ok = settings(&["--kong-admin-api", "https://kong.internal:8444/admin"])
+            .kong_config()
+            .unwrap();
         assert_eq!(ok.base_url.as_str(), "https://kong.internal:8444/admin");
-        let err = settings(&["--kong-admin-api", "http://k", "--kong-root-ca", "/no/such/file.pem"]).kong_config().unwrap_err();
+        let err = settings(&["--kong-admin-api", "http://k", "--kong-root-ca", "/no/such/file.pem"])
+            .kong_config()
+            .unwrap_err();
         assert!(err.to_string().starts_with("KONG_ROOT_CA"), "{err}");
     }
 }

@@ -57,11 +57,19 @@ pub fn event_id(kind: EntryKind, key: &str) -> String {
         EntryKind::Object => "obj",
     };
     let plain = !key.is_empty() && key.len() <= 100 && key.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
-    if plain { format!("{prefix}-{key}") } else { format!("{prefix}-x{}", hex_sha256(key.as_bytes())) }
+    if plain {
+        format!("{prefix}-{key}")
+    } else {
+        format!("{prefix}-x{}", hex_sha256(key.as_bytes()))
+    }
 }
 
 fn part_id(head_id: &str, part: usize) -> String {
-    if part == 1 { head_id.to_string() } else { format!("{head_id}-p{part}") }
+    if part == 1 {
+        head_id.to_string()
+    } else {
+        format!("{head_id}-p{part}")
+    }
 }
 
 /// Seconds until Kong deletes this entry: its `ttl`, or what `request_timestamp` implies.
@@ -85,7 +93,11 @@ pub fn event_time(entry: &Entry, ctx: &MapContext) -> (i64, &'static str) {
         return (ts, "request_timestamp");
     }
     // Objects before Kong 3.4.3.9 have no timestamp; the row's expiry minus the record TTL is its birth.
-    if let Some(t) = entry.int_field("ttl").map(|ttl| ctx.now + ttl - ctx.record_ttl).filter(|t| sane(*t)) {
+    if let Some(t) = entry
+        .int_field("ttl")
+        .map(|ttl| ctx.now + ttl - ctx.record_ttl)
+        .filter(|t| sane(*t))
+    {
         return (t.min(ctx.now), "ttl");
     }
     if let Some(t) = entry.int_field("expire").map(|ms| ms / 1000 - ctx.record_ttl).filter(|t| sane(*t)) {
@@ -95,7 +107,10 @@ pub fn event_time(entry: &Entry, ctx: &MapContext) -> (i64, &'static str) {
 }
 
 pub fn format_event_time(secs: i64) -> String {
-    DateTime::<Utc>::from_timestamp(secs, 0).unwrap_or_default().format("%Y-%m-%dT%H:%M:%SZ").to_string()
+    DateTime::<Utc>::from_timestamp(secs, 0)
+        .unwrap_or_default()
+        .format("%Y-%m-%dT%H:%M:%SZ")
+        .to_string()
 }
 
 #[derive(Serialize)]
@@ -144,7 +159,11 @@ pub fn map_entry(entry: &Entry, ctx: &MapContext) -> Result<Vec<AuditEvent>, Map
     }
     let (secs, time_source) = event_time(entry, ctx);
     let event_time = format_event_time(secs);
-    let uid = if entry.key.len() <= STRING_FIELD_MAX { entry.key.clone() } else { format!("sha256-{}", hex_sha256(entry.key.as_bytes())) };
+    let uid = if entry.key.len() <= STRING_FIELD_MAX {
+        entry.key.clone()
+    } else {
+        format!("sha256-{}", hex_sha256(entry.key.as_bytes()))
+    };
     let event_name = truncate(&event_name(entry), STRING_FIELD_MAX);
     let user_identity = user_identity(entry);
     let (request_parameters, response_elements, error_code) = parameters(entry);
@@ -180,9 +199,16 @@ pub fn map_entry(entry: &Entry, ctx: &MapContext) -> Result<Vec<AuditEvent>, Map
         shipper: SHIPPER,
     };
 
-    let whole = Extra { kong_audit_entry: Some(&entry.raw), kong_audit_entry_sha256: &sha, ..extra(None) };
+    let whole = Extra {
+        kong_audit_entry: Some(&entry.raw),
+        kong_audit_entry_sha256: &sha,
+        ..extra(None)
+    };
     if serde_json::to_string(&whole).map(|s| s.len()).unwrap_or(usize::MAX) <= ADDITIONAL_EVENT_DATA_MAX {
-        return Ok(vec![AuditEvent { id: head_id, event_data: render(whole, true)? }]);
+        return Ok(vec![AuditEvent {
+            id: head_id,
+            event_data: render(whole, true)?,
+        }]);
     }
 
     let parts = split_for_json_strings(entry.raw.get(), PART_TEXT_BUDGET);
@@ -191,8 +217,15 @@ pub fn map_entry(entry: &Entry, ctx: &MapContext) -> Result<Vec<AuditEvent>, Map
         .iter()
         .enumerate()
         .map(|(i, text)| {
-            let part = Extra { kong_audit_entry_sha256: &sha, kong_audit_entry_text: Some(text), ..extra(Some((i + 1, count, ""))) };
-            Ok(AuditEvent { id: part_id(&head_id, i + 1), event_data: render(part, i == 0)? })
+            let part = Extra {
+                kong_audit_entry_sha256: &sha,
+                kong_audit_entry_text: Some(text),
+                ..extra(Some((i + 1, count, "")))
+            };
+            Ok(AuditEvent {
+                id: part_id(&head_id, i + 1),
+                event_data: render(part, i == 0)?,
+            })
         })
         .collect()
 }
@@ -200,9 +233,23 @@ pub fn map_entry(entry: &Entry, ctx: &MapContext) -> Result<Vec<AuditEvent>, Map
 fn event_name(entry: &Entry) -> String {
     match entry.kind {
         EntryKind::Request => {
-            let method: String = entry.str_field("method").unwrap_or("UNKNOWN").chars().filter(|c| c.is_ascii_alphabetic()).take(16).collect();
+            let method: String = entry
+                .str_field("method")
+                .unwrap_or("UNKNOWN")
+                .chars()
+                .filter(|c| c.is_ascii_alphabetic())
+                .take(16)
+                .collect();
             let path = entry.str_field("path").unwrap_or("");
-            format!("{} {}", if method.is_empty() { "UNKNOWN".into() } else { method.to_ascii_uppercase() }, template_path(path))
+            format!(
+                "{} {}",
+                if method.is_empty() {
+                    "UNKNOWN".into()
+                } else {
+                    method.to_ascii_uppercase()
+                },
+                template_path(path)
+            )
         }
         EntryKind::Object => {
             let op = entry.str_field("operation").unwrap_or("change");
@@ -214,17 +261,82 @@ fn event_name(entry: &Entry) -> String {
 
 /// Entity collections of the Admin API: the segment after one of these is an id or a name.
 const COLLECTIONS: &[&str] = &[
-    "services", "routes", "consumers", "plugins", "certificates", "snis", "upstreams", "targets", "ca_certificates", "vaults",
-    "keys", "key-sets", "workspaces", "admins", "consumer_groups", "groups", "roles", "users", "permissions", "entities",
-    "endpoints", "developers", "files", "event-hooks", "applications", "application_instances", "credentials", "acls",
-    "basic-auth", "key-auth", "key-auth-enc", "hmac-auth", "jwt", "oauth2", "oauth2_tokens", "mtls-auth", "document_objects",
-    "licenses", "partials", "custom-plugins", "degraphql_routes", "filter-chains", "tags", "portals", "teams",
+    "services",
+    "routes",
+    "consumers",
+    "plugins",
+    "certificates",
+    "snis",
+    "upstreams",
+    "targets",
+    "ca_certificates",
+    "vaults",
+    "keys",
+    "key-sets",
+    "workspaces",
+    "admins",
+    "consumer_groups",
+    "groups",
+    "roles",
+    "users",
+    "permissions",
+    "entities",
+    "endpoints",
+    "developers",
+    "files",
+    "event-hooks",
+    "applications",
+    "application_instances",
+    "credentials",
+    "acls",
+    "basic-auth",
+    "key-auth",
+    "key-auth-enc",
+    "hmac-auth",
+    "jwt",
+    "oauth2",
+    "oauth2_tokens",
+    "mtls-auth",
+    "document_objects",
+    "licenses",
+    "partials",
+    "custom-plugins",
+    "degraphql_routes",
+    "filter-chains",
+    "tags",
+    "portals",
+    "teams",
 ];
 /// Fixed words of the Admin API that are never ids.
 const WORDS: &[&str] = &[
-    "rbac", "audit", "requests", "objects", "schemas", "schema", "status", "config", "auth", "userinfo", "cache", "timers",
-    "clustering", "debug", "metrics", "license", "enabled", "validate", "me", "invite", "register", "password_resets",
-    "ready", "node", "log-level", "data-planes", "overrides", "consumer",
+    "rbac",
+    "audit",
+    "requests",
+    "objects",
+    "schemas",
+    "schema",
+    "status",
+    "config",
+    "auth",
+    "userinfo",
+    "cache",
+    "timers",
+    "clustering",
+    "debug",
+    "metrics",
+    "license",
+    "enabled",
+    "validate",
+    "me",
+    "invite",
+    "register",
+    "password_resets",
+    "ready",
+    "node",
+    "log-level",
+    "data-planes",
+    "overrides",
+    "consumer",
 ];
 
 /// `/ws1/services/8e1f…/routes?x=1` → `/{workspace}/services/{id}/routes`: stable names for CloudTrail.
@@ -249,14 +361,25 @@ pub fn template_path(path: &str) -> String {
 }
 
 fn looks_like_id(s: &str) -> bool {
-    let uuid = s.len() == 36 && s.bytes().enumerate().all(|(i, b)| if [8, 13, 18, 23].contains(&i) { b == b'-' } else { b.is_ascii_hexdigit() });
+    let uuid = s.len() == 36
+        && s.bytes().enumerate().all(|(i, b)| {
+            if [8, 13, 18, 23].contains(&i) {
+                b == b'-'
+            } else {
+                b.is_ascii_hexdigit()
+            }
+        });
     uuid || s.bytes().all(|b| b.is_ascii_digit()) || (s.len() >= 20 && s.bytes().all(|b| b.is_ascii_alphanumeric()))
 }
 
 fn user_identity(entry: &Entry) -> Value {
     let user = entry.str_field("rbac_user_id").filter(|s| !s.is_empty());
     let mut details = Map::new();
-    for (field, name) in [("rbac_user_name", "rbacUserName"), ("workspace", "workspace"), ("request_source", "requestSource")] {
+    for (field, name) in [
+        ("rbac_user_name", "rbacUserName"),
+        ("workspace", "workspace"),
+        ("request_source", "requestSource"),
+    ] {
         if let Some(v) = entry.str_field(field) {
             details.insert(name.into(), Value::String(truncate(v, STRING_FIELD_MAX)));
         }
@@ -406,8 +529,16 @@ pub fn recover<'a>(lines: impl IntoIterator<Item = &'a str>) -> Recovery {
             }
         };
         let kind = event.extra.kong_entry_kind;
-        match (event.extra.kong_audit_entry, event.extra.kong_audit_entry_part, event.extra.kong_audit_entry_text) {
-            (Some(raw), _, _) => out.entries.push(RecoveredEntry { kind, uid: event.uid, json: raw.get().to_string() }),
+        match (
+            event.extra.kong_audit_entry,
+            event.extra.kong_audit_entry_part,
+            event.extra.kong_audit_entry_text,
+        ) {
+            (Some(raw), _, _) => out.entries.push(RecoveredEntry {
+                kind,
+                uid: event.uid,
+                json: raw.get().to_string(),
+            }),
             (None, Some(part), Some(text)) => {
                 let id = (kind, event.uid);
                 let slot = split.entry(id.clone()).or_insert_with(|| {
@@ -418,7 +549,9 @@ pub fn recover<'a>(lines: impl IntoIterator<Item = &'a str>) -> Recovery {
                 slot.1 = slot.1.or(event.extra.kong_audit_entry_parts);
                 slot.2.insert(part, text);
             }
-            _ => out.problems.push(format!("line {}: the event carries no entry and no entry part", n + 1)),
+            _ => out
+                .problems
+                .push(format!("line {}: the event carries no entry and no entry part", n + 1)),
         }
     }
     for id in order {
@@ -426,15 +559,21 @@ pub fn recover<'a>(lines: impl IntoIterator<Item = &'a str>) -> Recovery {
         let count = count.unwrap_or(0);
         let missing: Vec<usize> = (1..=count).filter(|p| !parts.contains_key(p)).collect();
         if count == 0 || !missing.is_empty() {
-            out.problems.push(format!("{} {}: parts {missing:?} of {count} are missing", id.0.as_str(), id.1));
+            out.problems
+                .push(format!("{} {}: parts {missing:?} of {count} are missing", id.0.as_str(), id.1));
             continue;
         }
         let json: String = (1..=count).map(|p| parts.remove(&p).expect("checked above")).collect();
         if sha.as_deref() != Some(hex_sha256(json.as_bytes()).as_str()) {
-            out.problems.push(format!("{} {}: reassembled text does not match its SHA-256", id.0.as_str(), id.1));
+            out.problems
+                .push(format!("{} {}: reassembled text does not match its SHA-256", id.0.as_str(), id.1));
             continue;
         }
-        out.entries.push(RecoveredEntry { kind: id.0, uid: id.1, json });
+        out.entries.push(RecoveredEntry {
+            kind: id.0,
+            uid: id.1,
+            json,
+        });
     }
     out
 }
@@ -444,7 +583,11 @@ mod tests {
     use super::*;
 
     fn ctx() -> MapContext {
-        MapContext { recipient_account_id: "123456789012".into(), record_ttl: 2_592_000, now: 1_700_000_600 }
+        MapContext {
+            recipient_account_id: "123456789012".into(),
+            record_ttl: 2_592_000,
+            now: 1_700_000_600,
+        }
     }
 
     fn data(e: &AuditEvent) -> Value {
@@ -467,14 +610,21 @@ mod tests {
         assert_eq!(d["userIdentity"]["principalId"], "u-1");
         assert_eq!(d["requestParameters"]["payload"]["name"], "r1");
         assert_eq!(d["requestParameters"]["queryString"], "tags=a");
-        assert!(events[0].event_data.contains(&format!("\"kongAuditEntry\":{text}")), "raw bytes embedded verbatim");
+        assert!(
+            events[0].event_data.contains(&format!("\"kongAuditEntry\":{text}")),
+            "raw bytes embedded verbatim"
+        );
         let back = recover(events.iter().map(|e| e.event_data.as_str()));
         assert_eq!(back.entries[0].json, text);
     }
 
     #[test]
     fn no_fake_ip_and_errors_marked() {
-        let e = Entry::parse(EntryKind::Request, r#"{"request_id":"a","client_ip":"unknown","method":"GET","path":"/x","status":403,"request_timestamp":1700000000}"#).unwrap();
+        let e = Entry::parse(
+            EntryKind::Request,
+            r#"{"request_id":"a","client_ip":"unknown","method":"GET","path":"/x","status":403,"request_timestamp":1700000000}"#,
+        )
+        .unwrap();
         let d = data(&map_entry(&e, &ctx()).unwrap()[0]);
         assert!(d.get("sourceIPAddress").is_none());
         assert_eq!(d["errorCode"], "HTTP403");
@@ -484,7 +634,11 @@ mod tests {
     #[test]
     fn objects_without_timestamp_take_their_time_from_ttl() {
         let c = ctx();
-        let e = Entry::parse(EntryKind::Object, r#"{"id":"o1","request_id":"r","dao_name":"consumers","operation":"create","ttl":2591000}"#).unwrap();
+        let e = Entry::parse(
+            EntryKind::Object,
+            r#"{"id":"o1","request_id":"r","dao_name":"consumers","operation":"create","ttl":2591000}"#,
+        )
+        .unwrap();
         assert_eq!(event_time(&e, &c), (c.now + 2_591_000 - c.record_ttl, "ttl"));
         let pre_migration = Entry::parse(EntryKind::Object, r#"{"id":"o2","request_timestamp":1,"ttl":10}"#).unwrap();
         assert_eq!(event_time(&pre_migration, &c).1, "ttl");
@@ -494,7 +648,11 @@ mod tests {
     #[test]
     fn remaining_ttl_prefers_ttl_then_timestamp() {
         let c = ctx();
-        let with_ttl = Entry::parse(EntryKind::Request, r#"{"request_id":"a","ttl":1234,"request_timestamp":1700000000}"#).unwrap();
+        let with_ttl = Entry::parse(
+            EntryKind::Request,
+            r#"{"request_id":"a","ttl":1234,"request_timestamp":1700000000}"#,
+        )
+        .unwrap();
         assert_eq!(remaining_ttl(&with_ttl, &c), 1234);
         let no_ttl = Entry::parse(EntryKind::Request, r#"{"request_id":"a","request_timestamp":1700000000}"#).unwrap();
         assert_eq!(remaining_ttl(&no_ttl, &c), (1_700_000_000 + 2_592_000 - c.now) as u64);
@@ -505,7 +663,10 @@ mod tests {
     #[test]
     fn odd_ids_are_hashed_into_the_allowed_alphabet() {
         let id = event_id(EntryKind::Object, "a/b c");
-        assert!(id.len() <= 128 && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_'), "{id}");
+        assert!(
+            id.len() <= 128 && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_'),
+            "{id}"
+        );
         assert_ne!(id, event_id(EntryKind::Object, "a/b d"));
         assert_eq!(event_id(EntryKind::Object, "0e1f"), "obj-0e1f");
     }
@@ -513,7 +674,10 @@ mod tests {
     #[test]
     fn oversize_entries_become_parts_within_limits_that_reassemble_exactly() {
         let big = "x\"\u{1}é".repeat(30_000);
-        let text = serde_json::to_string(&json!({"id":"o-big","dao_name":"plugins","operation":"update","request_timestamp":1700000000,"entity": big})).unwrap();
+        let text = serde_json::to_string(
+            &json!({"id":"o-big","dao_name":"plugins","operation":"update","request_timestamp":1700000000,"entity": big}),
+        )
+        .unwrap();
         let e = Entry::parse(EntryKind::Object, &text).unwrap();
         let events = map_entry(&e, &ctx()).unwrap();
         assert!(events.len() > 5);

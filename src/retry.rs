@@ -12,7 +12,11 @@ pub struct Backoff {
 
 impl Default for Backoff {
     fn default() -> Self {
-        Backoff { initial: Duration::from_millis(200), max: Duration::from_secs(20), attempts: 8 }
+        Backoff {
+            initial: Duration::from_millis(200),
+            max: Duration::from_secs(20),
+            attempts: 8,
+        }
     }
 }
 
@@ -49,7 +53,11 @@ mod tests {
 
     #[test]
     fn delays_grow_and_are_capped() {
-        let b = Backoff { initial: Duration::from_millis(100), max: Duration::from_secs(1), attempts: 10 };
+        let b = Backoff {
+            initial: Duration::from_millis(100),
+            max: Duration::from_secs(1),
+            attempts: 10,
+        };
         for retry in 1..10 {
             let d = b.delay(retry);
             let cap = (Duration::from_millis(100) * (1 << (retry - 1))).min(Duration::from_secs(1));
@@ -59,10 +67,17 @@ mod tests {
 
     #[test]
     fn wait_honours_server_hint_attempts_and_deadline() {
-        let b = Backoff { initial: Duration::from_millis(10), max: Duration::from_millis(20), attempts: 3 };
+        let b = Backoff {
+            initial: Duration::from_millis(10),
+            max: Duration::from_millis(20),
+            attempts: 3,
+        };
         assert!(b.wait(1, Some(Duration::from_secs(2)), None).unwrap() >= Duration::from_secs(2));
         assert!(b.wait(3, None, None).is_none(), "no try past the attempt budget");
         let soon = Instant::now() + Duration::from_millis(500);
-        assert!(b.wait(1, Some(Duration::from_secs(2)), Some(soon)).is_none(), "no wait past the deadline");
+        assert!(
+            b.wait(1, Some(Duration::from_secs(2)), Some(soon)).is_none(),
+            "no wait past the deadline"
+        );
     }
 }

@@ -221,7 +221,11 @@ impl Shipper {
             now: chrono::Utc::now().timestamp(),
         };
         Counters::add(&c.pages, 1);
-        let entries: Vec<Entry> = page.entries.into_iter().filter(|e| run.opts.window.contains(event_time(e, &ctx).0)).collect();
+        let entries: Vec<Entry> = page
+            .entries
+            .into_iter()
+            .filter(|e| run.opts.window.contains(event_time(e, &ctx).0))
+            .collect();
         Counters::add(&c.read, entries.len());
         if let Some(newest) = entries.iter().map(|e| event_time(e, &ctx).0).max() {
             c.newest_entry_time.fetch_max(newest, std::sync::atomic::Ordering::Relaxed);
@@ -251,7 +255,14 @@ impl Shipper {
                 Ok(events) => (events, None),
                 Err(e) => (Vec::new(), Some(("Unmappable".to_string(), e.0))),
             };
-            items.push(Item { entry, store_key, events, ttl, unshippable, claimed_at });
+            items.push(Item {
+                entry,
+                store_key,
+                events,
+                ttl,
+                unshippable,
+                claimed_at,
+            });
         }
         Ok(items)
     }
@@ -263,9 +274,17 @@ fn describe_capabilities(info: &KongInfo) {
         tracing::warn!(version, "Kong reports audit_log = off: there will be nothing to read");
     }
     if info.has_timestamp_filters() {
-        tracing::info!(version, record_ttl = info.record_ttl, "Kong has audit timestamp filters: reading oldest first");
+        tracing::info!(
+            version,
+            record_ttl = info.record_ttl,
+            "Kong has audit timestamp filters: reading oldest first"
+        );
     } else {
-        tracing::info!(version, record_ttl = info.record_ttl, "Kong has no audit timestamp filters: reading the whole trail; shipped entries are skipped");
+        tracing::info!(
+            version,
+            record_ttl = info.record_ttl,
+            "Kong has no audit timestamp filters: reading the whole trail; shipped entries are skipped"
+        );
     }
 }
 
@@ -301,7 +320,11 @@ fn spawn_page_reader(source: Arc<dyn AuditSource>, first: PageRequest) -> mpsc::
             if !seen.insert(offset.clone()) {
                 let url = format!("/{}", request.kind.path());
                 let _ = tx
-                    .send(Err(KongError::Rejected { url, status: 200, message: "Kong returned an offset it had already returned; paging would loop".into() }))
+                    .send(Err(KongError::Rejected {
+                        url,
+                        status: 200,
+                        message: "Kong returned an offset it had already returned; paging would loop".into(),
+                    }))
                     .await;
                 return;
             }
@@ -326,8 +349,16 @@ async fn dispatch(items: Vec<Item>, run: &Arc<Run>, batches: &mut JoinSet<()>, s
 /// Puts one batch, retrying transient failures, then records the outcome in one round trip.
 async fn deliver(run: &Run, items: Vec<Item>) {
     let c = &run.counters;
-    let owner: HashMap<&str, usize> = items.iter().enumerate().flat_map(|(i, it)| it.events.iter().map(move |e| (e.id.as_str(), i))).collect();
-    let mut outstanding: Vec<AuditEvent> = items.iter().filter(|i| i.unshippable.is_none()).flat_map(|i| i.events.iter().cloned()).collect();
+    let owner: HashMap<&str, usize> = items
+        .iter()
+        .enumerate()
+        .flat_map(|(i, it)| it.events.iter().map(move |e| (e.id.as_str(), i)))
+        .collect();
+    let mut outstanding: Vec<AuditEvent> = items
+        .iter()
+        .filter(|i| i.unshippable.is_none())
+        .flat_map(|i| i.events.iter().cloned())
+        .collect();
     let mut accepted = HashSet::new();
     let mut refused: HashMap<String, Refusal> = HashMap::new();
     let mut retried: HashSet<usize> = HashSet::new();
@@ -353,7 +384,9 @@ async fn deliver(run: &Run, items: Vec<Item>) {
                         } else if let Some(r) = failed.get(e.id.as_str()).filter(|r| !r.is_transient()) {
                             refused.insert(e.id.clone(), (*r).clone());
                         } else {
-                            last_problem = failed.get(e.id.as_str()).map_or("event missing from the response".into(), |r| r.code.clone());
+                            last_problem = failed
+                                .get(e.id.as_str())
+                                .map_or("event missing from the response".into(), |r| r.code.clone());
                             again.push(e.clone());
                         }
                     }
@@ -386,7 +419,11 @@ async fn deliver(run: &Run, items: Vec<Item>) {
     let mut settlement = Settlement::default();
     let (mut shipped, mut rejected, mut failed) = (0, 0, 0);
     for item in &items {
-        let refusal = item.events.iter().find_map(|e| refused.get(&e.id)).map(|r| (r.code.clone(), r.message.clone()));
+        let refusal = item
+            .events
+            .iter()
+            .find_map(|e| refused.get(&e.id))
+            .map(|r| (r.code.clone(), r.message.clone()));
         if let Some((code, reason)) = item.unshippable.clone().or(refusal) {
             rejected += 1;
             tracing::error!(

@@ -140,21 +140,44 @@ mod tests {
 
     #[test]
     fn the_line_reads_for_people_and_parses_for_machines() {
-        let s = Summary { read: 3, shipped: 2, already_shipped: 1, seconds: 0.5, ..Default::default() };
+        let s = Summary {
+            read: 3,
+            shipped: 2,
+            already_shipped: 1,
+            seconds: 0.5,
+            ..Default::default()
+        };
         assert!(s.ok());
         let line = s.line();
-        assert!(line.starts_with("summary status=ok read=3 shipped=2 already_shipped=1 retried=0 rejected=0 failed=0 seconds=0.500"), "{line}");
-        let failed = Summary { read: 1, failed: 1, error: Some("Kong \"down\"".into()), ..Default::default() };
+        assert!(
+            line.starts_with("summary status=ok read=3 shipped=2 already_shipped=1 retried=0 rejected=0 failed=0 seconds=0.500"),
+            "{line}"
+        );
+        let failed = Summary {
+            read: 1,
+            failed: 1,
+            error: Some("Kong \"down\"".into()),
+            ..Default::default()
+        };
         assert!(!failed.ok());
         assert!(failed.line().ends_with(r#"error="Kong \"down\"""#), "{}", failed.line());
     }
 
     #[test]
     fn emf_has_the_metrics_and_their_values() {
-        let s = Summary { read: 5, shipped: 4, rejected: 1, lag_seconds: Some(42), ..Default::default() };
+        let s = Summary {
+            read: 5,
+            shipped: 4,
+            rejected: 1,
+            lag_seconds: Some(42),
+            ..Default::default()
+        };
         let v: serde_json::Value = serde_json::from_str(&s.emf("fn", 1)).unwrap();
         assert_eq!(v["_aws"]["CloudWatchMetrics"][0]["Namespace"], "KongAuditShipper");
-        assert_eq!((v["Read"].as_i64(), v["Rejected"].as_i64(), v["LagSeconds"].as_i64()), (Some(5), Some(1), Some(42)));
+        assert_eq!(
+            (v["Read"].as_i64(), v["Rejected"].as_i64(), v["LagSeconds"].as_i64()),
+            (Some(5), Some(1), Some(42))
+        );
         assert_eq!(v["FunctionName"], "fn");
     }
 }

@@ -21,7 +21,8 @@ impl MemoryStore {
     /// Time left on a key, if it has an expiry (for tests of TTL mirroring).
     pub fn ttl(&self, key: &str) -> Option<Duration> {
         let keys = self.keys.lock().unwrap();
-        keys.get(key).and_then(|(_, exp)| exp.map(|e| e.saturating_duration_since(Instant::now())))
+        keys.get(key)
+            .and_then(|(_, exp)| exp.map(|e| e.saturating_duration_since(Instant::now())))
     }
 
     fn live<'a>(map: &'a mut HashMap<String, (String, Option<Instant>)>, key: &str) -> Option<&'a String> {
@@ -66,7 +67,10 @@ impl DedupStore for MemoryStore {
     }
 
     async fn put(&self, key: &str, value: &str, ttl: Option<Duration>) -> Result<(), StoreError> {
-        self.keys.lock().unwrap().insert(key.to_string(), (value.to_string(), ttl.map(|t| Instant::now() + t)));
+        self.keys
+            .lock()
+            .unwrap()
+            .insert(key.to_string(), (value.to_string(), ttl.map(|t| Instant::now() + t)));
         Ok(())
     }
 

@@ -21,12 +21,19 @@ pub struct RedisStore {
 impl RedisStore {
     pub async fn connect(config: &RedisConfig) -> Result<RedisStore, StoreError> {
         let location = config.display_url();
-        let err = |detail: String| StoreError { location: location.clone(), detail };
+        let err = |detail: String| StoreError {
+            location: location.clone(),
+            detail,
+        };
         if config.tls_insecure {
             tracing::warn!("REDIS_TLS_INSECURE is set: Redis's TLS certificate is NOT verified");
         }
         let scheme = if config.tls { "rediss" } else { "redis" };
-        let host = if config.host.contains(':') { format!("[{}]", config.host) } else { config.host.clone() };
+        let host = if config.host.contains(':') {
+            format!("[{}]", config.host)
+        } else {
+            config.host.clone()
+        };
         let fragment = if config.tls && config.tls_insecure { "#insecure" } else { "" };
         let info = format!("{scheme}://{host}:{}/{}{fragment}", config.port, config.db)
             .into_connection_info()
@@ -51,19 +58,29 @@ impl RedisStore {
             .map_err(|e| err(format!("cannot connect: {}", describe(&e))))?;
         let store = RedisStore { conn, location };
         let mut probe = store.conn.clone();
-        redis::cmd("PING").query_async::<String>(&mut probe).await.map_err(|e| store.error(e))?;
+        redis::cmd("PING")
+            .query_async::<String>(&mut probe)
+            .await
+            .map_err(|e| store.error(e))?;
         Ok(store)
     }
 
     fn error(&self, e: RedisError) -> StoreError {
-        StoreError { location: self.location.clone(), detail: describe(&e) }
+        StoreError {
+            location: self.location.clone(),
+            detail: describe(&e),
+        }
     }
 }
 
 /// Redis errors as text, with anything that looks like a credential left out.
 fn describe(e: &RedisError) -> String {
     let text = e.to_string();
-    if text.contains('@') { crate::config::redact_userinfo(&text) } else { text }
+    if text.contains('@') {
+        crate::config::redact_userinfo(&text)
+    } else {
+        text
+    }
 }
 
 #[async_trait]
@@ -74,7 +91,12 @@ impl DedupStore for RedisStore {
         }
         let mut pipe = redis::pipe();
         for key in keys {
-            pipe.cmd("SET").arg(key).arg(token).arg("NX").arg("PX").arg(lease.as_millis() as u64);
+            pipe.cmd("SET")
+                .arg(key)
+                .arg(token)
+                .arg("NX")
+                .arg("PX")
+                .arg(lease.as_millis() as u64);
         }
         let answers: Vec<Option<String>> = pipe.query_async(&mut self.conn.clone()).await.map_err(|e| self.error(e))?;
         Ok(answers.into_iter().map(|a| a.is_some()).collect())
@@ -95,7 +117,11 @@ impl DedupStore for RedisStore {
     }
 
     async fn get(&self, key: &str) -> Result<Option<String>, StoreError> {
-        redis::cmd("GET").arg(key).query_async(&mut self.conn.clone()).await.map_err(|e| self.error(e))
+        redis::cmd("GET")
+            .arg(key)
+            .query_async(&mut self.conn.clone())
+            .await
+            .map_err(|e| self.error(e))
     }
 
     async fn put(&self, key: &str, value: &str, ttl: Option<Duration>) -> Result<(), StoreError> {

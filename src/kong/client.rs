@@ -82,7 +82,10 @@ pub enum KongError {
 impl KongError {
     /// Errors no retry can fix: the run should stop and say what to change.
     pub fn is_config_problem(&self) -> bool {
-        matches!(self, KongError::Unauthorized { .. } | KongError::NotFound { .. } | KongError::NotJson { .. } | KongError::Tls(_))
+        matches!(
+            self,
+            KongError::Unauthorized { .. } | KongError::NotFound { .. } | KongError::NotJson { .. } | KongError::Tls(_)
+        )
     }
 }
 
@@ -114,7 +117,8 @@ impl KongClient {
             .connect_timeout(Duration::from_secs(10))
             .user_agent(concat!("kong-audit-shipper/", env!("CARGO_PKG_VERSION")));
         if let Some(pem) = &config.root_ca_pem {
-            let certs = reqwest::Certificate::from_pem_bundle(pem.as_bytes()).map_err(|e| KongError::Tls(format!("not a PEM certificate bundle: {e}")))?;
+            let certs = reqwest::Certificate::from_pem_bundle(pem.as_bytes())
+                .map_err(|e| KongError::Tls(format!("not a PEM certificate bundle: {e}")))?;
             if certs.is_empty() {
                 return Err(KongError::Tls("no certificate found in the PEM".into()));
             }
@@ -124,12 +128,19 @@ impl KongClient {
             tracing::warn!("KONG_TLS_INSECURE is set: Kong's TLS certificate is NOT verified; anyone on the path can read the admin token");
             builder = builder.tls_danger_accept_invalid_certs(true);
         }
-        let http = builder.build().map_err(|e| KongError::Tls(format!("cannot build the HTTP client: {e}")))?;
+        let http = builder
+            .build()
+            .map_err(|e| KongError::Tls(format!("cannot build the HTTP client: {e}")))?;
         let mut base = config.base_url.clone();
         if !base.path().ends_with('/') {
             base.set_path(&format!("{}/", base.path()));
         }
-        Ok(KongClient { http, base, token: config.token.clone(), backoff })
+        Ok(KongClient {
+            http,
+            base,
+            token: config.token.clone(),
+            backoff,
+        })
     }
 
     pub fn page_url(&self, request: &PageRequest) -> Url {
@@ -163,7 +174,12 @@ impl KongClient {
                     Outcome::Body => match serde_json::from_slice::<T>(&body) {
                         Ok(v) => return Ok(v),
                         Err(e) if is_json(&headers) && e.is_eof() => (format!("truncated JSON: {e}"), None),
-                        Err(e) => return Err(KongError::NotJson { url: shown, detail: describe_body(&headers, &body, Some(e)) }),
+                        Err(e) => {
+                            return Err(KongError::NotJson {
+                                url: shown,
+                                detail: describe_body(&headers, &body, Some(e)),
+                            });
+                        }
                     },
                     Outcome::Retry(reason, hint) => (reason, hint),
                     Outcome::Fail(e) => return Err(e),
@@ -176,7 +192,13 @@ impl KongClient {
                     tracing::warn!(url = %shown, error = %last, retry, wait_ms = wait.as_millis() as u64, "Kong request failed; retrying");
                     tokio::time::sleep(wait).await;
                 }
-                None => return Err(KongError::Unavailable { url: shown, attempts: retry, last }),
+                None => {
+                    return Err(KongError::Unavailable {
+                        url: shown,
+                        attempts: retry,
+                        last,
+                    });
+                }
             }
         }
     }
@@ -199,21 +221,35 @@ impl KongClient {
 #[async_trait]
 impl AuditSource for KongClient {
     async fn info(&self) -> Result<KongInfo, KongError> {
-        let root: RootBody = self.get_json(&self.base, "KONG_ADMIN_API does not point at Kong's Admin API").await?;
+        let root: RootBody = self
+            .get_json(&self.base, "KONG_ADMIN_API does not point at Kong's Admin API")
+            .await?;
         let config = root.configuration.unwrap_or_default();
-        let record_ttl = config.get("audit_log_record_ttl").and_then(|v| v.as_i64()).filter(|t| *t > 0).unwrap_or(DEFAULT_RECORD_TTL);
+        let record_ttl = config
+            .get("audit_log_record_ttl")
+            .and_then(|v| v.as_i64())
+            .filter(|t| *t > 0)
+            .unwrap_or(DEFAULT_RECORD_TTL);
         let audit_log = config.get("audit_log").and_then(|v| match v {
             serde_json::Value::Bool(b) => Some(*b),
             serde_json::Value::String(s) => Some(matches!(s.as_str(), "on" | "true")),
             _ => None,
         });
-        Ok(KongInfo { version: root.version.as_deref().and_then(KongVersion::parse), version_text: root.version, record_ttl, audit_log })
+        Ok(KongInfo {
+            version: root.version.as_deref().and_then(KongVersion::parse),
+            version_text: root.version,
+            record_ttl,
+            audit_log,
+        })
     }
 
     async fn page(&self, request: &PageRequest) -> Result<Page, KongError> {
         let url = self.page_url(request);
         let body: PageBody = self
-            .get_json(&url, "audit logging is off on this Kong (set audit_log = on in kong.conf), or KONG_ADMIN_API is not the Admin API")
+            .get_json(
+                &url,
+                "audit logging is off on this Kong (set audit_log = on in kong.conf), or KONG_ADMIN_API is not the Admin API",
+            )
             .await?;
         let offset = match body.offset {
             Some(serde_json::Value::String(s)) if !s.is_empty() => Some(s),
@@ -235,20 +271,33 @@ fn classify(status: StatusCode, headers: &HeaderMap, body: &[u8], url: &str, not
     match status.as_u16() {
         200..=299 => {
             if !is_json(headers) && !body.trim_ascii_start().starts_with(b"{") {
-                return Outcome::Fail(KongError::NotJson { detail: describe_body(headers, body, None), url });
+                return Outcome::Fail(KongError::NotJson {
+                    detail: describe_body(headers, body, None),
+                    url,
+                });
             }
             Outcome::Body
         }
-        401 | 403 => Outcome::Fail(KongError::Unauthorized { status: status.as_u16(), url }),
+        401 | 403 => Outcome::Fail(KongError::Unauthorized {
+            status: status.as_u16(),
+            url,
+        }),
         404 => Outcome::Fail(KongError::NotFound { url, hint: not_found_hint }),
         429 => Outcome::Retry("HTTP 429 Too Many Requests".into(), retry_after(headers)),
         500..=599 => Outcome::Retry(format!("HTTP {}", status.as_u16()), retry_after(headers)),
-        code => Outcome::Fail(KongError::Rejected { url, status: code, message: kong_message(body) }),
+        code => Outcome::Fail(KongError::Rejected {
+            url,
+            status: code,
+            message: kong_message(body),
+        }),
     }
 }
 
 fn is_json(headers: &HeaderMap) -> bool {
-    headers.get(CONTENT_TYPE).and_then(|v| v.to_str().ok()).is_some_and(|ct| ct.contains("json"))
+    headers
+        .get(CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|ct| ct.contains("json"))
 }
 
 /// `Retry-After` as seconds or an HTTP date.
@@ -264,7 +313,10 @@ fn retry_after(headers: &HeaderMap) -> Option<Duration> {
 fn kong_message(body: &[u8]) -> String {
     serde_json::from_slice::<serde_json::Value>(body)
         .ok()
-        .and_then(|v| v.get("message").map(|m| m.as_str().map(str::to_string).unwrap_or_else(|| m.to_string())))
+        .and_then(|v| {
+            v.get("message")
+                .map(|m| m.as_str().map(str::to_string).unwrap_or_else(|| m.to_string()))
+        })
         .unwrap_or_else(|| snippet(body))
 }
 

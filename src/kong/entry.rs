@@ -66,7 +66,13 @@ impl Entry {
         };
         let Some(fields) = fields else {
             let key = digest_key(raw.get().as_bytes());
-            return Entry { kind, raw, key, fields: Map::new(), problem: Some("the entry is not a JSON object".into()) };
+            return Entry {
+                kind,
+                raw,
+                key,
+                fields: Map::new(),
+                problem: Some("the entry is not a JSON object".into()),
+            };
         };
         let (key, problem) = match fields.get(kind.key_field()) {
             Some(Value::String(s)) if !s.is_empty() => (s.clone(), None),
@@ -82,7 +88,13 @@ impl Entry {
                 (digest_key(&canonical), Some(format!("field '{}' {what}", kind.key_field())))
             }
         };
-        Entry { kind, raw, key, fields, problem }
+        Entry {
+            kind,
+            raw,
+            key,
+            fields,
+            problem,
+        }
     }
 
     /// Parse one entry from JSON text (tests, recovery, redrive).
@@ -97,7 +109,9 @@ impl Entry {
     /// An integer field, also when Kong sent it as a float or numeric string.
     pub fn int_field(&self, name: &str) -> Option<i64> {
         match self.fields.get(name)? {
-            Value::Number(n) => n.as_i64().or_else(|| n.as_f64().filter(|f| f.is_finite() && f.abs() < 9e15).map(|f| f as i64)),
+            Value::Number(n) => n
+                .as_i64()
+                .or_else(|| n.as_f64().filter(|f| f.is_finite() && f.abs() < 9e15).map(|f| f as i64)),
             Value::String(s) => s.trim().parse().ok(),
             _ => None,
         }

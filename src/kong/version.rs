@@ -46,7 +46,16 @@ mod tests {
 
     #[test]
     fn filter_capability_follows_the_backports() {
-        let yes = ["3.4.3.9", "3.4.3.12", "3.5.0.5", "3.6.1.5", "3.7.0.0", "3.8.1.0-enterprise-edition", "3.12.0.1", "4.0"];
+        let yes = [
+            "3.4.3.9",
+            "3.4.3.12",
+            "3.5.0.5",
+            "3.6.1.5",
+            "3.7.0.0",
+            "3.8.1.0-enterprise-edition",
+            "3.12.0.1",
+            "4.0",
+        ];
         let no = ["2.8.4.1", "3.3.1.0", "3.4.3.8", "3.5.0.4", "3.6.0.0", "3.6.1.4", "3.0"];
         for v in yes {
             assert!(KongVersion::parse(v).unwrap().has_timestamp_filters(), "{v}");

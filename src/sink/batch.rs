@@ -44,7 +44,10 @@ mod tests {
     use super::*;
 
     fn ev(i: usize, size: usize) -> AuditEvent {
-        AuditEvent { id: format!("e{i}"), event_data: "x".repeat(size) }
+        AuditEvent {
+            id: format!("e{i}"),
+            event_data: "x".repeat(size),
+        }
     }
 
     #[test]

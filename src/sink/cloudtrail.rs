@@ -41,7 +41,9 @@ pub async fn load_sdk_config() -> aws_config::SdkConfig {
 impl CloudTrailSink {
     /// A client for the channel's own region, whatever `AWS_REGION` says: the channel lives there.
     pub fn new(sdk: &aws_config::SdkConfig, channel: &ChannelConfig) -> CloudTrailSink {
-        let conf = aws_sdk_cloudtraildata::config::Builder::from(sdk).region(Region::new(channel.region.clone())).build();
+        let conf = aws_sdk_cloudtraildata::config::Builder::from(sdk)
+            .region(Region::new(channel.region.clone()))
+            .build();
         CloudTrailSink {
             client: aws_sdk_cloudtraildata::Client::from_conf(conf),
             channel_arn: channel.arn.clone(),
@@ -58,7 +60,11 @@ pub fn checksum(event_data: &str) -> String {
 #[async_trait]
 impl Sink for CloudTrailSink {
     async fn put(&self, events: &[AuditEvent]) -> Result<PutReport, SinkError> {
-        let mut call = self.client.put_audit_events().channel_arn(&self.channel_arn).set_external_id(self.external_id.clone());
+        let mut call = self
+            .client
+            .put_audit_events()
+            .channel_arn(&self.channel_arn)
+            .set_external_id(self.external_id.clone());
         for e in events {
             let item = aws_sdk_cloudtraildata::types::AuditEvent::builder()
                 .id(&e.id)
@@ -74,7 +80,11 @@ impl Sink for CloudTrailSink {
             failed: out
                 .failed()
                 .iter()
-                .map(|f| Refusal { id: f.id().to_string(), code: f.error_code().to_string(), message: f.error_message().to_string() })
+                .map(|f| Refusal {
+                    id: f.id().to_string(),
+                    code: f.error_code().to_string(),
+                    message: f.error_message().to_string(),
+                })
                 .collect(),
         })
     }
@@ -103,16 +113,20 @@ fn classify(err: SdkError<PutAuditEventsError, HttpResponse>) -> SinkError {
         PutAuditEventsError::UnsupportedOperationException(_) => fatal("CloudTrail Lake is not available to this account or region"),
         PutAuditEventsError::DuplicatedAuditEventId(_) => fatal("two events in one call had the same id (a bug: please report it)"),
         other => match other.code().unwrap_or_default() {
-            "ThrottlingException" | "Throttling" | "TooManyRequestsException" | "ServiceUnavailableException"
-            | "InternalServerException" | "InternalFailure" | "RequestTimeout" => {
-                SinkError::Transient(format!("PutAuditEvents: {}", other.code().unwrap_or_default()))
-            }
+            "ThrottlingException"
+            | "Throttling"
+            | "TooManyRequestsException"
+            | "ServiceUnavailableException"
+            | "InternalServerException"
+            | "InternalFailure"
+            | "RequestTimeout" => SinkError::Transient(format!("PutAuditEvents: {}", other.code().unwrap_or_default())),
             "AccessDeniedException" | "AccessDenied" => fatal(
                 "access denied: the role needs cloudtrail-data:PutAuditEvents on the channel, and the channel policy may require CHANNEL_EXTERNAL_ID",
             ),
-            "UnrecognizedClientException" | "InvalidSignatureException" | "ExpiredTokenException" | "MissingAuthenticationTokenException" => {
-                fatal("AWS credentials are invalid or expired")
-            }
+            "UnrecognizedClientException"
+            | "InvalidSignatureException"
+            | "ExpiredTokenException"
+            | "MissingAuthenticationTokenException" => fatal("AWS credentials are invalid or expired"),
             _ if status == 429 || status >= 500 => SinkError::Transient(format!("PutAuditEvents: HTTP {status}: {detail}")),
             _ => SinkError::Fatal(format!("PutAuditEvents refused the call (HTTP {status}): {detail}")),
         },

@@ -55,7 +55,11 @@ impl Sink for MemorySink {
         let mut report = PutReport::default();
         for e in events {
             if let Some((_, code)) = refused.iter().find(|(id, _)| *id == e.id) {
-                report.failed.push(Refusal { id: e.id.clone(), code: code.to_string(), message: "scripted".into() });
+                report.failed.push(Refusal {
+                    id: e.id.clone(),
+                    code: code.to_string(),
+                    message: "scripted".into(),
+                });
             } else {
                 self.accepted.lock().unwrap().push(e.clone());
                 report.successful.push(e.id.clone());

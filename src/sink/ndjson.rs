@@ -15,7 +15,10 @@ pub struct NdjsonSink {
 
 impl NdjsonSink {
     pub fn new(out: Box<dyn Write + Send>, name: impl Into<String>) -> Self {
-        NdjsonSink { out: Mutex::new(out), name: name.into() }
+        NdjsonSink {
+            out: Mutex::new(out),
+            name: name.into(),
+        }
     }
 }
 
@@ -26,8 +29,12 @@ impl Sink for NdjsonSink {
         for e in events {
             writeln!(out, "{}", e.event_data).map_err(|err| SinkError::Fatal(format!("cannot write {}: {err}", self.name)))?;
         }
-        out.flush().map_err(|err| SinkError::Fatal(format!("cannot write {}: {err}", self.name)))?;
-        Ok(PutReport { successful: events.iter().map(|e| e.id.clone()).collect(), failed: Vec::new() })
+        out.flush()
+            .map_err(|err| SinkError::Fatal(format!("cannot write {}: {err}", self.name)))?;
+        Ok(PutReport {
+            successful: events.iter().map(|e| e.id.clone()).collect(),
+            failed: Vec::new(),
+        })
     }
 
     fn describe(&self) -> String {

@@ -1,0 +1,23 @@
+//! The dedup store contract, run against a real redis-server (the in-memory store runs it in its unit tests).
+
+mod support;
+
+use kong_audit_shipper::config::RedisConfig;
+use kong_audit_shipper::dedup::{RedisStore, contract};
+use support::RedisServer;
+
+#[tokio::test]
+async fn redis_store_keeps_the_contract() {
+    let server = RedisServer::start_with(Some("contract-pw"), None);
+    let config = RedisConfig {
+        tls: false,
+        tls_insecure: false,
+        host: "127.0.0.1".into(),
+        port: server.port,
+        db: 1,
+        username: None,
+        password: Some(kong_audit_shipper::secret::Secret::new("contract-pw")),
+    };
+    let store = RedisStore::connect(&config).await.unwrap();
+    contract::run_all(&store).await;
+}

@@ -1,0 +1,102 @@
+//! Test support: loopback fakes of Kong and CloudTrail, a real redis-server, and the binary.
+#![allow(dead_code)]
+
+pub mod fake_cloudtrail;
+pub mod fake_kong;
+pub mod redis_server;
+
+use std::collections::HashMap;
+use std::process::Output;
+
+pub use fake_cloudtrail::{CallFault, FakeCloudTrail};
+#[allow(unused_imports)]
+pub use fake_kong::{FakeKong, Fault};
+pub use redis_server::RedisServer;
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_kong-audit-shipper");
+
+/// The environment a run gets: fakes for Kong and CloudTrail, fake AWS credentials, nothing from
+/// the machine's own AWS configuration.
+pub fn env_for(kong: &FakeKong, cloudtrail: &FakeCloudTrail, redis: Option<&RedisServer>) -> HashMap<String, String> {
+    let mut env: HashMap<String, String> = [
+        ("KONG_ADMIN_API", kong.url()),
+        ("CHANNEL_ARN", fake_cloudtrail::CHANNEL_ARN.to_string()),
+        ("AWS_ENDPOINT_URL_CLOUDTRAIL_DATA", cloudtrail.url()),
+        ("AWS_ACCESS_KEY_ID", "AKIDTEST".into()),
+        ("AWS_SECRET_ACCESS_KEY", "test-secret".into()),
+        ("AWS_REGION", "us-east-1".into()),
+        ("AWS_EC2_METADATA_DISABLED", "true".into()),
+        ("AWS_CONFIG_FILE", "/nonexistent/aws-config".into()),
+        ("AWS_SHARED_CREDENTIALS_FILE", "/nonexistent/aws-credentials".into()),
+        ("RETRY_INITIAL_MS", "20".into()),
+        ("RETRY_MAX_MS", "200".into()),
+        ("RUST_LOG", "info".into()),
+        ("NO_COLOR", "1".into()),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v))
+    .collect();
+    if let Some(r) = redis {
+        env.insert("REDIS_URL".into(), r.url());
+    }
+    env
+}
+
+pub struct Ran {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl Ran {
+    fn from(out: Output) -> Ran {
+        Ran {
+            code: out.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        }
+    }
+
+    /// The `summary ...` line, parsed into its fields.
+    pub fn summary(&self) -> HashMap<String, String> {
+        let line = self
+            .stderr
+            .lines()
+            .rev()
+            .find_map(|l| l.find("summary status=").map(|i| &l[i..]))
+            .unwrap_or_else(|| panic!("no summary line in stderr:\n{}", self.stderr));
+        line.split_whitespace()
+            .skip(1)
+            .filter_map(|kv| kv.split_once('='))
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    pub fn count(&self, field: &str) -> u64 {
+        self.summary()
+            .get(field)
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_else(|| panic!("no {field} in summary:\n{}", self.stderr))
+    }
+}
+
+/// Runs the real binary with exactly this environment (plus PATH and HOME).
+pub async fn run_bin(args: &[&str], env: &HashMap<String, String>) -> Ran {
+    let mut cmd = tokio::process::Command::new(BIN);
+    cmd.args(args).env_clear().envs(env);
+    for keep in ["PATH", "HOME"] {
+        if let Ok(v) = std::env::var(keep) {
+            cmd.env(keep, v);
+        }
+    }
+    Ran::from(cmd.output().await.expect("the binary runs"))
+}
+
+/// A sample trail loaded into the fake Kong; returns (requests, objects).
+pub fn load_trail(kong: &FakeKong, n: usize, with_object_timestamps: bool) -> (Vec<serde_json::Value>, Vec<serde_json::Value>) {
+    let start = chrono::Utc::now().timestamp() - 86_400;
+    let (requests, objects) = fake_kong::sample_trail(n, start, with_object_timestamps);
+    kong.add("requests", &requests);
+    kong.add("objects", &objects);
+    (requests, objects)
+}
