@@ -3,6 +3,7 @@
 
 pub mod cli;
 pub mod config;
+pub mod dead_letter;
 pub mod dedup;
 pub mod event;
 pub mod kong;
@@ -10,6 +11,7 @@ pub mod lambda;
 pub mod logging;
 pub mod retry;
 pub mod secret;
+pub mod setup;
 pub mod ship;
 pub mod sink;
 pub mod summary;

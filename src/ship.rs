@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::{Semaphore, mpsc};
 use tokio::task::JoinSet;
 
+use crate::dead_letter::{DeadLetter, DeadLetterSink};
 use crate::dedup::{DedupStore, Mark, Settlement, claim_token};
 use crate::event::{AuditEvent, MapContext, event_time, map_entry, remaining_ttl};
 use crate::kong::{AuditSource, Entry, EntryKind, KongError, KongInfo, Page, PageRequest};
@@ -73,6 +74,7 @@ pub struct Shipper {
     pub source: Arc<dyn AuditSource>,
     pub store: Arc<dyn DedupStore>,
     pub sink: Arc<dyn Sink>,
+    pub dead_letters: Arc<dyn DeadLetterSink>,
     /// The channel owner's account, `recipientAccountId` of every event.
     pub recipient_account_id: String,
 }
@@ -98,6 +100,7 @@ impl Item {
 struct Run {
     store: Arc<dyn DedupStore>,
     sink: Arc<dyn Sink>,
+    dead_letters: Arc<dyn DeadLetterSink>,
     counters: Arc<Counters>,
     token: String,
     opts: ShipOptions,
@@ -127,6 +130,7 @@ impl Shipper {
         let run = Arc::new(Run {
             store: self.store.clone(),
             sink: self.sink.clone(),
+            dead_letters: self.dead_letters.clone(),
             counters: counters.clone(),
             token: claim_token(&run_id),
             opts: opts.clone(),
@@ -417,7 +421,9 @@ async fn deliver(run: &Run, items: Vec<Item>) {
     Counters::add(&c.retried, retried.len());
 
     let mut settlement = Settlement::default();
-    let (mut shipped, mut rejected, mut failed) = (0, 0, 0);
+    let (mut shipped, mut failed) = (0, 0);
+    let mut letters = Vec::new();
+    let now = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
     for item in &items {
         let refusal = item
             .events
@@ -425,22 +431,50 @@ async fn deliver(run: &Run, items: Vec<Item>) {
             .find_map(|e| refused.get(&e.id))
             .map(|r| (r.code.clone(), r.message.clone()));
         if let Some((code, reason)) = item.unshippable.clone().or(refusal) {
-            rejected += 1;
-            tracing::error!(
-                kind = item.entry.kind.as_str(),
-                key = %item.entry.key,
-                code = %code,
-                reason = %reason,
-                entry = %item.entry.raw.get(),
-                "entry rejected for good; it is not retried until redriven"
-            );
-            settlement.marks.push((item.store_key.clone(), Mark::Rejected(code), item.ttl));
+            let entry = &item.entry;
+            letters.push((
+                DeadLetter {
+                    kind: entry.kind,
+                    key: entry.key.clone(),
+                    code,
+                    reason,
+                    at: now.clone(),
+                    entry: entry.raw.clone(),
+                },
+                item,
+            ));
         } else if !item.events.is_empty() && item.events.iter().all(|e| accepted.contains(&e.id)) {
             shipped += 1;
             settlement.marks.push((item.store_key.clone(), Mark::Shipped, item.ttl));
         } else {
             failed += 1;
             settlement.releases.push(item.store_key.clone());
+        }
+    }
+    let mut rejected = 0;
+    if !letters.is_empty() {
+        let only_letters: Vec<DeadLetter> = letters.iter().map(|(l, _)| l.clone()).collect();
+        only_letters.iter().for_each(crate::dead_letter::log_letter);
+        // A letter that cannot be stored is not marked: the entry stays unshipped and is read again.
+        let stored = if run.opts.claim {
+            run.dead_letters.send(&only_letters).await
+        } else {
+            Ok(())
+        };
+        for (letter, item) in letters {
+            match &stored {
+                Ok(()) => {
+                    rejected += 1;
+                    settlement
+                        .marks
+                        .push((item.store_key.clone(), Mark::Rejected(letter.code), item.ttl));
+                }
+                Err(e) => {
+                    failed += 1;
+                    last_problem = format!("cannot dead-letter: {e}");
+                    settlement.releases.push(item.store_key.clone());
+                }
+            }
         }
     }
     if failed > 0 {

@@ -8,6 +8,7 @@ pub mod redis_server;
 use std::collections::HashMap;
 use std::process::Output;
 
+#[allow(unused_imports)]
 pub use fake_cloudtrail::{CallFault, FakeCloudTrail};
 #[allow(unused_imports)]
 pub use fake_kong::{FakeKong, Fault};

@@ -1,0 +1,79 @@
+//! The command line: parse, build the clients once, run the library cycle, report, exit.
+//! Each command lives in its own file beside this one.
+
+mod run;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+use crate::config::Settings;
+use crate::logging::{self, LogFormat};
+use crate::setup::SetupError;
+use crate::ship::ShipOptions;
+use crate::summary::Summary;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "kong-audit-shipper",
+    version,
+    about = "Ships Kong Gateway Enterprise's audit trail to AWS CloudTrail Lake, exactly once."
+)]
+pub struct Cli {
+    #[command(flatten)]
+    pub settings: Settings,
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// One cycle from the shell: exactly what the Lambda does on each invocation
+    Run,
+}
+
+/// Exit codes: 0 all shipped; 1 a run that left entries unshipped or stopped; 2 bad configuration.
+pub const EXIT_INCOMPLETE: u8 = 1;
+pub const EXIT_CONFIG: u8 = 2;
+
+pub async fn main(cli: Cli) -> ExitCode {
+    logging::init(LogFormat::choose(cli.settings.log_format.as_deref(), false));
+    let Some(command) = cli.command else {
+        eprintln!("kong-audit-shipper: no command given; try `kong-audit-shipper run` or `--help`");
+        return ExitCode::from(EXIT_CONFIG);
+    };
+    match command {
+        Command::Run => run::main(&cli.settings).await,
+    }
+}
+
+pub fn setup_failed(e: &SetupError) -> ExitCode {
+    tracing::error!(error = %e, "cannot start");
+    eprintln!("kong-audit-shipper: {e}");
+    ExitCode::from(EXIT_CONFIG)
+}
+
+/// The summary line, logged at the end of every run.
+pub fn report(summary: &Summary) {
+    tracing::info!(ok = summary.ok(), "{}", summary.line());
+}
+
+pub fn exit_code(summary: &Summary) -> ExitCode {
+    if summary.ok() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(EXIT_INCOMPLETE)
+    }
+}
+
+/// The cycle's options from the settings; commands adjust what is theirs (window, deadline, dry run).
+pub fn ship_options(s: &Settings) -> ShipOptions {
+    ShipOptions {
+        key_prefix: s.redis_key_prefix.clone(),
+        page_size: s.kong_page_size,
+        lease: std::time::Duration::from_secs(s.claim_lease_seconds),
+        put_concurrency: s.put_concurrency,
+        backoff: s.backoff(),
+        ..ShipOptions::default()
+    }
+}

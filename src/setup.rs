@@ -1,0 +1,116 @@
+//! Turns validated settings into the clients of one cycle, once per process (or Lambda container).
+
+use std::sync::Arc;
+
+use crate::config::{ConfigError, Settings};
+use crate::dead_letter::{DeadLetterSink, LogDeadLetters};
+use crate::dedup::{DedupStore, MemoryStore, RedisStore, StoreError};
+use crate::kong::{KongClient, KongError};
+use crate::secret::Secret;
+use crate::ship::Shipper;
+use crate::sink::{CloudTrailSink, NdjsonSink, Sink};
+
+/// Why the program could not start; each names the setting or service to fix.
+#[derive(Debug, thiserror::Error)]
+pub enum SetupError {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error(transparent)]
+    Kong(#[from] KongError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("{setting}: cannot read the secret: {detail}")]
+    Secret { setting: &'static str, detail: String },
+}
+
+/// Which dedup store a command needs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StoreChoice {
+    /// A Redis shared by every run: required in Lambda and by `run`.
+    Redis,
+    /// No shared state at all: a dry run claims and marks nothing.
+    Nothing,
+}
+
+/// Where events go.
+pub enum SinkChoice {
+    CloudTrail,
+    /// Dry run: eventData lines to this writer.
+    Ndjson(Box<dyn std::io::Write + Send>, String),
+}
+
+/// Validates every setting, reads secrets, then builds the clients: Kong, the store, the sink.
+pub async fn build(settings: &Settings, store: StoreChoice, sink: SinkChoice) -> Result<Shipper, SetupError> {
+    settings.check_key_prefix()?;
+    let mut kong = settings.kong_config()?;
+    let channel = match sink {
+        SinkChoice::CloudTrail => Some(settings.channel_config()?),
+        SinkChoice::Ndjson(..) => settings.channel_config().ok(),
+    };
+    let mut redis = settings.redis_config()?;
+    let sdk = crate::sink::load_sdk_config().await;
+    if settings.kong_admin_token_secret_arn.is_some() || settings.redis_password_secret_arn.is_some() {
+        let secrets = aws_sdk_secretsmanager::Client::new(&sdk);
+        if let Some(id) = settings.kong_admin_token_secret_arn.as_deref().filter(|s| !s.is_empty()) {
+            kong.token = Some(read_secret(&secrets, id, "KONG_ADMIN_TOKEN_SECRET_ARN").await?);
+        }
+        if let Some(id) = settings.redis_password_secret_arn.as_deref().filter(|s| !s.is_empty()) {
+            let password = read_secret(&secrets, id, "REDIS_PASSWORD_SECRET_ARN").await?;
+            match redis.as_mut() {
+                Some(r) => r.password = Some(password),
+                None => {
+                    return Err(ConfigError {
+                        setting: "REDIS_URL",
+                        problem: "REDIS_PASSWORD_SECRET_ARN is set but no Redis is".into(),
+                    }
+                    .into());
+                }
+            }
+        }
+    }
+    let store: Arc<dyn DedupStore> = match (store, redis) {
+        (StoreChoice::Nothing, _) => Arc::new(MemoryStore::new()),
+        (StoreChoice::Redis, Some(r)) => Arc::new(RedisStore::connect(&r).await?),
+        (StoreChoice::Redis, None) => {
+            return Err(ConfigError {
+                setting: "REDIS_URL (--redis-url)",
+                problem: "not set: this command needs Redis, shared by every run (redis:// or rediss:// URL, or REDIS_HOST)".into(),
+            }
+            .into());
+        }
+    };
+    let source = Arc::new(KongClient::new(&kong, settings.backoff())?);
+    let recipient_account_id = channel
+        .as_ref()
+        .map_or_else(|| "000000000000".to_string(), |c| c.account_id.clone());
+    let sink: Arc<dyn Sink> = match (sink, &channel) {
+        (SinkChoice::Ndjson(out, name), _) => Arc::new(NdjsonSink::new(out, name)),
+        (SinkChoice::CloudTrail, Some(c)) => Arc::new(CloudTrailSink::new(&sdk, c)),
+        (SinkChoice::CloudTrail, None) => unreachable!("the channel is required for CloudTrail and was validated above"),
+    };
+    let dead_letters: Arc<dyn DeadLetterSink> = Arc::new(LogDeadLetters);
+    Ok(Shipper {
+        source,
+        store,
+        sink,
+        dead_letters,
+        recipient_account_id,
+    })
+}
+
+async fn read_secret(client: &aws_sdk_secretsmanager::Client, id: &str, setting: &'static str) -> Result<Secret, SetupError> {
+    let out = client
+        .get_secret_value()
+        .secret_id(id)
+        .send()
+        .await
+        .map_err(|e| SetupError::Secret {
+            setting,
+            detail: aws_sdk_secretsmanager::error::DisplayErrorContext(&e).to_string(),
+        })?;
+    let value = out.secret_string().map(str::trim).filter(|s| !s.is_empty());
+    value.map(Secret::new).ok_or(SetupError::Secret {
+        setting,
+        detail: "the secret has no string value".into(),
+    })
+}
