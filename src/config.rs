@@ -105,6 +105,25 @@ pub struct Settings {
     /// Log format: text or json (json is the default in Lambda)
     #[arg(long, env = "LOG_FORMAT", global = true)]
     pub log_format: Option<String>,
+
+    /// Embedded store file, used by the CLI when no Redis is configured
+    #[arg(long, env = "STATE_FILE", global = true)]
+    pub state_file: Option<PathBuf>,
+    /// Lambda: stop claiming new work this many seconds before the invocation's deadline
+    #[arg(long, env = "DEADLINE_MARGIN_SECONDS", default_value_t = 60, global = true)]
+    pub deadline_margin_seconds: u64,
+    /// Lambda: run at most this long when the invocation's deadline is unknown (already passed at start)
+    #[arg(long, env = "MAX_RUN_SECONDS", default_value_t = 840, global = true)]
+    pub max_run_seconds: u64,
+    /// Incremental reads start this many seconds before the watermark (late rows, clock skew)
+    #[arg(long, env = "OVERLAP_SECONDS", default_value_t = 300, global = true)]
+    pub overlap_seconds: u64,
+    /// Dead-letter file (NDJSON) for entries refused for good, when no queue is configured
+    #[arg(long, env = "DEAD_LETTER_FILE", global = true)]
+    pub dead_letter_file: Option<PathBuf>,
+    /// SQS queue URL for entries refused for good
+    #[arg(long, env = "DEAD_LETTER_QUEUE_URL", global = true)]
+    pub dead_letter_queue_url: Option<String>,
 }
 
 /// How to reach Kong.

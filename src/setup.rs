@@ -88,7 +88,7 @@ pub async fn build(settings: &Settings, store: StoreChoice, sink: SinkChoice) ->
         (SinkChoice::CloudTrail, Some(c)) => Arc::new(CloudTrailSink::new(&sdk, c)),
         (SinkChoice::CloudTrail, None) => unreachable!("the channel is required for CloudTrail and was validated above"),
     };
-    let dead_letters: Arc<dyn DeadLetterSink> = Arc::new(LogDeadLetters);
+    let dead_letters = dead_letter_sink(settings, &sdk)?;
     Ok(Shipper {
         source,
         store,
@@ -96,6 +96,11 @@ pub async fn build(settings: &Settings, store: StoreChoice, sink: SinkChoice) ->
         dead_letters,
         recipient_account_id,
     })
+}
+
+/// Where refused entries go, besides the error log.
+fn dead_letter_sink(_settings: &Settings, _sdk: &aws_config::SdkConfig) -> Result<Arc<dyn DeadLetterSink>, SetupError> {
+    Ok(Arc::new(LogDeadLetters))
 }
 
 async fn read_secret(client: &aws_sdk_secretsmanager::Client, id: &str, setting: &'static str) -> Result<Secret, SetupError> {
