@@ -67,10 +67,16 @@ FROM public.ecr.aws/lambda/provided:al2023
 # reach the CLI.
 COPY --from=build /build/target/release/kong-audit-shipper /var/runtime/bootstrap
 
+# Without Redis settings the CLI keeps its dedup state in an embedded file
+# under $XDG_STATE_HOME: keep it on a volume so it outlives the container,
+#   docker run --rm -v kas-state:/state kong-audit-shipper backfill ...
+# (The Lambda function always uses Redis; its file system is read-only.)
+ENV XDG_STATE_HOME=/state
+RUN mkdir -p /state && chown 10001:10001 /state
+
 # Lambda ignores USER (it runs the function as its own unprivileged user);
 # `docker run` uses this numeric, non-root one. The binary is root-owned and
-# world-executable. Without Redis settings the CLI keeps its dedup file in the
-# working directory: mount a writable volume there (-v "$PWD:/work" -w /work).
+# world-executable.
 USER 10001:10001
 
 # A one-shot job / Lambda function: there is no long-running service to probe.

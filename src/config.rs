@@ -118,6 +118,12 @@ pub struct Settings {
     /// Incremental reads start this many seconds before the watermark (late rows, clock skew)
     #[arg(long, env = "OVERLAP_SECONDS", default_value_t = 300, global = true)]
     pub overlap_seconds: u64,
+    /// Read Kong's whole trail instead of what is newer than the watermark (shipped entries are still skipped)
+    #[arg(long, env = "FULL_READ", global = true)]
+    pub full_read: bool,
+    /// Most PutAuditEvents calls per second (CloudTrail's quota is 100); throttling lowers it further
+    #[arg(long, env = "PUT_RATE_LIMIT", default_value_t = 95.0, global = true)]
+    pub put_rate_limit: f64,
     /// Dead-letter file (NDJSON) for entries refused for good, when no queue is configured
     #[arg(long, env = "DEAD_LETTER_FILE", global = true)]
     pub dead_letter_file: Option<PathBuf>,
@@ -334,6 +340,12 @@ impl Settings {
         }
         if !(1..=64).contains(&self.put_concurrency) {
             return Err(invalid("PUT_CONCURRENCY (--put-concurrency)", "must be between 1 and 64"));
+        }
+        if !(self.put_rate_limit > 0.0 && self.put_rate_limit <= 10_000.0) {
+            return Err(invalid(
+                "PUT_RATE_LIMIT (--put-rate-limit)",
+                "must be a number of calls per second above 0",
+            ));
         }
         if self.claim_lease_seconds < 60 {
             return Err(invalid("CLAIM_LEASE_SECONDS (--claim-lease-seconds)", "must be at least 60"));

@@ -9,6 +9,7 @@ pub mod event;
 pub mod kong;
 pub mod lambda;
 pub mod logging;
+pub mod pacer;
 pub mod retry;
 pub mod secret;
 pub mod setup;

@@ -11,9 +11,10 @@ use tokio::sync::{Semaphore, mpsc};
 use tokio::task::JoinSet;
 
 use crate::dead_letter::{DeadLetter, DeadLetterSink};
-use crate::dedup::{DedupStore, Mark, Settlement, claim_token};
+use crate::dedup::{Claim, DedupStore, Mark, Settlement, claim_token};
 use crate::event::{AuditEvent, MapContext, event_time, map_entry, remaining_ttl};
 use crate::kong::{AuditSource, Entry, EntryKind, KongError, KongInfo, Page, PageRequest};
+use crate::pacer::Pacer;
 use crate::retry::Backoff;
 use crate::sink::{MAX_BATCH_BYTES, MAX_BATCH_EVENTS, Refusal, Sink, SinkError, split_into_calls};
 use crate::summary::{Counters, Summary};
@@ -46,6 +47,13 @@ pub struct ShipOptions {
     pub stop_claiming_at: Option<Instant>,
     /// No retry wait may end after this instant; unshipped claims are then released.
     pub finish_by: Option<Instant>,
+    /// Read only what is newer than the stored watermark (less `overlap`), and advance it.
+    pub incremental: bool,
+    /// How far before the watermark incremental reads start: rows are stamped by each node's
+    /// clock and written after the response, so late rows land slightly in the past.
+    pub overlap: Duration,
+    /// Most PutAuditEvents calls per second.
+    pub put_rate: f64,
 }
 
 impl Default for ShipOptions {
@@ -60,6 +68,9 @@ impl Default for ShipOptions {
             claim: true,
             stop_claiming_at: None,
             finish_by: None,
+            incremental: false,
+            overlap: Duration::from_secs(300),
+            put_rate: 95.0,
         }
     }
 }
@@ -67,6 +78,12 @@ impl Default for ShipOptions {
 /// The store key of an entry: `<prefix><kind>:<key>`.
 pub fn store_key(prefix: &str, kind: EntryKind, key: &str) -> String {
     format!("{prefix}{}:{key}", kind.as_str())
+}
+
+/// The store key of an endpoint's watermark: every entry with `request_timestamp` below its value
+/// has been shipped, was already shipped, or was dead-lettered.
+pub fn watermark_key(prefix: &str, kind: EntryKind) -> String {
+    format!("{prefix}watermark:{}", kind.as_str())
 }
 
 /// The clients one cycle works with; built once, used for many runs.
@@ -88,6 +105,8 @@ struct Item {
     /// `(code, reason)` when the entry cannot be shipped at all.
     unshippable: Option<(String, String)>,
     claimed_at: Instant,
+    /// `request_timestamp`, for the watermark.
+    timestamp: Option<i64>,
 }
 
 impl Item {
@@ -106,6 +125,35 @@ struct Run {
     opts: ShipOptions,
     /// The first error that stopped the run.
     fatal: Mutex<Option<String>>,
+    /// Set when puts can no longer succeed or be recorded (sink refused the channel, store lost):
+    /// batches not yet put are released instead. A failed Kong read does not set it: what was
+    /// claimed before the failure is still shipped.
+    puts_aborted: std::sync::atomic::AtomicBool,
+    pacer: Pacer,
+    progress: Mutex<HashMap<EntryKind, Progress>>,
+}
+
+/// How far an endpoint was read, and the oldest entry not yet handled: what the watermark may become.
+#[derive(Debug, Default, Clone, Copy)]
+struct Progress {
+    /// Read to the last page.
+    complete: bool,
+    /// Newest `request_timestamp` among entries whose page was claimed.
+    newest_read: Option<i64>,
+    /// Oldest `request_timestamp` of an entry read but not handled (failed, or held by another run).
+    oldest_unhandled: Option<i64>,
+}
+
+impl Progress {
+    /// Every entry older than this is handled. Pages come oldest first, so past the newest entry
+    /// read only the same second may continue on an unread page.
+    fn safe_watermark(&self) -> Option<i64> {
+        match (self.newest_read, self.oldest_unhandled) {
+            (Some(read), Some(unhandled)) => Some(read.min(unhandled)),
+            (read, None) => read,
+            (None, Some(unhandled)) => Some(unhandled),
+        }
+    }
 }
 
 impl Run {
@@ -119,6 +167,25 @@ impl Run {
 
     fn stopped(&self) -> bool {
         self.fatal.lock().unwrap().is_some()
+    }
+
+    fn abort_puts(&self, why: String) {
+        self.puts_aborted.store(true, std::sync::atomic::Ordering::SeqCst);
+        self.stop(why);
+    }
+
+    fn puts_aborted(&self) -> bool {
+        self.puts_aborted.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    fn note(&self, kind: EntryKind, update: impl FnOnce(&mut Progress)) {
+        update(self.progress.lock().unwrap().entry(kind).or_default());
+    }
+
+    fn unhandled(&self, kind: EntryKind, timestamp: Option<i64>) {
+        if let Some(t) = timestamp {
+            self.note(kind, |p| p.oldest_unhandled = Some(p.oldest_unhandled.map_or(t, |o| o.min(t))));
+        }
     }
 }
 
@@ -135,6 +202,9 @@ impl Shipper {
             token: claim_token(&run_id),
             opts: opts.clone(),
             fatal: Mutex::new(None),
+            puts_aborted: Default::default(),
+            pacer: Pacer::new(opts.put_rate),
+            progress: Mutex::new(HashMap::new()),
         });
         tracing::info!(run = %run_id, store = %self.store.describe(), sink = %self.sink.describe(), "run started");
         let mut stopped_early = false;
@@ -144,11 +214,26 @@ impl Shipper {
                 describe_capabilities(&info);
                 let mut batches = JoinSet::new();
                 let slots = Arc::new(Semaphore::new(opts.put_concurrency.max(1)));
+                let incremental = opts.incremental && opts.claim && info.has_timestamp_filters();
                 for kind in EntryKind::ALL {
                     if run.stopped() {
                         break;
                     }
-                    match self.read_kind(kind, &info, &run, &mut batches, &slots).await {
+                    let mut first = first_page(kind, &info, opts);
+                    if incremental {
+                        match self.store.get(&watermark_key(&opts.key_prefix, kind)).await {
+                            Ok(mark) => {
+                                let from = mark.and_then(|m| m.parse::<i64>().ok()).map(|w| w - opts.overlap.as_secs() as i64);
+                                tracing::info!(kind = kind.as_str(), after = ?from, "incremental read");
+                                first.after = from.max(first.after);
+                            }
+                            Err(e) => {
+                                run.stop(format!("cannot read the watermark: {e}"));
+                                break;
+                            }
+                        }
+                    }
+                    match self.read_kind(first, &run, &info, &mut batches, &slots).await {
                         Ok(done) => stopped_early |= !done,
                         Err(e) => run.stop(e),
                     }
@@ -157,6 +242,9 @@ impl Shipper {
                     if let Err(e) = joined {
                         run.stop(format!("a batch task failed: {e}"));
                     }
+                }
+                if incremental {
+                    self.advance_watermarks(&run).await;
                 }
             }
         }
@@ -169,14 +257,15 @@ impl Shipper {
     /// Reads one endpoint to its end (`Ok(true)`), or to the deadline (`Ok(false)`).
     async fn read_kind(
         &self,
-        kind: EntryKind,
-        info: &KongInfo,
+        first: PageRequest,
         run: &Arc<Run>,
+        info: &KongInfo,
         batches: &mut JoinSet<()>,
         slots: &Arc<Semaphore>,
     ) -> Result<bool, String> {
         let opts = &run.opts;
-        let mut pages = spawn_page_reader(self.source.clone(), first_page(kind, info, opts));
+        let kind = first.kind;
+        let mut pages = spawn_page_reader(self.source.clone(), first);
         let mut batch = Vec::new();
         let mut finished = true;
         loop {
@@ -213,7 +302,25 @@ impl Shipper {
             }
         }
         dispatch(batch, run, batches, slots).await;
+        let complete = finished && !run.stopped();
+        run.note(kind, |p| p.complete = complete);
         Ok(finished)
+    }
+
+    /// Moves each endpoint's watermark to the oldest timestamp not yet handled. A run that stopped
+    /// early moves it only as far as it got; one that read nothing leaves it alone.
+    async fn advance_watermarks(&self, run: &Run) {
+        let progress = run.progress.lock().unwrap().clone();
+        for (kind, p) in progress {
+            let Some(mark) = p.safe_watermark() else { continue };
+            let key = watermark_key(&run.opts.key_prefix, kind);
+            match self.store.put(&key, &mark.to_string(), None).await {
+                Ok(()) => tracing::info!(kind = kind.as_str(), watermark = mark, complete = p.complete, "watermark saved"),
+                Err(e) => {
+                    tracing::warn!(kind = kind.as_str(), error = %e, "cannot save the watermark; the next run reads from the previous one")
+                }
+            }
+        }
     }
 
     /// Claims one page in one round trip and maps the entries that are ours to ship.
@@ -235,23 +342,33 @@ impl Shipper {
             c.newest_entry_time.fetch_max(newest, std::sync::atomic::Ordering::Relaxed);
         }
         let keys: Vec<String> = entries.iter().map(|e| store_key(&run.opts.key_prefix, e.kind, &e.key)).collect();
+        let kind = page_kind(&entries);
         let claimed = if run.opts.claim {
             Counters::add(&c.store_round_trips, 1);
-            match run.store.claim(&keys, &run.token, run.opts.lease).await {
+            match run.store.claim_detailed(&keys, &run.token, run.opts.lease).await {
                 Ok(claimed) => claimed,
                 Err(e) => {
                     Counters::add(&c.failed, entries.len());
+                    if let Some(kind) = kind {
+                        entries.iter().for_each(|e| run.unhandled(kind, e.request_timestamp()));
+                    }
                     return Err(format!("cannot claim entries: {e}"));
                 }
             }
         } else {
-            vec![true; entries.len()]
+            vec![Claim::Ours; entries.len()]
         };
+        if let (Some(kind), Some(newest)) = (kind, entries.iter().filter_map(Entry::request_timestamp).max()) {
+            run.note(kind, |p| p.newest_read = Some(p.newest_read.map_or(newest, |n| n.max(newest))));
+        }
         let claimed_at = Instant::now();
         let mut items = Vec::new();
-        for ((entry, store_key), ours) in entries.into_iter().zip(keys).zip(claimed) {
-            if !ours {
+        for ((entry, store_key), claim) in entries.into_iter().zip(keys).zip(claimed) {
+            if claim != Claim::Ours {
                 Counters::add(&c.already_shipped, 1);
+                if claim == Claim::HeldByOther {
+                    run.unhandled(entry.kind, entry.request_timestamp());
+                }
                 continue;
             }
             let ttl = remaining_ttl(&entry, &ctx);
@@ -259,6 +376,7 @@ impl Shipper {
                 Ok(events) => (events, None),
                 Err(e) => (Vec::new(), Some(("Unmappable".to_string(), e.0))),
             };
+            let timestamp = entry.request_timestamp();
             items.push(Item {
                 entry,
                 store_key,
@@ -266,10 +384,15 @@ impl Shipper {
                 ttl,
                 unshippable,
                 claimed_at,
+                timestamp,
             });
         }
         Ok(items)
     }
+}
+
+fn page_kind(entries: &[Entry]) -> Option<EntryKind> {
+    entries.first().map(|e| e.kind)
 }
 
 fn describe_capabilities(info: &KongInfo) {
@@ -369,7 +492,7 @@ async fn deliver(run: &Run, items: Vec<Item>) {
     let mut last_problem = String::new();
     let oldest_claim = items.iter().map(|i| i.claimed_at).min();
     let mut tries = 0;
-    while !outstanding.is_empty() && !run.stopped() {
+    while !outstanding.is_empty() && !run.puts_aborted() {
         if oldest_claim.is_some_and(|at| at + run.opts.lease < Instant::now() + Duration::from_secs(60)) {
             last_problem = "the claim lease is about to lapse".into();
             break;
@@ -378,8 +501,14 @@ async fn deliver(run: &Run, items: Vec<Item>) {
         let mut again = Vec::new();
         for call in split_into_calls(&outstanding) {
             Counters::add(&c.put_calls, 1);
+            run.pacer.wait().await;
             match run.sink.put(call).await {
                 Ok(report) => {
+                    if report.failed.iter().any(Refusal::is_transient) {
+                        run.pacer.throttled();
+                    } else {
+                        run.pacer.succeeded();
+                    }
                     let ok: HashSet<&str> = report.successful.iter().map(String::as_str).collect();
                     let failed: HashMap<&str, &Refusal> = report.failed.iter().map(|r| (r.id.as_str(), r)).collect();
                     for e in call {
@@ -396,17 +525,18 @@ async fn deliver(run: &Run, items: Vec<Item>) {
                     }
                 }
                 Err(SinkError::Transient(why)) => {
+                    run.pacer.throttled();
                     last_problem = why;
                     again.extend_from_slice(call);
                 }
                 Err(SinkError::Fatal(why)) => {
-                    run.stop(why);
+                    run.abort_puts(why);
                     break;
                 }
             }
         }
         outstanding = again;
-        if outstanding.is_empty() || run.stopped() {
+        if outstanding.is_empty() || run.puts_aborted() {
             break;
         }
         retried.extend(outstanding.iter().filter_map(|e| owner.get(e.id.as_str()).copied()));
@@ -448,6 +578,7 @@ async fn deliver(run: &Run, items: Vec<Item>) {
             settlement.marks.push((item.store_key.clone(), Mark::Shipped, item.ttl));
         } else {
             failed += 1;
+            run.unhandled(item.entry.kind, item.timestamp);
             settlement.releases.push(item.store_key.clone());
         }
     }
@@ -472,6 +603,7 @@ async fn deliver(run: &Run, items: Vec<Item>) {
                 Err(e) => {
                     failed += 1;
                     last_problem = format!("cannot dead-letter: {e}");
+                    run.unhandled(item.entry.kind, item.timestamp);
                     settlement.releases.push(item.store_key.clone());
                 }
             }
@@ -501,7 +633,7 @@ async fn settle(run: &Run, settlement: &Settlement) {
                 Some(wait) => tokio::time::sleep(wait).await,
                 None => {
                     let shipped = settlement.marks.iter().filter(|m| m.1 == Mark::Shipped).count();
-                    run.stop(format!(
+                    run.abort_puts(format!(
                         "{shipped} entries were shipped but could not be recorded ({e}); they may be shipped again after their lease of {} s",
                         run.opts.lease.as_secs()
                     ));

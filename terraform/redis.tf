@@ -39,11 +39,11 @@ resource "aws_elasticache_replication_group" "this" {
   replication_group_id = var.name
   description          = "${var.name} dedup store (claims, shipped markers, watermarks)"
 
-  engine               = var.redis_engine
-  engine_version       = var.redis_engine_version
-  node_type            = var.redis_node_type
-  num_cache_clusters   = var.redis_num_cache_clusters
-  port                 = 6379
+  engine             = var.redis_engine
+  engine_version     = var.redis_engine_version
+  node_type          = var.redis_node_type
+  num_cache_clusters = var.redis_num_cache_clusters
+  port               = 6379
 
   subnet_group_name  = aws_elasticache_subnet_group.this[0].name
   security_group_ids = [aws_security_group.redis[0].id]
@@ -53,8 +53,10 @@ resource "aws_elasticache_replication_group" "this" {
 
   at_rest_encryption_enabled = true
   kms_key_id                 = local.kms_key_arn
+  # TLS only. A group created with transit encryption enabled refuses
+  # plain-text clients; transit_encryption_mode ("preferred") only exists to
+  # migrate an existing group, so it is left unset. Clients use rediss://.
   transit_encryption_enabled = true
-  transit_encryption_mode    = "required"
   auth_token                 = random_password.redis_auth_token[0].result
   # hashicorp/aws 6 wants the strategy spelled out whenever auth_token is set.
   # ROTATE keeps the old token valid until the next SET, so a running function

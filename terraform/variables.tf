@@ -97,7 +97,7 @@ variable "tracing_mode" {
 }
 
 variable "rust_log" {
-  description = "Optional RUST_LOG filter for the program (e.g. \"info,kong_audit_shipper=debug\"). Empty = the program's default. Lambda's application log level stays INFO so the EMF metric line is never dropped."
+  description = "Optional RUST_LOG filter for the program, e.g. \"info,aws_smithy_runtime=warn\". Empty = not set. Lambda's application log level stays INFO (so the EMF metric line is never dropped), which means lines below INFO are dropped by Lambda whatever this says: it can only make the logs quieter."
   type        = string
   default     = ""
   nullable    = false
@@ -189,7 +189,7 @@ variable "kong_admin_token" {
 }
 
 variable "existing_kong_admin_token_secret_arn" {
-  description = "ARN of an existing Secrets Manager secret whose SecretString is the Kong RBAC token. Set this instead of kong_admin_token to keep the token out of Terraform."
+  description = "ARN of an existing Secrets Manager secret whose SecretString is the Kong RBAC token. Set this instead of kong_admin_token to keep the token out of Terraform. One of the two is required."
   type        = string
   default     = ""
   nullable    = false
@@ -300,7 +300,7 @@ variable "overlap_seconds" {
 ###############################################################################
 
 variable "existing_redis_url" {
-  description = "Use an existing Redis/Valkey instead of creating ElastiCache: redis:// or rediss://[user@]host[:port][/db]. No password in the URL; put it in a secret and pass existing_redis_password_secret_arn."
+  description = "Use an existing Redis/Valkey instead of creating ElastiCache: redis:// or rediss://[user@]host[:port][/db]. No password in the URL; put it in a secret and pass existing_redis_password_secret_arn. Empty = the module creates ElastiCache."
   type        = string
   default     = ""
   nullable    = false
@@ -434,6 +434,11 @@ variable "additional_kms_key_arns" {
   description = "Other KMS keys the function may decrypt with, e.g. the customer managed key of an existing secret passed in existing_*_secret_arn."
   type        = list(string)
   default     = []
+
+  validation {
+    condition     = alltrue([for k in var.additional_kms_key_arns : can(regex("^arn:aws[a-z-]*:kms:[a-z0-9-]+:[0-9]{12}:key/.+$", k))])
+    error_message = "additional_kms_key_arns must be KMS key ARNs (arn:aws:kms:<region>:<account>:key/<id>)."
+  }
 }
 
 variable "secret_recovery_window_days" {

@@ -4,9 +4,11 @@ terraform {
   required_version = ">= 1.6.0"
 
   required_providers {
+    # Major 6. At least 6.8: older 6.x releases cap the SQS max_message_size
+    # at 256 KiB, and the dead-letter queue takes whole entries up to 1 MiB.
     aws = {
       source  = "hashicorp/aws"
-      version = "~> 6.0"
+      version = "~> 6.8"
     }
     # Only used when create_channel = true: hashicorp/aws has no CloudTrail
     # channel resource, Cloud Control (awscc) does.

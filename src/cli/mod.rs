@@ -74,6 +74,9 @@ pub fn ship_options(s: &Settings) -> ShipOptions {
         lease: std::time::Duration::from_secs(s.claim_lease_seconds),
         put_concurrency: s.put_concurrency,
         backoff: s.backoff(),
+        incremental: !s.full_read,
+        overlap: std::time::Duration::from_secs(s.overlap_seconds),
+        put_rate: s.put_rate_limit,
         ..ShipOptions::default()
     }
 }

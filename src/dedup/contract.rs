@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use super::{DedupStore, Mark, Settlement};
+use super::{Claim, DedupStore, Mark, Settlement};
 
 pub async fn run_all(store: &dyn DedupStore) {
     let p = format!("contract:{}:", fastrand::u64(..));
@@ -61,6 +61,14 @@ pub async fn run_all(store: &dyn DedupStore) {
         store.claim(&[key("c"), key("d")], "inflight:run4", lease).await.unwrap(),
         vec![true, true]
     );
+
+    // The detailed claim tells done keys from keys another run holds (or, for stores no two
+    // processes share, reports every taken key as done).
+    let detailed = store.claim_detailed(&[key("a"), key("e")], "inflight:run5", lease).await.unwrap();
+    assert_eq!(detailed[0], Claim::Done);
+    assert_eq!(detailed[1], Claim::Ours);
+    let held = store.claim_detailed(&[key("e")], "inflight:run6", lease).await.unwrap();
+    assert!(matches!(held[0], Claim::HeldByOther | Claim::Done), "{held:?}");
 
     // Plain values (the watermark) round-trip.
     store.put(&key("w"), "1700000000", None).await.unwrap();

@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 
-use super::{DedupStore, Settlement, StoreError};
+use super::{Claim, DedupStore, Settlement, StoreError};
 
 #[derive(Default)]
 pub struct MemoryStore {
@@ -45,6 +45,21 @@ impl DedupStore for MemoryStore {
                 }
                 map.insert(k.clone(), (token.to_string(), Some(Instant::now() + lease)));
                 true
+            })
+            .collect())
+    }
+
+    async fn claim_detailed(&self, keys: &[String], token: &str, lease: Duration) -> Result<Vec<Claim>, StoreError> {
+        let mut map = self.keys.lock().unwrap();
+        Ok(keys
+            .iter()
+            .map(|k| match Self::live(&mut map, k) {
+                Some(v) if v.starts_with("inflight:") && v != token => Claim::HeldByOther,
+                Some(_) => Claim::Done,
+                None => {
+                    map.insert(k.clone(), (token.to_string(), Some(Instant::now() + lease)));
+                    Claim::Ours
+                }
             })
             .collect())
     }

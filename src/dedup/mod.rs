@@ -5,6 +5,7 @@
 //! - `settle`: after the put, mark shipped (or rejected) with the entry's remaining Kong TTL, and
 //!   release our claims on everything else so the next run retries it.
 
+mod file;
 mod memory;
 mod redis;
 
@@ -12,6 +13,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 
+pub use file::FileStore;
 pub use memory::MemoryStore;
 pub use redis::RedisStore;
 
@@ -48,11 +50,31 @@ pub struct StoreError {
     pub detail: String,
 }
 
+/// What a claim found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Claim {
+    /// The entry is ours to ship.
+    Ours,
+    /// Shipped or rejected by an earlier run.
+    Done,
+    /// Another run holds it right now; it may still fail there, so it is not yet handled.
+    HeldByOther,
+}
+
 #[async_trait]
 pub trait DedupStore: Send + Sync {
     /// Claims each key for `lease`; `true` where the claim is ours, `false` where the key was
     /// already shipped, rejected, or claimed by another run. One round trip.
     async fn claim(&self, keys: &[String], token: &str, lease: Duration) -> Result<Vec<bool>, StoreError>;
+    /// Like `claim`, and tells shipped keys from keys another run holds (one round trip).
+    /// The default suits stores no two processes can share: every taken key is done.
+    async fn claim_detailed(&self, keys: &[String], token: &str, lease: Duration) -> Result<Vec<Claim>, StoreError> {
+        let claimed = self.claim(keys, token, lease).await?;
+        Ok(claimed
+            .into_iter()
+            .map(|ours| if ours { Claim::Ours } else { Claim::Done })
+            .collect())
+    }
     /// Marks and releases in one round trip.
     async fn settle(&self, settlement: &Settlement, token: &str) -> Result<(), StoreError>;
     /// The value stored under a key, if any (for `check`, tests and operators).
@@ -63,7 +85,7 @@ pub trait DedupStore: Send + Sync {
     fn describe(&self) -> String;
 }
 
-/// The claim value of one run.
+/// The claim value of one run: `inflight:<run>`.
 pub fn claim_token(run_id: &str) -> String {
     format!("inflight:{run_id}")
 }

@@ -6,7 +6,7 @@ use async_trait::async_trait;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::{IntoConnectionInfo, RedisError};
 
-use super::{DedupStore, Settlement, StoreError};
+use super::{Claim, DedupStore, Settlement, StoreError};
 use crate::config::RedisConfig;
 
 /// Deletes a key only while it still holds our claim, so a release never removes a shipped mark
@@ -100,6 +100,32 @@ impl DedupStore for RedisStore {
         }
         let answers: Vec<Option<String>> = pipe.query_async(&mut self.conn.clone()).await.map_err(|e| self.error(e))?;
         Ok(answers.into_iter().map(|a| a.is_some()).collect())
+    }
+
+    async fn claim_detailed(&self, keys: &[String], token: &str, lease: Duration) -> Result<Vec<Claim>, StoreError> {
+        if keys.is_empty() {
+            return Ok(Vec::new());
+        }
+        // SET NX, then GET in the same pipeline: the value says who holds a key we did not get.
+        let mut pipe = redis::pipe();
+        for key in keys {
+            pipe.cmd("SET")
+                .arg(key)
+                .arg(token)
+                .arg("NX")
+                .arg("PX")
+                .arg(lease.as_millis() as u64);
+            pipe.cmd("GET").arg(key);
+        }
+        let answers: Vec<Option<String>> = pipe.query_async(&mut self.conn.clone()).await.map_err(|e| self.error(e))?;
+        Ok(answers
+            .chunks(2)
+            .map(|pair| match (&pair[0], pair.get(1).and_then(Option::as_deref)) {
+                (Some(_), _) => Claim::Ours,
+                (None, Some(v)) if v.starts_with("inflight:") && v != token => Claim::HeldByOther,
+                (None, _) => Claim::Done,
+            })
+            .collect())
     }
 
     async fn settle(&self, s: &Settlement, token: &str) -> Result<(), StoreError> {
