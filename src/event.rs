@@ -14,6 +14,11 @@ use sha2::{Digest, Sha256};
 
 use crate::kong::{Entry, EntryKind};
 
+/// Nesting of an embedded entry beyond which it travels as text (numbered parts) instead: parsers
+/// stop at some depth (serde_json at 128), and the entry sits two levels down in `eventData`.
+const MAX_EMBEDDED_DEPTH: usize = 100;
+/// Nesting of a parsed payload or entity beyond which `requestParameters` keeps it as a string.
+const MAX_PARAMETER_DEPTH: usize = 64;
 /// CloudTrail's documented caps (integration event schema).
 pub const ADDITIONAL_EVENT_DATA_MAX: usize = 28_000;
 pub const PARAMETERS_MAX: usize = 100_000;
@@ -204,7 +209,8 @@ pub fn map_entry(entry: &Entry, ctx: &MapContext) -> Result<Vec<AuditEvent>, Map
         kong_audit_entry_sha256: &sha,
         ..extra(None)
     };
-    if serde_json::to_string(&whole).map(|s| s.len()).unwrap_or(usize::MAX) <= ADDITIONAL_EVENT_DATA_MAX {
+    let nesting = 1 + entry.fields.values().map(depth).max().unwrap_or(0);
+    if nesting <= MAX_EMBEDDED_DEPTH && serde_json::to_string(&whole).is_ok_and(|text| fits_additional_event_data(&text)) {
         return Ok(vec![AuditEvent {
             id: head_id,
             event_data: render(whole, true)?,
@@ -396,7 +402,14 @@ fn user_identity(entry: &Entry) -> Value {
 
 /// `requestParameters`, `responseElements` and `errorCode`, within CloudTrail's limits.
 fn parameters(entry: &Entry) -> (Option<Value>, Option<Value>, Option<String>) {
-    let embedded = |text: Option<&str>| text.map(|t| serde_json::from_str::<Value>(t).unwrap_or_else(|_| Value::String(t.to_string())));
+    let embedded = |text: Option<&str>| {
+        text.map(|t| {
+            serde_json::from_str::<Value>(t)
+                .ok()
+                .filter(|v| depth(v) <= MAX_PARAMETER_DEPTH)
+                .unwrap_or_else(|| Value::String(t.to_string()))
+        })
+    };
     match entry.kind {
         EntryKind::Request => {
             let path = entry.str_field("path").unwrap_or("");
@@ -428,12 +441,46 @@ fn parameters(entry: &Entry) -> (Option<Value>, Option<Value>, Option<String>) {
     }
 }
 
-/// Drops the bulky member when the object would pass CloudTrail's 100 kB limit; the full text is
-/// always in `kongAuditEntry`.
+/// How deeply arrays and objects nest in a value (a scalar is 0). Parsed values are at most 128 deep.
+fn depth(v: &Value) -> usize {
+    match v {
+        Value::Array(items) => 1 + items.iter().map(depth).max().unwrap_or(0),
+        Value::Object(members) => 1 + members.values().map(depth).max().unwrap_or(0),
+        _ => 0,
+    }
+}
+
+/// Whether `additionalEventData` fits CloudTrail's 28 kB as sent and also as a JSON parser writes it
+/// back: numbers such as `1e9` grow (to `1000000000.0`, at most about five times), and CloudTrail
+/// may measure either form.
+fn fits_additional_event_data(text: &str) -> bool {
+    if text.len() > ADDITIONAL_EVENT_DATA_MAX {
+        return false;
+    }
+    if text.len() <= ADDITIONAL_EVENT_DATA_MAX / 6 {
+        return true;
+    }
+    serde_json::from_str::<Value>(text).is_ok_and(|v| v.to_string().len() <= ADDITIONAL_EVENT_DATA_MAX)
+}
+
+/// Keeps `requestParameters` within CloudTrail's 100 kB: drops the bulky member first, then cuts any
+/// other string member (a huge path or key) to 1,024 bytes. The full text is always in
+/// `kongAuditEntry`.
 fn within_limit(mut params: Value, bulky: &str) -> Value {
-    if serde_json::to_string(&params).map(|s| s.len()).unwrap_or(usize::MAX) > PARAMETERS_MAX - 1_000 {
+    let too_big = |v: &Value| serde_json::to_string(v).map(|s| s.len()).unwrap_or(usize::MAX) > PARAMETERS_MAX - 1_000;
+    if too_big(&params) {
         params.as_object_mut().expect("built as an object").remove(bulky);
         params[format!("{bulky}Omitted")] = Value::String("larger than CloudTrail's 100 kB limit; see additionalEventData".into());
+    }
+    if too_big(&params) {
+        for value in params.as_object_mut().expect("built as an object").values_mut() {
+            if let Value::String(s) = value {
+                if s.len() > STRING_FIELD_MAX {
+                    *s = truncate(s, STRING_FIELD_MAX);
+                }
+            }
+        }
+        params["truncated"] = Value::String("members cut to 1,024 bytes; the whole entry is in additionalEventData".into());
     }
     params
 }
@@ -534,11 +581,16 @@ pub fn recover<'a>(lines: impl IntoIterator<Item = &'a str>) -> Recovery {
             event.extra.kong_audit_entry_part,
             event.extra.kong_audit_entry_text,
         ) {
-            (Some(raw), _, _) => out.entries.push(RecoveredEntry {
-                kind,
-                uid: event.uid,
-                json: raw.get().to_string(),
-            }),
+            (Some(raw), _, _) => match whole_entry(&raw, event.extra.kong_audit_entry_sha256.as_deref()) {
+                Ok(json) => out.entries.push(RecoveredEntry {
+                    kind,
+                    uid: event.uid,
+                    json,
+                }),
+                Err(problem) => out
+                    .problems
+                    .push(format!("line {}: {} {}: {problem}", n + 1, kind.as_str(), event.uid)),
+            },
             (None, Some(part), Some(text)) => {
                 let id = (kind, event.uid);
                 let slot = split.entry(id.clone()).or_insert_with(|| {
@@ -576,6 +628,24 @@ pub fn recover<'a>(lines: impl IntoIterator<Item = &'a str>) -> Recovery {
         });
     }
     out
+}
+
+/// The entry text of a whole event, checked against its SHA-256. A store that turned the nested
+/// object into a JSON string (some exports do) still gives the exact text back.
+fn whole_entry(raw: &RawValue, sha: Option<&str>) -> Result<String, String> {
+    let text = raw.get();
+    let Some(sha) = sha.filter(|s| !s.is_empty()) else {
+        return Ok(text.to_string());
+    };
+    if hex_sha256(text.as_bytes()) == sha {
+        return Ok(text.to_string());
+    }
+    if let Ok(inner) = serde_json::from_str::<String>(text) {
+        if hex_sha256(inner.as_bytes()) == sha {
+            return Ok(inner);
+        }
+    }
+    Err("the entry does not match its SHA-256 (altered, or re-encoded by the export)".into())
 }
 
 #[cfg(test)]
@@ -705,6 +775,86 @@ mod tests {
         assert_eq!(template_path("/rbac/users/alice/roles"), "/rbac/users/{id}/roles");
         assert_eq!(template_path("/audit/requests"), "/audit/requests");
         assert_eq!(template_path(""), "/");
+    }
+
+    #[test]
+    fn huge_paths_and_keys_are_cut_in_request_parameters_but_whole_in_the_entry() {
+        let path = format!("/services/{}", "p".repeat(300_000));
+        let text = serde_json::to_string(
+            &json!({"request_id":"huge-path","method":"GET","path": path,"request_timestamp":1700000000,"status":200}),
+        )
+        .unwrap();
+        let e = Entry::parse(EntryKind::Request, &text).unwrap();
+        let events = map_entry(&e, &ctx()).unwrap();
+        let d = data(&events[0]);
+        let params = serde_json::to_string(&d["requestParameters"]).unwrap();
+        assert!(params.len() <= PARAMETERS_MAX, "{}", params.len());
+        assert_eq!(d["requestParameters"]["path"].as_str().unwrap().len(), STRING_FIELD_MAX);
+        let back = recover(events.iter().map(|e| e.event_data.as_str()));
+        assert_eq!(back.entries[0].json, text);
+
+        let key = "k".repeat(200_000);
+        let text = serde_json::to_string(&json!({"id":"o-huge-key","entity_key": key,"dao_name":"x","operation":"create"})).unwrap();
+        let e = Entry::parse(EntryKind::Object, &text).unwrap();
+        let events = map_entry(&e, &ctx()).unwrap();
+        let params = serde_json::to_string(&data(&events[0])["requestParameters"]).unwrap();
+        assert!(params.len() <= PARAMETERS_MAX, "{}", params.len());
+    }
+
+    #[test]
+    fn numbers_that_grow_when_re_encoded_still_fit_additional_event_data() {
+        // 5,000 × `1e9,` is 20 kB as sent, under the limit; re-encoded each becomes `1000000000.0`.
+        let numbers = vec!["1e9"; 5_000].join(",");
+        let text = format!(r#"{{"request_id":"grow","request_timestamp":1700000000,"n":[{numbers}]}}"#);
+        assert!(text.len() < ADDITIONAL_EVENT_DATA_MAX - 1_000);
+        let e = Entry::parse(EntryKind::Request, &text).unwrap();
+        let events = map_entry(&e, &ctx()).unwrap();
+        for ev in &events {
+            let reencoded = data(ev)["additionalEventData"].to_string();
+            assert!(reencoded.len() <= ADDITIONAL_EVENT_DATA_MAX, "{}", reencoded.len());
+        }
+        assert!(
+            data(&events[0])["additionalEventData"]["kongAuditEntryText"].is_string(),
+            "carried as text, which does not grow"
+        );
+        assert_eq!(recover(events.iter().map(|e| e.event_data.as_str())).entries[0].json, text);
+    }
+
+    #[test]
+    fn deeply_nested_entries_travel_as_text_so_any_parser_reads_the_event() {
+        let deep = |d: usize| format!("{}{}", "[".repeat(d), "]".repeat(d));
+        let text = format!(
+            r#"{{"request_id":"deep","request_timestamp":1700000000,"payload":"{}","x":{}}}"#,
+            deep(120),
+            deep(126)
+        );
+        let e = Entry::parse(EntryKind::Request, &text).unwrap();
+        assert!(e.problem.is_none(), "126 levels still parse");
+        let events = map_entry(&e, &ctx()).unwrap();
+        for ev in &events {
+            let d = data(ev);
+            assert!(d["requestParameters"]["payload"].is_string() || d.get("requestParameters").is_none());
+        }
+        assert!(data(&events[0])["additionalEventData"]["kongAuditEntryText"].is_string());
+        assert_eq!(recover(events.iter().map(|e| e.event_data.as_str())).entries[0].json, text);
+    }
+
+    #[test]
+    fn recovery_checks_whole_entries_and_reads_stringified_ones() {
+        let text = r#"{"request_id":"w1","request_timestamp":1700000000,"x":1.50}"#;
+        let e = Entry::parse(EntryKind::Request, text).unwrap();
+        let line = map_entry(&e, &ctx()).unwrap().remove(0).event_data;
+        let altered = line.replace("1.50", "1.5");
+        let back = recover([altered.as_str()]);
+        assert!(
+            back.entries.is_empty() && back.problems[0].contains("SHA-256"),
+            "{:?}",
+            back.problems
+        );
+        let mut v: Value = serde_json::from_str(&line).unwrap();
+        v["additionalEventData"]["kongAuditEntry"] = Value::String(text.into());
+        let stringified = v.to_string();
+        assert_eq!(recover([stringified.as_str()]).entries[0].json, text);
     }
 
     #[test]

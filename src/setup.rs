@@ -99,8 +99,29 @@ pub async fn build(settings: &Settings, store: StoreChoice, sink: SinkChoice) ->
 }
 
 /// Where refused entries go, besides the error log.
-fn dead_letter_sink(_settings: &Settings, _sdk: &aws_config::SdkConfig) -> Result<Arc<dyn DeadLetterSink>, SetupError> {
-    Ok(Arc::new(LogDeadLetters))
+fn dead_letter_sink(settings: &Settings, sdk: &aws_config::SdkConfig) -> Result<Arc<dyn DeadLetterSink>, SetupError> {
+    let queue = settings.dead_letter_queue_url.as_deref().map(str::trim).filter(|s| !s.is_empty());
+    let sink: Arc<dyn DeadLetterSink> = if let Some(url) = queue {
+        if !url.starts_with("https://") && !url.starts_with("http://") {
+            return Err(ConfigError {
+                setting: "DEAD_LETTER_QUEUE_URL (--dead-letter-queue-url)",
+                problem: format!("'{url}' is not a queue URL (https://sqs.REGION.amazonaws.com/ACCOUNT/NAME)"),
+            }
+            .into());
+        }
+        Arc::new(crate::dead_letter::SqsDeadLetters::new(sdk, url))
+    } else if let Some(path) = settings.dead_letter_file.clone().filter(|p| !p.as_os_str().is_empty()) {
+        Arc::new(crate::dead_letter::FileDeadLetters::new(path))
+    } else if std::env::var_os("AWS_LAMBDA_RUNTIME_API").is_some() {
+        tracing::warn!(
+            "neither DEAD_LETTER_QUEUE_URL nor DEAD_LETTER_FILE is set: rejected entries are only logged (whole, at error level); the Terraform module sets the queue"
+        );
+        Arc::new(LogDeadLetters)
+    } else {
+        Arc::new(crate::dead_letter::FileDeadLetters::new(crate::dead_letter::file::default_path()))
+    };
+    tracing::info!(dead_letters = %sink.describe(), "entries refused for good are dead-lettered (and logged whole)");
+    Ok(sink)
 }
 
 async fn read_secret(client: &aws_sdk_secretsmanager::Client, id: &str, setting: &'static str) -> Result<Secret, SetupError> {

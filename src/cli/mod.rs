@@ -1,6 +1,8 @@
 //! The command line: parse, build the clients once, run the library cycle, report, exit.
 //! Each command lives in its own file beside this one.
 
+mod recover;
+mod redrive;
 mod run;
 
 use std::process::ExitCode;
@@ -30,6 +32,21 @@ pub struct Cli {
 pub enum Command {
     /// One cycle from the shell: exactly what the Lambda does on each invocation
     Run,
+    /// The original Kong entries from shipped eventData (NDJSON, any order; parts reassembled)
+    Recover {
+        /// eventData lines, or CloudTrail Lake query rows with an `eventData` member; `-` for stdin
+        #[arg(long, default_value = "-")]
+        input: String,
+        /// Where the entries go, one per line; `-` for stdout (a file is created 0600)
+        #[arg(long, default_value = "-")]
+        output: String,
+    },
+    /// Re-submit dead-lettered entries after their cause is fixed (from the file or the queue)
+    Redrive {
+        /// A dead-letter file; default: the queue when DEAD_LETTER_QUEUE_URL is set, else DEAD_LETTER_FILE or the default file
+        #[arg(long)]
+        input: Option<std::path::PathBuf>,
+    },
 }
 
 /// Exit codes: 0 all shipped; 1 a run that left entries unshipped or stopped; 2 bad configuration.
@@ -44,6 +61,8 @@ pub async fn main(cli: Cli) -> ExitCode {
     };
     match command {
         Command::Run => run::main(&cli.settings).await,
+        Command::Recover { input, output } => recover::main(&input, &output),
+        Command::Redrive { input } => redrive::main(&cli.settings, input).await,
     }
 }
 

@@ -1,10 +1,16 @@
 //! Where entries go that can never be shipped as they are: permanently refused by CloudTrail, or
 //! impossible to map. Each letter holds the whole entry and the reason, so nothing vanishes.
 
+pub mod file;
+pub mod sqs;
+
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
 use crate::kong::EntryKind;
+
+pub use file::FileDeadLetters;
+pub use sqs::SqsDeadLetters;
 
 /// One dead-lettered entry. Serialized as one JSON object (one NDJSON line, one SQS message).
 #[derive(Debug, Clone, Serialize, Deserialize)]

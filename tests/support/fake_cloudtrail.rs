@@ -31,6 +31,9 @@ pub enum CallFault {
     EveryEvent(&'static str),
     /// The first `n` events of the call fail with this code; the rest are accepted.
     FirstEvents(usize, &'static str),
+    /// The events are accepted, then the answer waits this long (a client killed meanwhile never
+    /// learns the outcome).
+    AcceptThenDelay(Duration),
 }
 
 #[derive(Debug, Default)]
@@ -43,6 +46,10 @@ pub struct CloudTrailState {
     /// Accepted events, in order: (id, eventData).
     pub accepted: Vec<(String, String)>,
     pub calls: u64,
+    /// Calls that arrived, counted before `latency` (a call in progress is already counted).
+    pub received: u64,
+    /// The ids of each call accepted by `AcceptThenLose`/`AcceptThenDelay`, whose answer was lost.
+    pub lost_batches: Vec<Vec<String>>,
     pub throttled_calls: u64,
     pub latency: Duration,
     /// PutAuditEvents calls allowed per second (0: no limit).
@@ -109,10 +116,23 @@ fn error(status: u16, kind: &str, message: &str) -> Response {
 }
 
 async fn put_audit_events(State(state): State<Arc<Mutex<CloudTrailState>>>, RawQuery(query): RawQuery, body: Bytes) -> Response {
-    let latency = state.lock().unwrap().latency;
+    let latency = {
+        let mut s = state.lock().unwrap();
+        s.received += 1;
+        s.latency
+    };
     if !latency.is_zero() {
         tokio::time::sleep(latency).await;
     }
+    let (delay, response) = answer(&state, query, body);
+    if let Some(wait) = delay {
+        tokio::time::sleep(wait).await;
+    }
+    response
+}
+
+/// The answer to one call, and how long to hold it back.
+fn answer(state: &Mutex<CloudTrailState>, query: Option<String>, body: Bytes) -> (Option<Duration>, Response) {
     let mut s = state.lock().unwrap();
     s.calls += 1;
     if s.quota_per_second > 0 {
@@ -125,52 +145,71 @@ async fn put_audit_events(State(state): State<Arc<Mutex<CloudTrailState>>>, RawQ
         *count += 1;
         if *count > s.quota_per_second {
             s.throttled_calls += 1;
-            return error(429, "ThrottlingException", "Rate exceeded");
+            return (None, error(429, "ThrottlingException", "Rate exceeded"));
         }
     }
     let params: HashMap<String, String> = url::form_urlencoded::parse(query.unwrap_or_default().as_bytes())
         .into_owned()
         .collect();
     if params.get("channelArn") != Some(&s.channel_arn) {
-        return error(404, "ChannelNotFound", "The specified channel was not found.");
+        return (None, error(404, "ChannelNotFound", "The specified channel was not found."));
     }
     if s.external_id.is_some() && params.get("externalId") != s.external_id.as_ref() {
-        return error(
-            403,
-            "AccessDeniedException",
-            "User is not authorized to perform: cloudtrail-data:PutAuditEvents",
+        return (
+            None,
+            error(
+                403,
+                "AccessDeniedException",
+                "User is not authorized to perform: cloudtrail-data:PutAuditEvents",
+            ),
         );
     }
     if body.len() > 1_000_000 {
-        return error(400, "ValidationException", "request larger than 1 MB");
+        return (None, error(400, "ValidationException", "request larger than 1 MB"));
     }
     let request: Value = match serde_json::from_slice(&body) {
         Ok(v) => v,
-        Err(_) => return error(400, "SerializationException", "bad body"),
+        Err(_) => return (None, error(400, "SerializationException", "bad body")),
     };
     let events = request["auditEvents"].as_array().cloned().unwrap_or_default();
     if events.is_empty() || events.len() > 100 {
-        return error(400, "ValidationException", "auditEvents must have 1 to 100 members");
+        return (None, error(400, "ValidationException", "auditEvents must have 1 to 100 members"));
     }
     let mut ids = HashSet::new();
     for e in &events {
         if !ids.insert(e["id"].as_str().unwrap_or_default().to_string()) {
-            return error(
-                400,
-                "DuplicatedAuditEventId",
-                "Two or more entries in the request have the same event ID.",
+            return (
+                None,
+                error(
+                    400,
+                    "DuplicatedAuditEventId",
+                    "Two or more entries in the request have the same event ID.",
+                ),
             );
         }
     }
     let fault = s.faults.pop_front();
     match fault {
-        Some(CallFault::Status(status, kind)) => return error(status, kind, "injected"),
+        Some(CallFault::Status(status, kind)) => return (None, error(status, kind, "injected")),
         Some(CallFault::AcceptThenLose) => {
+            let mut ids = Vec::new();
             for e in &events {
                 let id = e["id"].as_str().unwrap_or_default().to_string();
+                ids.push(id.clone());
                 s.accepted.push((id, e["eventData"].as_str().unwrap_or_default().to_string()));
             }
-            return error(500, "InternalServerException", "response lost");
+            s.lost_batches.push(ids);
+            return (None, error(500, "InternalServerException", "response lost"));
+        }
+        Some(CallFault::AcceptThenDelay(wait)) => {
+            let mut ids = Vec::new();
+            for e in &events {
+                let id = e["id"].as_str().unwrap_or_default().to_string();
+                ids.push(id.clone());
+                s.accepted.push((id, e["eventData"].as_str().unwrap_or_default().to_string()));
+            }
+            s.lost_batches.push(ids);
+            return (Some(wait), error(500, "InternalServerException", "answered too late"));
         }
         _ => {}
     }
@@ -203,16 +242,18 @@ async fn put_audit_events(State(state): State<Arc<Mutex<CloudTrailState>>>, RawQ
             }
         }
     }
-    (
+    let ok = (
         StatusCode::OK,
         [("content-type", "application/json")],
         json!({"successful": successful, "failed": failed}).to_string(),
     )
-        .into_response()
+        .into_response();
+    (None, ok)
 }
 
-/// The integration schema's rules, as AWS documents them.
-fn validate(id: &str, data: &str, checksum: Option<&str>) -> Option<(&'static str, String)> {
+/// The integration schema's rules, as AWS documents them. `None` when the event is valid, else the
+/// per-event error code CloudTrail would give and why. (Public so property tests check the same rules.)
+pub fn validate(id: &str, data: &str, checksum: Option<&str>) -> Option<(&'static str, String)> {
     if id.is_empty() || id.len() > 128 || !id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_') {
         return Some(("InvalidData", format!("id {id:?} does not match [-_A-Za-z0-9]{{1,128}}")));
     }

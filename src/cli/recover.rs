@@ -1,0 +1,131 @@
+//! `kong-audit-shipper recover [--input FILE|-] [--output FILE|-]`: the original Kong entries from
+//! shipped events.
+//!
+//! Input: one event per line, in any order: the `eventData` JSON itself, or an object with an
+//! `eventData` member holding it as an object or as a JSON string (the shapes CloudTrail Lake query
+//! results and exports give). Output: each entry's JSON text exactly as Kong served it, one per line;
+//! parts are reassembled and checked against their SHA-256; an entry shipped twice (an unavoidable
+//! duplicate) is written once. Problems (junk lines, missing parts, checksum mismatches) go to stderr
+//! with their line numbers, and make the exit status 1.
+//!
+//! The whole input is held in memory (parts may be anywhere in it): split very large exports by
+//! time range.
+
+use std::collections::HashSet;
+use std::io::{Read, Write};
+use std::os::unix::fs::OpenOptionsExt;
+use std::process::ExitCode;
+
+use serde::Deserialize;
+use serde_json::value::RawValue;
+
+use crate::event::recover;
+
+#[derive(Deserialize)]
+struct Wrapped {
+    #[serde(rename = "eventData")]
+    event_data: Option<Box<RawValue>>,
+}
+
+/// The `eventData` text of one input line: the line itself, or its `eventData` member.
+pub fn event_data_of(line: &str) -> String {
+    let line = line.trim();
+    match serde_json::from_str::<Wrapped>(line) {
+        Ok(Wrapped { event_data: Some(raw) }) => {
+            let text = raw.get();
+            // A JSON string holding the eventData text, or the object itself.
+            serde_json::from_str::<String>(text).unwrap_or_else(|_| text.to_string())
+        }
+        _ => line.to_string(),
+    }
+}
+
+pub fn main(input: &str, output: &str) -> ExitCode {
+    let mut bytes = Vec::new();
+    let read = if input == "-" {
+        std::io::stdin().read_to_end(&mut bytes).map(|_| ())
+    } else {
+        std::fs::File::open(input).and_then(|mut f| f.read_to_end(&mut bytes).map(|_| ()))
+    };
+    if let Err(e) = read {
+        eprintln!("kong-audit-shipper recover: cannot read {input}: {e}");
+        return ExitCode::from(super::EXIT_CONFIG);
+    }
+    let mut problems = Vec::new();
+    let lines: Vec<String> = bytes
+        .split(|b| *b == b'\n')
+        .enumerate()
+        .map(|(n, raw)| match std::str::from_utf8(raw) {
+            Ok(text) => event_data_of(text),
+            Err(e) => {
+                problems.push(format!("line {}: not UTF-8 text: {e}", n + 1));
+                String::new()
+            }
+        })
+        .collect();
+    let events = lines.iter().filter(|l| !l.trim().is_empty()).count();
+    let recovery = recover(lines.iter().map(String::as_str));
+    problems.extend(recovery.problems);
+
+    let mut seen = HashSet::new();
+    let mut out = String::new();
+    let mut written = 0;
+    let mut duplicates = 0;
+    for entry in &recovery.entries {
+        if !seen.insert((entry.kind, entry.uid.as_str(), entry.json.as_str())) {
+            duplicates += 1;
+            continue;
+        }
+        out.push_str(&entry.json);
+        out.push('\n');
+        written += 1;
+    }
+    if let Err(e) = write_output(output, out.as_bytes()) {
+        eprintln!("kong-audit-shipper recover: cannot write {output}: {e}");
+        return ExitCode::from(super::EXIT_CONFIG);
+    }
+    for p in &problems {
+        eprintln!("kong-audit-shipper recover: {p}");
+    }
+    eprintln!(
+        "recover events={events} entries={written} duplicates_skipped={duplicates} problems={}",
+        problems.len()
+    );
+    if problems.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(super::EXIT_INCOMPLETE)
+    }
+}
+
+/// stdout, or a file created readable by its owner only (it holds whole audit entries).
+fn write_output(output: &str, bytes: &[u8]) -> std::io::Result<()> {
+    if output == "-" {
+        let mut stdout = std::io::stdout().lock();
+        stdout.write_all(bytes)?;
+        return stdout.flush();
+    }
+    let mut file = std::fs::OpenOptions::new()
+        .create(true)
+        .write(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(output)?;
+    file.write_all(bytes)?;
+    file.sync_all()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn wrapped_and_plain_lines_give_the_event_data() {
+        let data = r#"{"UID":"a","additionalEventData":{"x":1}}"#;
+        assert_eq!(event_data_of(data), data);
+        assert_eq!(event_data_of(&format!(r#"{{"eventID":"e","eventData":{data}}}"#)), data);
+        let as_string = serde_json::to_string(data).unwrap();
+        assert_eq!(event_data_of(&format!(r#"{{"eventData":{as_string},"eventTime":"t"}}"#)), data);
+        assert_eq!(event_data_of("  junk  "), "junk");
+    }
+}
