@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use crate::config::{ConfigError, Settings};
 use crate::dead_letter::{DeadLetterSink, LogDeadLetters};
-use crate::dedup::{DedupStore, MemoryStore, RedisStore, StoreError};
+use crate::dedup::{DedupStore, FileStore, MemoryStore, RedisStore, StoreError};
 use crate::kong::{KongClient, KongError};
 use crate::secret::Secret;
 use crate::ship::Shipper;
@@ -28,6 +28,9 @@ pub enum SetupError {
 pub enum StoreChoice {
     /// A Redis shared by every run: required in Lambda and by `run`.
     Redis,
+    /// Redis when any Redis setting is given; otherwise the embedded file store at `STATE_FILE`
+    /// (or `config::default_state_path()`): the CLI's default, with nothing but a Kong to point at.
+    RedisOrFile,
     /// No shared state at all: a dry run claims and marks nothing.
     Nothing,
 }
@@ -70,7 +73,11 @@ pub async fn build(settings: &Settings, store: StoreChoice, sink: SinkChoice) ->
     }
     let store: Arc<dyn DedupStore> = match (store, redis) {
         (StoreChoice::Nothing, _) => Arc::new(MemoryStore::new()),
-        (StoreChoice::Redis, Some(r)) => Arc::new(RedisStore::connect(&r).await?),
+        (StoreChoice::Redis | StoreChoice::RedisOrFile, Some(r)) => Arc::new(RedisStore::connect(&r).await?),
+        (StoreChoice::RedisOrFile, None) => {
+            let path = settings.state_file.clone().unwrap_or_else(crate::config::default_state_path);
+            Arc::new(FileStore::open(path).await?)
+        }
         (StoreChoice::Redis, None) => {
             return Err(ConfigError {
                 setting: "REDIS_URL (--redis-url)",
@@ -124,7 +131,7 @@ fn dead_letter_sink(settings: &Settings, sdk: &aws_config::SdkConfig) -> Result<
     Ok(sink)
 }
 
-async fn read_secret(client: &aws_sdk_secretsmanager::Client, id: &str, setting: &'static str) -> Result<Secret, SetupError> {
+pub async fn read_secret(client: &aws_sdk_secretsmanager::Client, id: &str, setting: &'static str) -> Result<Secret, SetupError> {
     let out = client
         .get_secret_value()
         .secret_id(id)

@@ -1,4 +1,5 @@
-//! The dedup store contract, run against a real redis-server (the in-memory store runs it in its unit tests).
+//! The dedup store contract, run against a real redis-server and the embedded file store (the
+//! in-memory store runs it in its unit tests).
 
 mod support;
 
@@ -19,5 +20,14 @@ async fn redis_store_keeps_the_contract() {
         password: Some(kong_audit_shipper::secret::Secret::new("contract-pw")),
     };
     let store = RedisStore::connect(&config).await.unwrap();
+    contract::run_all(&store).await;
+}
+
+#[tokio::test]
+async fn file_store_keeps_the_contract() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = kong_audit_shipper::dedup::FileStore::open(dir.path().join("state/state.redb"))
+        .await
+        .unwrap();
     contract::run_all(&store).await;
 }

@@ -1,6 +1,7 @@
 //! The command line: parse, build the clients once, run the library cycle, report, exit.
 //! Each command lives in its own file beside this one.
 
+mod check;
 mod recover;
 mod redrive;
 mod run;
@@ -47,6 +48,8 @@ pub enum Command {
         #[arg(long)]
         input: Option<std::path::PathBuf>,
     },
+    /// Will it work? Checks Kong (version, audit logging, token), the store, the channel and AWS; one line each, with the fix for each ✗
+    Check,
 }
 
 /// Exit codes: 0 all shipped; 1 a run that left entries unshipped or stopped; 2 bad configuration.
@@ -63,6 +66,7 @@ pub async fn main(cli: Cli) -> ExitCode {
         Command::Run => run::main(&cli.settings).await,
         Command::Recover { input, output } => recover::main(&input, &output),
         Command::Redrive { input } => redrive::main(&cli.settings, input).await,
+        Command::Check => check::main(&cli.settings).await,
     }
 }
 

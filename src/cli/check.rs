@@ -1,0 +1,486 @@
+//! `kong-audit-shipper check`: will it work? One line per check, ✓ or ✗, and the fix for each ✗.
+//! Every check that can run does run: one failure does not hide the others. Exit 1 when any fails.
+//! Secrets (the Kong token, the Redis password) are never printed.
+
+use std::process::ExitCode;
+use std::time::Duration;
+
+use aws_sdk_cloudtraildata::config::ProvideCredentials;
+
+use crate::config::{ChannelConfig, ConfigError, Settings};
+use crate::dedup::{DedupStore, FileStore, RedisStore, Settlement};
+use crate::kong::{AuditSource, EntryKind, KongClient, KongError, KongInfo, PageRequest};
+use crate::retry::Backoff;
+use crate::setup::{SetupError, read_secret};
+
+/// The outcome of one check.
+enum Outcome {
+    Pass(String),
+    Fail {
+        what: String,
+        fix: String,
+    },
+    /// Could not be checked because an earlier check failed.
+    Skip(String),
+}
+
+fn fail(what: impl Into<String>, fix: impl Into<String>) -> Outcome {
+    Outcome::Fail {
+        what: what.into(),
+        fix: fix.into(),
+    }
+}
+
+#[derive(Default)]
+struct Report {
+    passed: usize,
+    failed: usize,
+}
+
+impl Report {
+    fn line(&mut self, name: &str, outcome: Outcome) {
+        match outcome {
+            Outcome::Pass(text) => {
+                self.passed += 1;
+                println!("✓ {name}: {text}");
+            }
+            Outcome::Fail { what, fix } => {
+                self.failed += 1;
+                println!("✗ {name}: {what}");
+                println!("    fix: {fix}");
+            }
+            Outcome::Skip(why) => println!("- {name}: not checked ({why})"),
+        }
+    }
+}
+
+pub async fn main(settings: &Settings) -> ExitCode {
+    let mut report = Report::default();
+    if let Err(e) = settings.check_key_prefix() {
+        report.line("Settings", fail(e.to_string(), format!("change {}", e.setting)));
+    }
+    let sdk = crate::sink::load_sdk_config().await;
+    let secrets = aws_sdk_secretsmanager::Client::new(&sdk);
+    kong_checks(settings, &secrets, &mut report).await;
+    store_check(settings, &secrets, &mut report).await;
+    let channel = channel_check(settings, &mut report);
+    aws_checks(settings, &sdk, channel.as_ref(), &mut report).await;
+
+    let total = report.passed + report.failed;
+    println!();
+    if report.failed == 0 {
+        println!("All {total} checks passed.");
+        ExitCode::SUCCESS
+    } else {
+        println!(
+            "{} of {total} checks failed: apply the fixes above, then run `kong-audit-shipper check` again.",
+            report.failed
+        );
+        ExitCode::from(super::EXIT_INCOMPLETE)
+    }
+}
+
+/// A short retry policy: `check` should answer in seconds, not wait out a long outage.
+fn check_backoff() -> Backoff {
+    Backoff {
+        initial: Duration::from_millis(200),
+        max: Duration::from_secs(1),
+        attempts: 2,
+    }
+}
+
+fn config_fail(e: &ConfigError) -> Outcome {
+    fail(
+        e.to_string(),
+        format!(
+            "set {} (see `kong-audit-shipper --help` and the README's Configure table)",
+            e.setting
+        ),
+    )
+}
+
+fn secret_fail(e: &SetupError, setting: &str) -> Outcome {
+    fail(
+        e.to_string(),
+        format!(
+            "check {setting}: the secret must exist, hold the value as plain text, and these AWS credentials need secretsmanager:GetSecretValue on it (and kms:Decrypt on its key)"
+        ),
+    )
+}
+
+const KONG: &str = "Kong";
+const AUDIT: &str = "Kong audit logging";
+
+async fn kong_checks(settings: &Settings, secrets: &aws_sdk_secretsmanager::Client, report: &mut Report) {
+    let token_lines = |report: &mut Report, why: &str| {
+        for kind in EntryKind::ALL {
+            report.line(&token_name(kind), Outcome::Skip(why.into()));
+        }
+    };
+    let mut config = match settings.kong_config() {
+        Ok(c) => c,
+        Err(e) => {
+            report.line(KONG, config_fail(&e));
+            report.line(AUDIT, Outcome::Skip("no usable KONG_ADMIN_API".into()));
+            return token_lines(report, "no usable KONG_ADMIN_API");
+        }
+    };
+    if let Some(arn) = settings.kong_admin_token_secret_arn.as_deref().filter(|s| !s.is_empty()) {
+        match read_secret(secrets, arn, "KONG_ADMIN_TOKEN_SECRET_ARN").await {
+            Ok(token) => {
+                report.line("Kong token secret", Outcome::Pass(format!("read from Secrets Manager ({arn})")));
+                config.token = Some(token);
+            }
+            Err(e) => report.line("Kong token secret", secret_fail(&e, "KONG_ADMIN_TOKEN_SECRET_ARN")),
+        }
+    }
+    let url = config.base_url.to_string();
+    let has_token = config.token.is_some();
+    let client = match KongClient::new(&config, check_backoff()) {
+        Ok(c) => c,
+        Err(e) => {
+            report.line(KONG, kong_fail(&e, &url));
+            report.line(AUDIT, Outcome::Skip("the Kong client could not be built".into()));
+            return token_lines(report, "the Kong client could not be built");
+        }
+    };
+
+    let info = client.info().await;
+    match &info {
+        Ok(info) => report.line(KONG, Outcome::Pass(describe_kong(&url, info))),
+        Err(KongError::Unauthorized { status, .. }) => report.line(
+            KONG,
+            Outcome::Pass(format!(
+                "reachable at {url} (it refused GET / with HTTP {status}, so its version is not known; see the token lines)"
+            )),
+        ),
+        Err(e) => {
+            report.line(KONG, kong_fail(e, &url));
+            report.line(AUDIT, Outcome::Skip("Kong did not answer".into()));
+            return token_lines(report, "Kong did not answer");
+        }
+    }
+
+    // One page of one entry from each endpoint: proves the token is accepted where it matters.
+    let mut pages = Vec::new();
+    for kind in EntryKind::ALL {
+        let request = PageRequest {
+            kind,
+            size: 1,
+            sort_by: kind.key_field(),
+            sort_desc: false,
+            after: None,
+            before: None,
+            offset: None,
+        };
+        pages.push((kind, client.page(&request).await));
+    }
+    let endpoint_missing = pages.iter().any(|(_, p)| matches!(p, Err(KongError::NotFound { .. })));
+    let reported = info.as_ref().ok().and_then(|i| i.audit_log);
+    let record_ttl = info.as_ref().ok().map(|i| i.record_ttl);
+    let audit_off = reported == Some(false) || (endpoint_missing && reported.is_none());
+    let audit = if reported == Some(false) {
+        fail(
+            "off (GET / reports audit_log = off): Kong writes no audit trail",
+            "set audit_log = on in kong.conf (or KONG_AUDIT_LOG=on) on every control-plane node and restart Kong; entries made while it was off are not recoverable",
+        )
+    } else if audit_off {
+        fail(
+            format!("off: {url}audit/requests answers 404"),
+            "set audit_log = on in kong.conf (or KONG_AUDIT_LOG=on) and restart Kong; if it is on, KONG_ADMIN_API may not be Kong Enterprise's Admin API (Kong OSS has no audit log)",
+        )
+    } else if pages.iter().any(|(_, p)| p.is_ok()) || reported == Some(true) {
+        Outcome::Pass(match (reported, record_ttl) {
+            (Some(true), Some(ttl)) => format!("on; Kong keeps entries {ttl} s ({:.0} days)", ttl as f64 / 86_400.0),
+            _ => "the audit endpoints answer".to_string(),
+        })
+    } else {
+        Outcome::Skip("the audit endpoints could not be read; see the token lines".into())
+    };
+    report.line(AUDIT, audit);
+
+    for (kind, page) in pages {
+        let name = token_name(kind);
+        let path = format!("/{}", kind.path());
+        let outcome = match page {
+            Ok(page) => Outcome::Pass(format!(
+                "{} (first page read: {})",
+                if has_token {
+                    "token accepted"
+                } else {
+                    "no token set, and none needed"
+                },
+                if page.entries.is_empty() { "the trail is empty" } else { "1 entry" }
+            )),
+            Err(_) if audit_off => Outcome::Skip("audit logging is off".into()),
+            Err(KongError::Unauthorized { status: 403, .. }) => fail(
+                format!("HTTP 403 on {path}: the token is valid, but its role may not read the audit log"),
+                "give the token's RBAC user a role allowing read on /audit/requests and /audit/objects (for example an endpoint permission on /audit/* in the default workspace), or use the token of a user who has one",
+            ),
+            Err(KongError::Unauthorized { status, .. }) if has_token => fail(
+                format!("HTTP {status} on {path}: Kong does not accept KONG_ADMIN_TOKEN"),
+                "set KONG_ADMIN_TOKEN (or KONG_ADMIN_TOKEN_SECRET_ARN) to the RBAC token of a user whose role may read /audit/requests and /audit/objects",
+            ),
+            Err(KongError::Unauthorized { status, .. }) => fail(
+                format!("HTTP {status} on {path}: no KONG_ADMIN_TOKEN is set, and this Kong requires one"),
+                "set KONG_ADMIN_TOKEN (or KONG_ADMIN_TOKEN_SECRET_ARN) to the RBAC token of a user whose role may read /audit/requests and /audit/objects",
+            ),
+            Err(e) => kong_fail(&e, &url),
+        };
+        report.line(&name, outcome);
+    }
+}
+
+fn token_name(kind: EntryKind) -> String {
+    format!("Kong access to /{}", kind.path())
+}
+
+fn describe_kong(url: &str, info: &KongInfo) -> String {
+    let version = info.version_text.as_deref().unwrap_or("unknown");
+    let reading = if info.has_timestamp_filters() {
+        "has the audit timestamp filters: each run reads only what is new"
+    } else {
+        "has no audit timestamp filters: each run reads the whole trail and skips what was shipped"
+    };
+    format!("reachable at {url}, version {version} ({reading})")
+}
+
+fn kong_fail(e: &KongError, url: &str) -> Outcome {
+    let fix = match e {
+        KongError::Unavailable { last, .. } if last.contains("certificate") || last.contains("Certificate") => {
+            "Kong's TLS certificate is not trusted: set KONG_ROOT_CA to the PEM (text or file) of the CA that signed it"
+                .to_string()
+        }
+        KongError::Unavailable { .. } => format!(
+            "check KONG_ADMIN_API ({url}): scheme, host and port of the Admin API (8001, or 8444 with TLS), that Kong runs, and that this machine can reach it (VPC, security group, firewall)"
+        ),
+        KongError::NotJson { .. } | KongError::NotFound { .. } => format!(
+            "KONG_ADMIN_API ({url}) must be the base URL of Kong's Admin API (port 8001/8444), not the proxy (8000/8443) or Kong Manager (8002/8445); keep any path prefix a load balancer adds"
+        ),
+        KongError::Tls(_) => "set KONG_ROOT_CA to the PEM text, or the path of a PEM file, of the CA that signed Kong's certificate".to_string(),
+        KongError::Unauthorized { .. } => {
+            "set KONG_ADMIN_TOKEN (or KONG_ADMIN_TOKEN_SECRET_ARN) to the RBAC token of a user whose role may read /audit/requests and /audit/objects".to_string()
+        }
+        KongError::Rejected { .. } => "see Kong's error log for this request; check KONG_ADMIN_API and the Kong version".to_string(),
+    };
+    fail(e.to_string(), fix)
+}
+
+const STORE: &str = "Store";
+
+async fn store_check(settings: &Settings, secrets: &aws_sdk_secretsmanager::Client, report: &mut Report) {
+    let redis = match settings.redis_config() {
+        Ok(r) => r,
+        Err(e) => return report.line(STORE, config_fail(&e)),
+    };
+    let prefix = &settings.redis_key_prefix;
+    match redis {
+        Some(mut config) => {
+            let shown = config.display_url();
+            if let Some(arn) = settings.redis_password_secret_arn.as_deref().filter(|s| !s.is_empty()) {
+                match read_secret(secrets, arn, "REDIS_PASSWORD_SECRET_ARN").await {
+                    Ok(password) => {
+                        report.line("Redis password secret", Outcome::Pass(format!("read from Secrets Manager ({arn})")));
+                        config.password = Some(password);
+                    }
+                    Err(e) => report.line("Redis password secret", secret_fail(&e, "REDIS_PASSWORD_SECRET_ARN")),
+                }
+            }
+            let outcome = match RedisStore::connect(&config).await {
+                Err(e) => fail(
+                    format!("Redis at {shown} is not reachable: {}", e.detail),
+                    redis_fix(&e.detail, &shown),
+                ),
+                Ok(store) => match probe(&store, prefix).await {
+                    Ok(()) => Outcome::Pass(format!(
+                        "Redis at {shown}, reachable and writable (keys under the prefix '{prefix}')"
+                    )),
+                    Err(detail) => fail(
+                        format!("Redis at {shown} answers, but a write failed: {detail}"),
+                        redis_fix(&detail, &shown),
+                    ),
+                },
+            };
+            report.line(STORE, outcome);
+        }
+        None => {
+            let path = settings.state_file.clone().unwrap_or_else(crate::config::default_state_path);
+            let outcome = match FileStore::open(&path).await {
+                Err(e) => fail(
+                    format!("embedded file store at {}: {}", path.display(), e.detail),
+                    if e.detail.contains("another kong-audit-shipper holds") {
+                        "let the other run finish, or set STATE_FILE to another file; runs that must share state (the Lambda and a backfill) need REDIS_URL".to_string()
+                    } else {
+                        "set STATE_FILE to a file this user may create and write (its directory is created), or set REDIS_URL".to_string()
+                    },
+                ),
+                Ok(store) => match probe(&store, prefix).await {
+                    Ok(()) => Outcome::Pass(format!(
+                        "embedded file store at {}, writable (no Redis setting: fine for a backfill from this machine; `run` and the Lambda need REDIS_URL)",
+                        path.display()
+                    )),
+                    Err(detail) => fail(
+                        format!("embedded file store at {}: {detail}", path.display()),
+                        "set STATE_FILE to a file on a writable disk with free space, or set REDIS_URL",
+                    ),
+                },
+            };
+            report.line(STORE, outcome);
+        }
+    }
+}
+
+fn redis_fix(detail: &str, shown: &str) -> String {
+    let d = detail.to_ascii_lowercase();
+    if d.contains("noauth")
+        || d.contains("wrongpass")
+        || d.contains("invalid password")
+        || d.contains("invalid username")
+        || d.contains("authentication")
+    {
+        "Redis refused the credentials: set REDIS_PASSWORD (or REDIS_PASSWORD_SECRET_ARN, or the password in REDIS_URL) and REDIS_USERNAME for an ACL user".into()
+    } else if d.contains("noperm") || d.contains("readonly") {
+        "the Redis user may not write: grant it SET, GET and EVAL on the key prefix (ACL: ~kong-audit-shipper:* +set +get +eval +ping), and point REDIS_URL at the primary, not a replica".into()
+    } else {
+        format!(
+            "check REDIS_URL ({shown}): host, port and database; that Redis runs and this machine can reach it; use rediss:// when it requires TLS (ElastiCache in-transit encryption)"
+        )
+    }
+}
+
+/// Writes, reads back and deletes a probe key under the prefix (the delete is a release of our own
+/// "claim", so it works the same on every store).
+async fn probe(store: &dyn DedupStore, prefix: &str) -> Result<(), String> {
+    let id = format!("{:016x}", fastrand::u64(..));
+    let key = format!("{prefix}check:{id}");
+    let value = format!("check:{id}");
+    store.put(&key, &value, Some(Duration::from_secs(60))).await.map_err(|e| e.detail)?;
+    match store.get(&key).await.map_err(|e| e.detail)? {
+        Some(v) if v == value => {}
+        other => return Err(format!("wrote {value:?} but read back {other:?}")),
+    }
+    let delete = Settlement {
+        marks: vec![],
+        releases: vec![key.clone()],
+    };
+    store.settle(&delete, &value).await.map_err(|e| e.detail)?;
+    match store.get(&key).await.map_err(|e| e.detail)? {
+        None => Ok(()),
+        Some(_) => Err(format!("the probe key {key} could not be deleted")),
+    }
+}
+
+fn channel_check(settings: &Settings, report: &mut Report) -> Option<ChannelConfig> {
+    match settings.channel_config() {
+        Ok(c) => {
+            let external = if c.external_id.is_some() { ", with an external id" } else { "" };
+            report.line(
+                "Channel",
+                Outcome::Pass(format!(
+                    "{} (region {}, recipient account {}{external})",
+                    c.arn, c.region, c.account_id
+                )),
+            );
+            Some(c)
+        }
+        Err(e) => {
+            report.line(
+                "Channel",
+                fail(
+                    e.to_string(),
+                    format!(
+                        "set {} to your channel's ARN: the CloudTrail console shows it under Lake, Integrations; or run `aws cloudtrail list-channels`",
+                        e.setting
+                    ),
+                ),
+            );
+            None
+        }
+    }
+}
+
+async fn aws_checks(settings: &Settings, sdk: &aws_config::SdkConfig, channel: Option<&ChannelConfig>, report: &mut Report) {
+    const FIX: &str = "give this process AWS credentials: AWS_PROFILE (then `aws sso login` for an SSO profile), or AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY; in Lambda, ECS or EC2 the role provides them";
+    let credentials = match sdk.credentials_provider() {
+        None => fail("no credentials provider is configured", FIX),
+        Some(provider) => match tokio::time::timeout(Duration::from_secs(20), provider.provide_credentials()).await {
+            Err(_) => fail("resolving credentials timed out after 20 s", FIX),
+            Ok(Err(e)) => fail(format!("none found ({})", error_chain(&e)), FIX),
+            Ok(Ok(c)) => Outcome::Pass(format!(
+                "resolved (access key {}{})",
+                mask(c.access_key_id()),
+                match c.expiry() {
+                    Some(t) => format!(
+                        ", temporary, valid until {}",
+                        chrono::DateTime::<chrono::Utc>::from(t).to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+                    ),
+                    None => String::new(),
+                }
+            )),
+        },
+    };
+    report.line("AWS credentials", credentials);
+
+    let needs_secrets = [&settings.kong_admin_token_secret_arn, &settings.redis_password_secret_arn]
+        .iter()
+        .any(|s| s.as_deref().is_some_and(|s| !s.is_empty()));
+    let region = match (sdk.region(), channel) {
+        (Some(r), Some(c)) => Outcome::Pass(format!("{r} (PutAuditEvents goes to the channel's region, {})", c.region)),
+        (Some(r), None) => Outcome::Pass(r.to_string()),
+        (None, Some(c)) if !needs_secrets => Outcome::Pass(format!("none set; PutAuditEvents goes to the channel's region, {}", c.region)),
+        (None, _) => fail(
+            if needs_secrets {
+                "none set, and Secrets Manager needs one"
+            } else {
+                "none set, and no valid CHANNEL_ARN to take it from"
+            },
+            "set AWS_REGION (or a region in your AWS profile)",
+        ),
+    };
+    report.line("AWS region", region);
+}
+
+/// An error and its sources, as one line.
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        let more = s.to_string();
+        if !text.contains(&more) {
+            text.push_str(": ");
+            text.push_str(&more);
+        }
+        source = s.source();
+    }
+    text
+}
+
+/// An access key id with only its ends shown: `AKIA…WXYZ`.
+fn mask(id: &str) -> String {
+    let chars: Vec<char> = id.chars().collect();
+    if chars.len() <= 8 {
+        return chars[..chars.len() / 2].iter().collect::<String>() + "…";
+    }
+    let head: String = chars[..4].iter().collect();
+    let tail: String = chars[chars.len() - 4..].iter().collect();
+    format!("{head}…{tail}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn access_key_ids_are_masked() {
+        assert_eq!(mask("AKIAIOSFODNN7EXAMPLE"), "AKIA…MPLE");
+        assert_eq!(mask("AKIDTEST"), "AKID…");
+        assert_eq!(mask(""), "…");
+    }
+
+    #[test]
+    fn redis_fixes_match_the_problem() {
+        assert!(redis_fix("WRONGPASS invalid username-password pair", "redis://h:6379/0").contains("REDIS_PASSWORD"));
+        assert!(redis_fix("NOPERM this user has no permissions", "redis://h:6379/0").contains("ACL"));
+        assert!(redis_fix("Connection refused (os error 111)", "redis://h:6379/0").contains("check REDIS_URL (redis://h:6379/0)"));
+    }
+}
