@@ -559,10 +559,13 @@ pub struct Recovery {
 
 /// Rebuilds entries from `eventData` lines in any order; reassembles parts and checks their SHA-256.
 pub fn recover<'a>(lines: impl IntoIterator<Item = &'a str>) -> Recovery {
-    type Parts = (Option<String>, Option<usize>, HashMap<usize, String>);
+    // Parts belong together by entry *and* SHA-256: an entry shipped twice (a lost answer, a store
+    // restarted empty) may differ in `ttl`, and each version must reassemble from its own parts.
+    type Id = (EntryKind, String, String);
+    type Parts = (Option<usize>, HashMap<usize, String>, Vec<usize>);
     let mut out = Recovery::default();
-    let mut order: Vec<(EntryKind, String)> = Vec::new();
-    let mut split: HashMap<(EntryKind, String), Parts> = HashMap::new();
+    let mut order: Vec<Id> = Vec::new();
+    let mut split: HashMap<Id, Parts> = HashMap::new();
     for (n, line) in lines.into_iter().enumerate() {
         let line = line.trim();
         if line.is_empty() {
@@ -592,14 +595,14 @@ pub fn recover<'a>(lines: impl IntoIterator<Item = &'a str>) -> Recovery {
                     .push(format!("line {}: {} {}: {problem}", n + 1, kind.as_str(), event.uid)),
             },
             (None, Some(part), Some(text)) => {
-                let id = (kind, event.uid);
+                let id = (kind, event.uid, event.extra.kong_audit_entry_sha256.unwrap_or_default());
                 let slot = split.entry(id.clone()).or_insert_with(|| {
                     order.push(id.clone());
-                    (None, None, HashMap::new())
+                    (None, HashMap::new(), Vec::new())
                 });
-                slot.0 = slot.0.take().or(event.extra.kong_audit_entry_sha256);
-                slot.1 = slot.1.or(event.extra.kong_audit_entry_parts);
-                slot.2.insert(part, text);
+                slot.0 = slot.0.or(event.extra.kong_audit_entry_parts);
+                slot.1.insert(part, text);
+                slot.2.push(n + 1);
             }
             _ => out
                 .problems
@@ -607,16 +610,20 @@ pub fn recover<'a>(lines: impl IntoIterator<Item = &'a str>) -> Recovery {
         }
     }
     for id in order {
-        let (sha, count, mut parts) = split.remove(&id).expect("recorded with its order");
+        let (count, mut parts, lines) = split.remove(&id).expect("recorded with its order");
         let count = count.unwrap_or(0);
         let missing: Vec<usize> = (1..=count).filter(|p| !parts.contains_key(p)).collect();
         if count == 0 || !missing.is_empty() {
-            out.problems
-                .push(format!("{} {}: parts {missing:?} of {count} are missing", id.0.as_str(), id.1));
+            let seen: Vec<usize> = lines.into_iter().take(10).collect();
+            out.problems.push(format!(
+                "{} {}: parts {missing:?} of {count} are missing (the others are on lines {seen:?})",
+                id.0.as_str(),
+                id.1
+            ));
             continue;
         }
         let json: String = (1..=count).map(|p| parts.remove(&p).expect("checked above")).collect();
-        if sha.as_deref() != Some(hex_sha256(json.as_bytes()).as_str()) {
+        if id.2 != hex_sha256(json.as_bytes()) {
             out.problems
                 .push(format!("{} {}: reassembled text does not match its SHA-256", id.0.as_str(), id.1));
             continue;
@@ -837,6 +844,28 @@ mod tests {
         }
         assert!(data(&events[0])["additionalEventData"]["kongAuditEntryText"].is_string());
         assert_eq!(recover(events.iter().map(|e| e.event_data.as_str())).entries[0].json, text);
+    }
+
+    #[test]
+    fn two_versions_of_a_split_entry_each_reassemble_from_their_own_parts() {
+        let version = |ttl: u32| {
+            serde_json::to_string(&json!({"id":"o-twice","dao_name":"plugins","operation":"update","request_timestamp":1700000000,"ttl":ttl,"entity":"y".repeat(50_000)}))
+                .unwrap()
+        };
+        let (a, b) = (version(2_591_000), version(2_590_000));
+        let events: Vec<AuditEvent> = [&a, &b]
+            .iter()
+            .flat_map(|t| map_entry(&Entry::parse(EntryKind::Object, t).unwrap(), &ctx()).unwrap())
+            .collect();
+        let mut lines: Vec<&str> = events.iter().map(|e| e.event_data.as_str()).collect();
+        lines.sort_unstable();
+        let back = recover(lines);
+        assert!(back.problems.is_empty(), "{:?}", back.problems);
+        let mut got: Vec<&str> = back.entries.iter().map(|e| e.json.as_str()).collect();
+        got.sort_unstable();
+        let mut want = vec![a.as_str(), b.as_str()];
+        want.sort_unstable();
+        assert_eq!(got, want);
     }
 
     #[test]

@@ -5,7 +5,8 @@
 //! `eventData` member holding it as an object or as a JSON string (the shapes CloudTrail Lake query
 //! results and exports give). Output: each entry's JSON text exactly as Kong served it, one per line;
 //! parts are reassembled and checked against their SHA-256; an entry shipped twice (an unavoidable
-//! duplicate) is written once. Problems (junk lines, missing parts, checksum mismatches) go to stderr
+//! duplicate) is written once; an entry shipped in two versions (read twice: its `ttl` differs) is
+//! written in both, and counted as `other_versions`. Problems (junk lines, missing parts, checksum mismatches) go to stderr
 //! with their line numbers, and make the exit status 1.
 //!
 //! The whole input is held in memory (parts may be anywhere in it): split very large exports by
@@ -68,13 +69,20 @@ pub fn main(input: &str, output: &str) -> ExitCode {
     problems.extend(recovery.problems);
 
     let mut seen = HashSet::new();
+    let mut uids = HashSet::new();
     let mut out = String::new();
     let mut written = 0;
     let mut duplicates = 0;
+    // The same entry read and shipped twice (a store restarted empty, a redrive) differs in `ttl`:
+    // both versions are what Kong served, so both are written, and counted here.
+    let mut other_versions = 0;
     for entry in &recovery.entries {
         if !seen.insert((entry.kind, entry.uid.as_str(), entry.json.as_str())) {
             duplicates += 1;
             continue;
+        }
+        if !uids.insert((entry.kind, entry.uid.as_str())) {
+            other_versions += 1;
         }
         out.push_str(&entry.json);
         out.push('\n');
@@ -88,7 +96,7 @@ pub fn main(input: &str, output: &str) -> ExitCode {
         eprintln!("kong-audit-shipper recover: {p}");
     }
     eprintln!(
-        "recover events={events} entries={written} duplicates_skipped={duplicates} problems={}",
+        "recover events={events} entries={written} duplicates_skipped={duplicates} other_versions={other_versions} problems={}",
         problems.len()
     );
     if problems.is_empty() {
