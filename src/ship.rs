@@ -80,6 +80,9 @@ pub fn store_key(prefix: &str, kind: EntryKind, key: &str) -> String {
     format!("{prefix}{}:{key}", kind.as_str())
 }
 
+/// How long a put started just before `finish_by` may still take.
+const PUT_GRACE: Duration = Duration::from_secs(10);
+
 /// The store key of an endpoint's watermark: every entry with `request_timestamp` below its value
 /// has been shipped, was already shipped, or was dead-lettered.
 pub fn watermark_key(prefix: &str, kind: EntryKind) -> String {
@@ -107,11 +110,33 @@ struct Item {
     claimed_at: Instant,
     /// `request_timestamp`, for the watermark.
     timestamp: Option<i64>,
+    /// What the events add to a PutAuditEvents body.
+    bytes: usize,
 }
 
-impl Item {
-    fn bytes(&self) -> usize {
-        self.events.iter().map(crate::sink::batch_wire_size).sum()
+/// Items gathered for one PutAuditEvents call, with running totals so that adding is O(1).
+#[derive(Default)]
+struct Batch {
+    items: Vec<Item>,
+    events: usize,
+    bytes: usize,
+}
+
+impl Batch {
+    /// Whether the item still fits in this call; an empty batch takes anything (oversize items
+    /// are split into several calls when they are put).
+    fn fits(&self, item: &Item) -> bool {
+        self.items.is_empty() || (self.events + item.events.len() <= MAX_BATCH_EVENTS && self.bytes + item.bytes <= MAX_BATCH_BYTES)
+    }
+
+    fn push(&mut self, item: Item) {
+        self.events += item.events.len();
+        self.bytes += item.bytes;
+        self.items.push(item);
+    }
+
+    fn take(&mut self) -> Vec<Item> {
+        std::mem::take(self).items
     }
 }
 
@@ -266,10 +291,16 @@ impl Shipper {
         let opts = &run.opts;
         let kind = first.kind;
         let mut pages = spawn_page_reader(self.source.clone(), first);
-        let mut batch = Vec::new();
+        let mut batch = Batch::default();
         let mut finished = true;
         loop {
             let next = match opts.stop_claiming_at {
+                // A page may already be waiting: the deadline is checked before taking it.
+                Some(at) if Instant::now() >= at => {
+                    tracing::warn!(kind = kind.as_str(), "deadline near: no new pages are claimed in this run");
+                    finished = false;
+                    break;
+                }
                 Some(at) => match tokio::time::timeout_at(at.into(), pages.recv()).await {
                     Ok(next) => next,
                     Err(_) => {
@@ -284,24 +315,29 @@ impl Shipper {
                 None => break,
                 Some(Ok(page)) => page,
                 Some(Err(e)) => {
-                    dispatch(std::mem::take(&mut batch), run, batches, slots).await;
+                    dispatch(batch.take(), run, batches, slots).await;
                     return Err(e.to_string());
                 }
             };
             if run.stopped() {
                 break;
             }
-            for item in self.claim_page(page, info, run).await? {
-                let full = batch.len() >= MAX_BATCH_EVENTS
-                    || batch.iter().map(|i: &Item| i.events.len()).sum::<usize>() + item.events.len() > MAX_BATCH_EVENTS
-                    || batch.iter().map(Item::bytes).sum::<usize>() + item.bytes() > MAX_BATCH_BYTES;
-                if full && !batch.is_empty() {
-                    dispatch(std::mem::take(&mut batch), run, batches, slots).await;
+            let items = match self.claim_page(page, info, run).await {
+                Ok(items) => items,
+                Err(e) => {
+                    // What was claimed before still goes out (or is released) with its batch.
+                    dispatch(batch.take(), run, batches, slots).await;
+                    return Err(e);
+                }
+            };
+            for item in items {
+                if !batch.fits(&item) {
+                    dispatch(batch.take(), run, batches, slots).await;
                 }
                 batch.push(item);
             }
         }
-        dispatch(batch, run, batches, slots).await;
+        dispatch(batch.take(), run, batches, slots).await;
         let complete = finished && !run.stopped();
         run.note(kind, |p| p.complete = complete);
         Ok(finished)
@@ -377,6 +413,7 @@ impl Shipper {
                 Err(e) => (Vec::new(), Some(("Unmappable".to_string(), e.0))),
             };
             let timestamp = entry.request_timestamp();
+            let bytes = events.iter().map(crate::sink::batch_wire_size).sum();
             items.push(Item {
                 entry,
                 store_key,
@@ -385,6 +422,7 @@ impl Shipper {
                 unshippable,
                 claimed_at,
                 timestamp,
+                bytes,
             });
         }
         Ok(items)
@@ -497,12 +535,28 @@ async fn deliver(run: &Run, items: Vec<Item>) {
             last_problem = "the claim lease is about to lapse".into();
             break;
         }
+        if run.opts.finish_by.is_some_and(|by| Instant::now() >= by) {
+            last_problem = "the run's deadline is near".into();
+            break;
+        }
         tries += 1;
         let mut again = Vec::new();
         for call in split_into_calls(&outstanding) {
             Counters::add(&c.put_calls, 1);
             run.pacer.wait().await;
-            match run.sink.put(call).await {
+            // Past the deadline a put is abandoned: its claims are released below, and what
+            // CloudTrail may have accepted meanwhile is the one duplicate no client can avoid.
+            let put = match run.opts.finish_by {
+                Some(by) => tokio::time::timeout_at((by + PUT_GRACE).into(), run.sink.put(call))
+                    .await
+                    .unwrap_or_else(|_| {
+                        Err(SinkError::Transient(
+                            "PutAuditEvents did not answer before the run's deadline".into(),
+                        ))
+                    }),
+                None => run.sink.put(call).await,
+            };
+            match put {
                 Ok(report) => {
                     if report.failed.iter().any(Refusal::is_transient) {
                         run.pacer.throttled();

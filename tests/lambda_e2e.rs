@@ -454,7 +454,6 @@ async fn an_unknown_deadline_falls_back_to_max_run_seconds_with_a_slow_kong() {
 }
 
 #[tokio::test]
-#[ignore = "fails until ship.rs stops claiming when a page is already waiting at stop_claiming_at (tokio's timeout_at polls the page first): run with --ignored"]
 async fn an_unknown_deadline_falls_back_to_max_run_seconds_with_a_slow_cloudtrail() {
     a_run_stops_in_time_and_leaves_no_claims(Slow::CloudTrail).await;
 }
