@@ -82,7 +82,7 @@ impl Summary {
     /// `summary status=ok read=3 shipped=2 ...`: logfmt, for people and for `grep`/`awk`.
     pub fn line(&self) -> String {
         let mut line = format!(
-            "summary status={} read={} shipped={} already_shipped={} retried={} rejected={} failed={} seconds={:.3} pages={} put_calls={}",
+            "summary status={} read={} shipped={} already_shipped={} retried={} rejected={} failed={} seconds={:.3} pages={} put_calls={} store_round_trips={}",
             self.status(),
             self.read,
             self.shipped,
@@ -92,7 +92,8 @@ impl Summary {
             self.failed,
             self.seconds,
             self.pages,
-            self.put_calls
+            self.put_calls,
+            self.store_round_trips
         );
         if let Some(lag) = self.lag_seconds {
             line.push_str(&format!(" lag_seconds={lag}"));

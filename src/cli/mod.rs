@@ -1,7 +1,9 @@
 //! The command line: parse, build the clients once, run the library cycle, report, exit.
 //! Each command lives in its own file beside this one.
 
+mod backfill;
 mod check;
+mod migrate;
 mod recover;
 mod redrive;
 mod run;
@@ -48,8 +50,12 @@ pub enum Command {
         #[arg(long)]
         input: Option<std::path::PathBuf>,
     },
+    /// Ship everything in a time window (default: all Kong holds), with progress; --dry-run prints the events instead
+    Backfill(backfill::BackfillArgs),
     /// Will it work? Checks Kong (version, audit logging, token), the store, the channel and AWS; one line each, with the fix for each ✗
     Check,
+    /// Carry over the Redis marks of Kong's 2023 proof of concept, so the switch ships no request twice
+    MigratePocKeys,
 }
 
 /// Exit codes: 0 all shipped; 1 a run that left entries unshipped or stopped; 2 bad configuration.
@@ -66,7 +72,9 @@ pub async fn main(cli: Cli) -> ExitCode {
         Command::Run => run::main(&cli.settings).await,
         Command::Recover { input, output } => recover::main(&input, &output),
         Command::Redrive { input } => redrive::main(&cli.settings, input).await,
+        Command::Backfill(args) => backfill::main(&cli.settings, args).await,
         Command::Check => check::main(&cli.settings).await,
+        Command::MigratePocKeys => migrate::main(&cli.settings).await,
     }
 }
 

@@ -65,12 +65,72 @@ impl RedisStore {
         Ok(store)
     }
 
+    /// Carries over the marks of Kong's 2023 proof of concept, which stored each shipped request as a
+    /// bare `request_id` key holding `1` that expires with the entry: each becomes
+    /// `<prefix>request:<id> = shipped` with the same expiry, so the switch ships no request twice.
+    /// Returns `(imported, already present)`. The old keys are left for the old shipper.
+    pub async fn import_proof_of_concept_marks(&self, prefix: &str) -> Result<(u64, u64), StoreError> {
+        let mut conn = self.conn.clone();
+        let (mut cursor, mut imported, mut present) = (0u64, 0u64, 0u64);
+        loop {
+            let (next, keys): (u64, Vec<String>) = redis::cmd("SCAN")
+                .arg(cursor)
+                .arg("COUNT")
+                .arg(1000)
+                .query_async(&mut conn)
+                .await
+                .map_err(|e| self.error(e))?;
+            let candidates: Vec<String> = keys
+                .into_iter()
+                .filter(|k| looks_like_request_id(k) && !k.starts_with(prefix))
+                .collect();
+            if !candidates.is_empty() {
+                let mut read = redis::pipe();
+                for key in &candidates {
+                    read.cmd("GET").arg(key).cmd("PTTL").arg(key);
+                }
+                let answers: Vec<redis::Value> = read.query_async(&mut conn).await.map_err(|e| self.error(e))?;
+                let mut write = redis::pipe();
+                let mut writes = 0;
+                for (key, pair) in candidates.iter().zip(answers.chunks(2)) {
+                    let value: Option<String> = redis::FromRedisValue::from_redis_value(pair[0].clone()).unwrap_or(None);
+                    let pttl: i64 = redis::FromRedisValue::from_redis_value(pair[1].clone()).unwrap_or(-2);
+                    if value.as_deref() == Some("1") && pttl > 0 {
+                        write
+                            .cmd("SET")
+                            .arg(format!("{prefix}request:{key}"))
+                            .arg("shipped")
+                            .arg("PX")
+                            .arg(pttl)
+                            .arg("NX");
+                        writes += 1;
+                    }
+                }
+                if writes > 0 {
+                    let set: Vec<redis::Value> = write.query_async(&mut conn).await.map_err(|e| self.error(e))?;
+                    let written = set.iter().filter(|v| !matches!(v, redis::Value::Nil)).count() as u64;
+                    imported += written;
+                    present += set.len() as u64 - written;
+                }
+            }
+            cursor = next;
+            if cursor == 0 {
+                return Ok((imported, present));
+            }
+        }
+    }
+
     fn error(&self, e: RedisError) -> StoreError {
         StoreError {
             location: self.location.clone(),
             detail: describe(&e),
         }
     }
+}
+
+/// Kong's request ids: 32 letters and digits (allow a little more, never a key with a `:`).
+fn looks_like_request_id(key: &str) -> bool {
+    (16..=64).contains(&key.len()) && key.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
 }
 
 /// Redis errors as text, with anything that looks like a credential left out.

@@ -1,4 +1,5 @@
 //! A real `redis-server` on a free loopback port, started and stopped by the test.
+#![allow(dead_code)]
 
 use std::net::TcpListener;
 use std::process::{Child, Command, Stdio};
@@ -20,9 +21,23 @@ impl RedisServer {
         Self::start_with(None, None)
     }
 
+    /// Starts a server on `port` (or a free one). A free port can be taken by another process
+    /// between the probe and the bind, so the server must prove it is ours (by its unique working
+    /// directory) before it is used; otherwise another port is tried.
     pub fn start_with(password: Option<&str>, port: Option<u16>) -> RedisServer {
+        for _ in 0..10 {
+            if let Some(server) = Self::try_start(password, port.unwrap_or_else(free_port)) {
+                return server;
+            }
+            if port.is_some() {
+                break;
+            }
+        }
+        panic!("could not start redis-server");
+    }
+
+    fn try_start(password: Option<&str>, port: u16) -> Option<RedisServer> {
         let dir = tempfile::tempdir().unwrap();
-        let port = port.unwrap_or_else(free_port);
         let mut cmd = Command::new("redis-server");
         cmd.args([
             "--port",
@@ -44,20 +59,27 @@ impl RedisServer {
         let child = cmd
             .spawn()
             .expect("redis-server is not installed: run the README's test command (scripts/test), which installs it");
-        let server = RedisServer {
+        let mut server = RedisServer {
             port,
             password: password.map(str::to_string),
             child,
             dir,
         };
+        let ours = server.dir.path().canonicalize().unwrap().display().to_string();
         let start = Instant::now();
         while start.elapsed() < Duration::from_secs(10) {
-            if server.cli(&["PING"]).map(|o| o.contains("PONG")).unwrap_or(false) {
-                return server;
+            if let Ok(Some(_)) = server.child.try_wait() {
+                return None;
+            }
+            if let Some(reply) = server.cli(&["CONFIG", "GET", "dir"]) {
+                if reply.lines().any(|l| l.trim() == ours) {
+                    return Some(server);
+                }
             }
             std::thread::sleep(Duration::from_millis(20));
         }
-        panic!("redis-server did not start on port {port}");
+        server.stop();
+        None
     }
 
     pub fn url(&self) -> String {
