@@ -120,6 +120,39 @@ async fn refused_entries_land_whole_in_a_private_file_and_redrive_ships_them_onc
 }
 
 #[tokio::test]
+async fn without_redis_a_backfill_dead_letters_into_the_embedded_store_and_redrive_uses_it_too() {
+    let kong = FakeKong::start(VERSION).await;
+    let ct = FakeCloudTrail::start().await;
+    let (requests, objects) = load_trail(&kong, 10, true);
+    let victim = requests[4]["request_id"].as_str().unwrap().to_string();
+    ct.with(|s| s.refuse.insert(format!("req-{victim}"), "InvalidRecipient"));
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("dl.ndjson");
+    let mut env = env_for(&kong, &ct, None);
+    env.insert("STATE_FILE".into(), dir.path().join("state.redb").display().to_string());
+    env.insert("DEAD_LETTER_FILE".into(), file.display().to_string());
+    let backfill = run_bin(&["backfill"], &env).await;
+    assert_eq!((backfill.code, backfill.count("rejected")), (1, 1), "{}", backfill.stderr);
+    assert_eq!(letters_in(&file).len(), 1);
+
+    ct.with(|s| s.refuse.clear());
+    let redrive = run_bin(&["redrive"], &env).await;
+    assert_eq!(redrive.code, 0, "{}", redrive.stderr);
+    assert!(redrive.stderr.contains("redrive letters=1 shipped=1"), "{}", redrive.stderr);
+    assert!(letters_in(&file).is_empty());
+    let counts = ct.accepted_ids();
+    assert_eq!(counts.len(), requests.len() + objects.len());
+    assert!(counts.values().all(|n| *n == 1));
+    let again = run_bin(&["backfill"], &env).await;
+    assert_eq!(
+        (again.code, again.count("shipped")),
+        (0, 0),
+        "the store knows it is shipped: {}",
+        again.stderr
+    );
+}
+
+#[tokio::test]
 async fn without_a_setting_the_cli_writes_letters_beside_its_state() {
     let kong = FakeKong::start(VERSION).await;
     let ct = FakeCloudTrail::start().await;

@@ -67,7 +67,9 @@ pub async fn main(settings: &Settings, input: Option<PathBuf>) -> ExitCode {
                 .unwrap_or_else(crate::dead_letter::file::default_path),
         )),
     };
-    let mut shipper = match build(settings, StoreChoice::Redis, SinkChoice::CloudTrail).await {
+    // Redis when one is configured (where `run` and the Lambda mark entries), else the embedded
+    // store (where a CLI `backfill` without Redis marks them).
+    let mut shipper = match build(settings, StoreChoice::RedisOrFile, SinkChoice::CloudTrail).await {
         Ok(s) => s,
         Err(e) => return super::setup_failed(&e),
     };
