@@ -37,6 +37,9 @@ pub const MAX_BODY_BYTES: usize = 250_000;
 const PART_TEXT_BUDGET: usize = 200_000;
 const MAX_BATCH: usize = 10;
 const ATTEMPTS: u32 = 4;
+/// The most one `send` may take: a queue that hangs must not hold a Lambda run past its deadline
+/// (the letters' entries are then released, and dead-lettered by a later run).
+const SEND_BUDGET: Duration = Duration::from_secs(40);
 
 pub struct SqsDeadLetters {
     client: aws_sdk_sqs::Client,
@@ -72,7 +75,15 @@ struct Part {
 impl SqsDeadLetters {
     /// A client for the queue's own region (taken from its URL when it is an AWS one).
     pub fn new(sdk: &aws_config::SdkConfig, queue_url: &str) -> SqsDeadLetters {
-        let mut conf = aws_sdk_sqs::config::Builder::from(sdk).retry_config(RetryConfig::standard().with_max_attempts(3));
+        let mut conf = aws_sdk_sqs::config::Builder::from(sdk)
+            .retry_config(RetryConfig::standard().with_max_attempts(3))
+            .timeout_config(
+                aws_sdk_sqs::config::timeout::TimeoutConfig::builder()
+                    .connect_timeout(Duration::from_secs(5))
+                    .operation_attempt_timeout(Duration::from_secs(10))
+                    .operation_timeout(Duration::from_secs(25))
+                    .build(),
+            );
         if let Some(region) = region_of(queue_url) {
             conf = conf.region(Region::new(region));
         }
@@ -363,10 +374,15 @@ pub fn assemble(messages: Vec<Received>) -> (Vec<QueuedLetter>, Vec<String>) {
 impl DeadLetterSink for SqsDeadLetters {
     async fn send(&self, letters: &[DeadLetter]) -> Result<(), String> {
         let bodies: Vec<String> = letters.iter().flat_map(encode).collect();
-        for batch in pack(&bodies) {
-            self.send_batch(&batch).await?;
-        }
-        Ok(())
+        let all = async {
+            for batch in pack(&bodies) {
+                self.send_batch(&batch).await?;
+            }
+            Ok(())
+        };
+        tokio::time::timeout(SEND_BUDGET, all)
+            .await
+            .map_err(|_| format!("SQS {} did not take the letters within {} s", self.queue_url, SEND_BUDGET.as_secs()))?
     }
 
     fn describe(&self) -> String {
