@@ -37,7 +37,7 @@ pub struct Settings {
     pub kong_admin_api: Option<String>,
     /// RBAC token sent as the Kong-Admin-Token header
     #[arg(long, env = "KONG_ADMIN_TOKEN", hide_env_values = true, global = true)]
-    pub kong_admin_token: Option<String>,
+    pub kong_admin_token: Option<Sensitive>,
     /// Secrets Manager secret (ARN or name) holding the Kong admin token; read at start
     #[arg(long, env = "KONG_ADMIN_TOKEN_SECRET_ARN", global = true)]
     pub kong_admin_token_secret_arn: Option<String>,
@@ -63,10 +63,10 @@ pub struct Settings {
 
     /// Redis URL: redis://[user:password@]host[:port][/db] or rediss:// for TLS
     #[arg(long, env = "REDIS_URL", hide_env_values = true, global = true)]
-    pub redis_url: Option<String>,
+    pub redis_url: Option<Sensitive>,
     /// Redis host:port (older setting; REDIS_URL wins when both are set)
     #[arg(long, env = "REDIS_HOST", global = true)]
-    pub redis_host: Option<String>,
+    pub redis_host: Option<Sensitive>,
     /// Redis database number
     #[arg(long, env = "REDIS_DB", global = true)]
     pub redis_db: Option<String>,
@@ -75,7 +75,7 @@ pub struct Settings {
     pub redis_username: Option<String>,
     /// Redis password or AUTH token
     #[arg(long, env = "REDIS_PASSWORD", hide_env_values = true, global = true)]
-    pub redis_password: Option<String>,
+    pub redis_password: Option<Sensitive>,
     /// Secrets Manager secret (ARN or name) holding the Redis password; read at start
     #[arg(long, env = "REDIS_PASSWORD_SECRET_ARN", global = true)]
     pub redis_password_secret_arn: Option<String>,
@@ -130,6 +130,41 @@ pub struct Settings {
     /// SQS queue URL for entries refused for good
     #[arg(long, env = "DEAD_LETTER_QUEUE_URL", global = true)]
     pub dead_letter_queue_url: Option<String>,
+}
+
+/// A setting that holds a secret, or may (a URL with a password in it). `Debug` shows `"***"`, or the
+/// URL with its credentials replaced; the text is reachable through `Deref`, for parsing.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Sensitive(String);
+
+impl std::str::FromStr for Sensitive {
+    type Err = std::convert::Infallible;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Ok(Sensitive(s.to_string()))
+    }
+}
+
+impl From<&str> for Sensitive {
+    fn from(s: &str) -> Self {
+        Sensitive(s.to_string())
+    }
+}
+
+impl std::ops::Deref for Sensitive {
+    type Target = str;
+    fn deref(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Sensitive {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.0.contains("://") {
+            write!(f, "{:?}", redact_userinfo(&self.0))
+        } else {
+            f.write_str("\"***\"")
+        }
+    }
 }
 
 /// How to reach Kong.

@@ -80,6 +80,9 @@ pub fn store_key(prefix: &str, kind: EntryKind, key: &str) -> String {
     format!("{prefix}{}:{key}", kind.as_str())
 }
 
+/// How long a batch keeps trying while CloudTrail only throttles it.
+const THROTTLE_PATIENCE: Duration = Duration::from_secs(300);
+
 /// How long a put started just before `finish_by` may still take.
 const PUT_GRACE: Duration = Duration::from_secs(10);
 
@@ -231,7 +234,13 @@ impl Shipper {
             pacer: Pacer::new(opts.put_rate),
             progress: Mutex::new(HashMap::new()),
         });
-        tracing::info!(run = %run_id, store = %self.store.describe(), sink = %self.sink.describe(), "run started");
+        tracing::info!(
+            run = %run_id,
+            store = %self.store.describe(),
+            sink = %self.sink.describe(),
+            dead_letters = %self.dead_letters.describe(),
+            "run started"
+        );
         let mut stopped_early = false;
         match self.source.info().await {
             Err(e) => run.stop(e.to_string()),
@@ -325,7 +334,9 @@ impl Shipper {
             let items = match self.claim_page(page, info, run).await {
                 Ok(items) => items,
                 Err(e) => {
-                    // What was claimed before still goes out (or is released) with its batch.
+                    // The store is failing: a put now could not be recorded and would only come back
+                    // as a duplicate. What was claimed is released (or lapses with its lease).
+                    run.abort_puts(e.clone());
                     dispatch(batch.take(), run, batches, slots).await;
                     return Err(e);
                 }
@@ -529,9 +540,14 @@ async fn deliver(run: &Run, items: Vec<Item>) {
     let mut retried: HashSet<usize> = HashSet::new();
     let mut last_problem = String::new();
     let oldest_claim = items.iter().map(|i| i.claimed_at).min();
-    let mut tries = 0;
+    // Failures other than throttling use up MAX_ATTEMPTS; throttling only slows the batch down, for
+    // as long as THROTTLE_PATIENCE (and the run's deadline) allow.
+    let (mut failures, mut throttled_rounds) = (0, 0);
+    let patience_until = Instant::now() + THROTTLE_PATIENCE;
     while !outstanding.is_empty() && !run.puts_aborted() {
-        if oldest_claim.is_some_and(|at| at + run.opts.lease < Instant::now() + Duration::from_secs(60)) {
+        // A put needs time to finish before its claims lapse: 60 s, or a quarter of a short lease.
+        let margin = Duration::from_secs(60).min(run.opts.lease / 4);
+        if oldest_claim.is_some_and(|at| at + run.opts.lease < Instant::now() + margin) {
             last_problem = "the claim lease is about to lapse".into();
             break;
         }
@@ -539,8 +555,8 @@ async fn deliver(run: &Run, items: Vec<Item>) {
             last_problem = "the run's deadline is near".into();
             break;
         }
-        tries += 1;
         let mut again = Vec::new();
+        let mut only_throttled = true;
         for call in split_into_calls(&outstanding) {
             Counters::add(&c.put_calls, 1);
             run.pacer.wait().await;
@@ -571,15 +587,21 @@ async fn deliver(run: &Run, items: Vec<Item>) {
                         } else if let Some(r) = failed.get(e.id.as_str()).filter(|r| !r.is_transient()) {
                             refused.insert(e.id.clone(), (*r).clone());
                         } else {
-                            last_problem = failed
-                                .get(e.id.as_str())
-                                .map_or("event missing from the response".into(), |r| r.code.clone());
+                            let refusal = failed.get(e.id.as_str());
+                            only_throttled &= refusal.is_some_and(|r| r.is_throttling());
+                            last_problem = refusal.map_or("event missing from the response".into(), |r| r.code.clone());
                             again.push(e.clone());
                         }
                     }
                 }
+                Err(SinkError::Throttled(why)) => {
+                    run.pacer.throttled();
+                    last_problem = why;
+                    again.extend_from_slice(call);
+                }
                 Err(SinkError::Transient(why)) => {
                     run.pacer.throttled();
+                    only_throttled = false;
                     last_problem = why;
                     again.extend_from_slice(call);
                 }
@@ -594,15 +616,28 @@ async fn deliver(run: &Run, items: Vec<Item>) {
             break;
         }
         retried.extend(outstanding.iter().filter_map(|e| owner.get(e.id.as_str()).copied()));
-        match run.opts.backoff.wait(tries, None, run.opts.finish_by) {
+        let wait = if only_throttled {
+            throttled_rounds += 1;
+            let wait = run.opts.backoff.delay(throttled_rounds.min(6));
+            let until = Instant::now() + wait;
+            (until < patience_until && run.opts.finish_by.is_none_or(|by| until < by)).then_some(wait)
+        } else {
+            failures += 1;
+            run.opts.backoff.wait(failures, None, run.opts.finish_by)
+        };
+        match wait {
             Some(wait) => {
-                tracing::warn!(events = outstanding.len(), problem = %last_problem, retry = tries, wait_ms = wait.as_millis() as u64, "retrying events");
+                let retry = failures + throttled_rounds;
+                tracing::warn!(events = outstanding.len(), problem = %last_problem, retry, wait_ms = wait.as_millis() as u64, "retrying events");
                 tokio::time::sleep(wait).await;
             }
             None => break,
         }
     }
     Counters::add(&c.retried, retried.len());
+    if run.puts_aborted() && last_problem.is_empty() {
+        last_problem = run.fatal.lock().unwrap().clone().unwrap_or_default();
+    }
 
     let mut settlement = Settlement::default();
     let (mut shipped, mut failed) = (0, 0);
@@ -687,10 +722,13 @@ async fn settle(run: &Run, settlement: &Settlement) {
                 Some(wait) => tokio::time::sleep(wait).await,
                 None => {
                     let shipped = settlement.marks.iter().filter(|m| m.1 == Mark::Shipped).count();
-                    run.abort_puts(format!(
+                    let why = format!(
                         "{shipped} entries were shipped but could not be recorded ({e}); they may be shipped again after their lease of {} s",
                         run.opts.lease.as_secs()
-                    ));
+                    );
+                    // Said even when another error stopped the run first: it explains later duplicates.
+                    tracing::error!(entries = shipped, "{why}");
+                    run.abort_puts(why);
                     return;
                 }
             },

@@ -583,14 +583,28 @@ async fn per_event_throttling_and_internal_failures_are_retried_and_exhausted_re
     assert!(ran.count("retried") >= 10, "{}", ran.count("retried"));
     exactly_once(&s.ct, &s.want);
 
-    // A CloudTrail that throttles for longer than the retries last: those entries are released.
+    // Throttling only slows a batch down: more throttled rounds than MAX_ATTEMPTS still ship.
+    let throttled = setup(20).await;
+    let mut env = throttled.env.clone();
+    env.insert("MAX_ATTEMPTS".into(), "2".into());
+    env.insert("PUT_CONCURRENCY".into(), "1".into());
+    throttled
+        .ct
+        .with(|c| c.faults.extend(std::iter::repeat_n(CallFault::EveryEvent("Throttling"), 4)));
+    let slowed = run_bin(&["run"], &env).await;
+    assert_eq!(slowed.code, 0, "{}", slowed.stderr);
+    adds_up(&slowed);
+    assert!(slowed.count("retried") > 0);
+    exactly_once(&throttled.ct, &throttled.want);
+
+    // Failures that are not throttling use up MAX_ATTEMPTS: those entries are released.
     let fresh = setup(20).await;
     let mut env = fresh.env.clone();
     env.insert("MAX_ATTEMPTS".into(), "2".into());
     env.insert("PUT_CONCURRENCY".into(), "1".into());
     fresh
         .ct
-        .with(|c| c.faults.extend(std::iter::repeat_n(CallFault::EveryEvent("Throttling"), 4)));
+        .with(|c| c.faults.extend(std::iter::repeat_n(CallFault::EveryEvent("InternalFailure"), 4)));
     let gave_up = run_bin(&["run"], &env).await;
     assert_eq!(gave_up.code, 1, "{}", gave_up.stderr);
     adds_up(&gave_up);
@@ -761,7 +775,6 @@ async fn a_process_killed_between_put_and_settle_duplicates_only_the_accepted_ba
 /// CLAIM_LEASE_SECONDS accepts 60, but no put starts on a claim with less than 60 s left: with the
 /// minimum lease nothing would ever be shipped. (Fails until ship.rs uses a margin below the lease.)
 #[tokio::test]
-#[ignore = "ship.rs: the 60 s put margin equals the minimum lease; fix described in the issue 6 report"]
 async fn the_minimum_lease_still_ships() {
     let s = setup(10).await;
     let mut env = s.env.clone();

@@ -61,18 +61,24 @@ pub struct Entry {
 impl Entry {
     pub fn from_raw(kind: EntryKind, raw: Box<RawValue>) -> Entry {
         let fields = match serde_json::from_str::<Value>(raw.get()) {
-            Ok(Value::Object(map)) => Some(map),
-            _ => None,
+            Ok(Value::Object(map)) => Ok(map),
+            Ok(_) => Err("the entry is not a JSON object".to_string()),
+            Err(e) => Err(format!(
+                "the entry is a JSON text no JSON library can hold as values ({e}); it is kept verbatim"
+            )),
         };
-        let Some(fields) = fields else {
-            let key = digest_key(raw.get().as_bytes());
-            return Entry {
-                kind,
-                raw,
-                key,
-                fields: Map::new(),
-                problem: Some("the entry is not a JSON object".into()),
-            };
+        let fields = match fields {
+            Ok(fields) => fields,
+            Err(problem) => {
+                let key = digest_key(raw.get().as_bytes());
+                return Entry {
+                    kind,
+                    raw,
+                    key,
+                    fields: Map::new(),
+                    problem: Some(problem),
+                };
+            }
         };
         let (key, problem) = match fields.get(kind.key_field()) {
             Some(Value::String(s)) if !s.is_empty() => (s.clone(), None),

@@ -113,13 +113,12 @@ fn classify(err: SdkError<PutAuditEventsError, HttpResponse>) -> SinkError {
         PutAuditEventsError::UnsupportedOperationException(_) => fatal("CloudTrail Lake is not available to this account or region"),
         PutAuditEventsError::DuplicatedAuditEventId(_) => fatal("two events in one call had the same id (a bug: please report it)"),
         other => match other.code().unwrap_or_default() {
-            "ThrottlingException"
-            | "Throttling"
-            | "TooManyRequestsException"
-            | "ServiceUnavailableException"
-            | "InternalServerException"
-            | "InternalFailure"
-            | "RequestTimeout" => SinkError::Transient(format!("PutAuditEvents: {}", other.code().unwrap_or_default())),
+            "ThrottlingException" | "Throttling" | "TooManyRequestsException" => {
+                SinkError::Throttled(format!("PutAuditEvents: {}", other.code().unwrap_or_default()))
+            }
+            "ServiceUnavailableException" | "InternalServerException" | "InternalFailure" | "RequestTimeout" => {
+                SinkError::Transient(format!("PutAuditEvents: {}", other.code().unwrap_or_default()))
+            }
             "AccessDeniedException" | "AccessDenied" => fatal(
                 "access denied: the role needs cloudtrail-data:PutAuditEvents on the channel, and the channel policy may require CHANNEL_EXTERNAL_ID",
             ),
@@ -127,7 +126,8 @@ fn classify(err: SdkError<PutAuditEventsError, HttpResponse>) -> SinkError {
             | "InvalidSignatureException"
             | "ExpiredTokenException"
             | "MissingAuthenticationTokenException" => fatal("AWS credentials are invalid or expired"),
-            _ if status == 429 || status >= 500 => SinkError::Transient(format!("PutAuditEvents: HTTP {status}: {detail}")),
+            _ if status == 429 => SinkError::Throttled(format!("PutAuditEvents: HTTP 429: {detail}")),
+            _ if status >= 500 => SinkError::Transient(format!("PutAuditEvents: HTTP {status}: {detail}")),
             _ => SinkError::Fatal(format!("PutAuditEvents refused the call (HTTP {status}): {detail}")),
         },
     }

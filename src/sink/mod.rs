@@ -27,6 +27,10 @@ impl Refusal {
     pub fn is_transient(&self) -> bool {
         matches!(self.code.as_str(), "Throttling" | "InternalFailure")
     }
+
+    pub fn is_throttling(&self) -> bool {
+        self.code == "Throttling"
+    }
 }
 
 /// What one call reported, event by event. Ids in neither list are treated as not shipped.
@@ -38,7 +42,10 @@ pub struct PutReport {
 
 #[derive(Debug, thiserror::Error)]
 pub enum SinkError {
-    /// The whole call failed in a way a retry may fix (throttling, 5xx, network).
+    /// CloudTrail asked us to slow down; the call may be repeated once we have.
+    #[error("{0}")]
+    Throttled(String),
+    /// The whole call failed in a way a retry may fix (5xx, network).
     #[error("{0}")]
     Transient(String),
     /// The whole call failed in a way only a change of configuration fixes.

@@ -40,6 +40,8 @@ pub fn env_for(kong: &FakeKong, cloudtrail: &FakeCloudTrail, redis: Option<&Redi
     if let Some(r) = redis {
         env.insert("REDIS_URL".into(), r.url());
     }
+    // The CLI's default files (dead letters, embedded store) never land in the real home.
+    env.insert("XDG_STATE_HOME".into(), tempfile::tempdir().unwrap().keep().display().to_string());
     env
 }
 
