@@ -146,20 +146,8 @@ fn describe(e: &RedisError) -> String {
 #[async_trait]
 impl DedupStore for RedisStore {
     async fn claim(&self, keys: &[String], token: &str, lease: Duration) -> Result<Vec<bool>, StoreError> {
-        if keys.is_empty() {
-            return Ok(Vec::new());
-        }
-        let mut pipe = redis::pipe();
-        for key in keys {
-            pipe.cmd("SET")
-                .arg(key)
-                .arg(token)
-                .arg("NX")
-                .arg("PX")
-                .arg(lease.as_millis() as u64);
-        }
-        let answers: Vec<Option<String>> = pipe.query_async(&mut self.conn.clone()).await.map_err(|e| self.error(e))?;
-        Ok(answers.into_iter().map(|a| a.is_some()).collect())
+        let claims = self.claim_detailed(keys, token, lease).await?;
+        Ok(claims.into_iter().map(|c| c == Claim::Ours).collect())
     }
 
     async fn claim_detailed(&self, keys: &[String], token: &str, lease: Duration) -> Result<Vec<Claim>, StoreError> {
