@@ -51,9 +51,9 @@ pub async fn build(settings: &Settings, store: StoreChoice, sink: SinkChoice) ->
         SinkChoice::Ndjson(..) => settings.channel_config().ok(),
     };
     let mut redis = settings.redis_config()?;
-    let sdk = crate::sink::load_sdk_config().await;
+    let aws = Aws::new(channel.as_ref().map(|c| c.region.clone()));
     if settings.kong_admin_token_secret_arn.is_some() || settings.redis_password_secret_arn.is_some() {
-        let secrets = aws_sdk_secretsmanager::Client::new(&sdk);
+        let secrets = aws_sdk_secretsmanager::Client::new(aws.config().await);
         if let Some(id) = settings.kong_admin_token_secret_arn.as_deref().filter(|s| !s.is_empty()) {
             kong.token = Some(read_secret(&secrets, id, "KONG_ADMIN_TOKEN_SECRET_ARN").await?);
         }
@@ -92,10 +92,10 @@ pub async fn build(settings: &Settings, store: StoreChoice, sink: SinkChoice) ->
         .map_or_else(|| "000000000000".to_string(), |c| c.account_id.clone());
     let sink: Arc<dyn Sink> = match (sink, &channel) {
         (SinkChoice::Ndjson(out, name), _) => Arc::new(NdjsonSink::new(out, name)),
-        (SinkChoice::CloudTrail, Some(c)) => Arc::new(CloudTrailSink::new(&sdk, c)),
+        (SinkChoice::CloudTrail, Some(c)) => Arc::new(CloudTrailSink::new(aws.config().await, c)),
         (SinkChoice::CloudTrail, None) => unreachable!("the channel is required for CloudTrail and was validated above"),
     };
-    let dead_letters = dead_letter_sink(settings, &sdk)?;
+    let dead_letters = dead_letter_sink(settings, &aws).await?;
     Ok(Shipper {
         source,
         store,
@@ -105,8 +105,30 @@ pub async fn build(settings: &Settings, store: StoreChoice, sink: SinkChoice) ->
     })
 }
 
+/// The AWS SDK configuration, loaded only when something needs AWS (a dry run does not), with the
+/// channel's region as the default when `AWS_REGION` is not set.
+struct Aws {
+    config: tokio::sync::OnceCell<aws_config::SdkConfig>,
+    channel_region: Option<String>,
+}
+
+impl Aws {
+    fn new(channel_region: Option<String>) -> Aws {
+        Aws {
+            config: tokio::sync::OnceCell::new(),
+            channel_region,
+        }
+    }
+
+    async fn config(&self) -> &aws_config::SdkConfig {
+        self.config
+            .get_or_init(|| crate::sink::load_sdk_config(self.channel_region.as_deref()))
+            .await
+    }
+}
+
 /// Where refused entries go, besides the error log.
-fn dead_letter_sink(settings: &Settings, sdk: &aws_config::SdkConfig) -> Result<Arc<dyn DeadLetterSink>, SetupError> {
+async fn dead_letter_sink(settings: &Settings, aws: &Aws) -> Result<Arc<dyn DeadLetterSink>, SetupError> {
     let queue = settings.dead_letter_queue_url.as_deref().map(str::trim).filter(|s| !s.is_empty());
     let sink: Arc<dyn DeadLetterSink> = if let Some(url) = queue {
         if !url.starts_with("https://") && !url.starts_with("http://") {
@@ -116,7 +138,7 @@ fn dead_letter_sink(settings: &Settings, sdk: &aws_config::SdkConfig) -> Result<
             }
             .into());
         }
-        Arc::new(crate::dead_letter::SqsDeadLetters::new(sdk, url))
+        Arc::new(crate::dead_letter::SqsDeadLetters::new(aws.config().await, url))
     } else if let Some(path) = settings.dead_letter_file.clone().filter(|p| !p.as_os_str().is_empty()) {
         Arc::new(crate::dead_letter::FileDeadLetters::new(path))
     } else if std::env::var_os("AWS_LAMBDA_RUNTIME_API").is_some() {

@@ -59,7 +59,7 @@ pub async fn main(settings: &Settings) -> ExitCode {
     if let Err(e) = settings.check_key_prefix() {
         report.line("Settings", fail(e.to_string(), format!("change {}", e.setting)));
     }
-    let sdk = crate::sink::load_sdk_config().await;
+    let sdk = crate::sink::load_sdk_config(settings.channel_config().ok().map(|c| c.region).as_deref()).await;
     let secrets = aws_sdk_secretsmanager::Client::new(&sdk);
     kong_checks(settings, &secrets, &mut report).await;
     store_check(settings, &secrets, &mut report).await;

@@ -73,7 +73,7 @@ pub async fn main(settings: &Settings, input: Option<PathBuf>) -> ExitCode {
         Ok(s) => s,
         Err(e) => return super::setup_failed(&e),
     };
-    let origin = origin_of(&crate::sink::load_sdk_config().await);
+    let origin = origin_of(&crate::sink::load_sdk_config(settings.channel_config().ok().map(|c| c.region).as_deref()).await);
     let store = shipper.store.clone();
     let prefix = settings.redis_key_prefix.clone();
 

@@ -25,17 +25,24 @@ pub struct CloudTrailSink {
 }
 
 /// The AWS SDK configuration from its usual chain (environment, profile, container, instance).
-pub async fn load_sdk_config() -> aws_config::SdkConfig {
-    aws_config::defaults(BehaviorVersion::latest())
+/// Without `AWS_REGION` (or `AWS_DEFAULT_REGION`), `default_region` (the channel's) is the region,
+/// rather than a search of profiles and instance metadata that ends in warnings off AWS.
+pub async fn load_sdk_config(default_region: Option<&str>) -> aws_config::SdkConfig {
+    let mut loader = aws_config::defaults(BehaviorVersion::latest())
         .retry_config(RetryConfig::disabled())
         .timeout_config(
             TimeoutConfig::builder()
                 .connect_timeout(Duration::from_secs(5))
                 .operation_attempt_timeout(Duration::from_secs(30))
                 .build(),
-        )
-        .load()
-        .await
+        );
+    let region_set = ["AWS_REGION", "AWS_DEFAULT_REGION"]
+        .iter()
+        .any(|v| std::env::var_os(v).is_some_and(|r| !r.is_empty()));
+    if let (false, Some(region)) = (region_set, default_region) {
+        loader = loader.region(Region::new(region.to_string()));
+    }
+    loader.load().await
 }
 
 impl CloudTrailSink {
