@@ -274,10 +274,13 @@ async fn a_scheduled_event_ships_the_whole_trail_once_then_nothing() {
 
     // Logs are JSON lines with level and timestamp; the summary is one of them.
     let logs = assert_json_logs(&lambda.function.stderr());
+    let summary_line = logs
+        .iter()
+        .find(|l| l["message"].as_str().is_some_and(|m| m.starts_with("summary status=ok")))
+        .expect("a summary log line");
     assert!(
-        logs.iter()
-            .any(|l| l["message"].as_str().is_some_and(|m| m.starts_with("summary status=ok"))),
-        "no summary log line"
+        summary_line["span"]["requestId"].as_str().is_some_and(|id| !id.is_empty()),
+        "log lines of an invocation carry its request id: {summary_line}"
     );
     assert!(
         logs.iter()
