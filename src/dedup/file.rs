@@ -176,11 +176,6 @@ fn create_private_dirs(dir: &Path) -> std::io::Result<()> {
 
 #[async_trait]
 impl DedupStore for FileStore {
-    async fn claim(&self, keys: &[String], token: &str, lease: Duration) -> Result<Vec<bool>, StoreError> {
-        let claims = self.claim_detailed(keys, token, lease).await?;
-        Ok(claims.into_iter().map(|c| c == Claim::Ours).collect())
-    }
-
     /// A claim left by another run (a backfill stopped with Ctrl-C, say) reads as held until its
     /// lease lapses, never as done: that entry may not have been shipped.
     async fn claim_detailed(&self, keys: &[String], token: &str, lease: Duration) -> Result<Vec<Claim>, StoreError> {

@@ -35,20 +35,6 @@ impl MemoryStore {
 
 #[async_trait]
 impl DedupStore for MemoryStore {
-    async fn claim(&self, keys: &[String], token: &str, lease: Duration) -> Result<Vec<bool>, StoreError> {
-        let mut map = self.keys.lock().unwrap();
-        Ok(keys
-            .iter()
-            .map(|k| {
-                if Self::live(&mut map, k).is_some() {
-                    return false;
-                }
-                map.insert(k.clone(), (token.to_string(), Some(Instant::now() + lease)));
-                true
-            })
-            .collect())
-    }
-
     async fn claim_detailed(&self, keys: &[String], token: &str, lease: Duration) -> Result<Vec<Claim>, StoreError> {
         let mut map = self.keys.lock().unwrap();
         Ok(keys

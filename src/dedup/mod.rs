@@ -63,17 +63,13 @@ pub enum Claim {
 
 #[async_trait]
 pub trait DedupStore: Send + Sync {
-    /// Claims each key for `lease`; `true` where the claim is ours, `false` where the key was
-    /// already shipped, rejected, or claimed by another run. One round trip.
-    async fn claim(&self, keys: &[String], token: &str, lease: Duration) -> Result<Vec<bool>, StoreError>;
-    /// Like `claim`, and tells shipped keys from keys another run holds (one round trip).
-    /// The default suits stores no two processes can share: every taken key is done.
-    async fn claim_detailed(&self, keys: &[String], token: &str, lease: Duration) -> Result<Vec<Claim>, StoreError> {
-        let claimed = self.claim(keys, token, lease).await?;
-        Ok(claimed
-            .into_iter()
-            .map(|ours| if ours { Claim::Ours } else { Claim::Done })
-            .collect())
+    /// Claims each key for `lease` (one round trip): `Ours` where the claim is ours, `Done` where the
+    /// key was shipped or rejected, `HeldByOther` where another run holds it right now.
+    async fn claim_detailed(&self, keys: &[String], token: &str, lease: Duration) -> Result<Vec<Claim>, StoreError>;
+    /// `claim_detailed`, reduced to "is it ours".
+    async fn claim(&self, keys: &[String], token: &str, lease: Duration) -> Result<Vec<bool>, StoreError> {
+        let claims = self.claim_detailed(keys, token, lease).await?;
+        Ok(claims.into_iter().map(|c| c == Claim::Ours).collect())
     }
     /// Marks and releases in one round trip.
     async fn settle(&self, settlement: &Settlement, token: &str) -> Result<(), StoreError>;

@@ -145,11 +145,6 @@ fn describe(e: &RedisError) -> String {
 
 #[async_trait]
 impl DedupStore for RedisStore {
-    async fn claim(&self, keys: &[String], token: &str, lease: Duration) -> Result<Vec<bool>, StoreError> {
-        let claims = self.claim_detailed(keys, token, lease).await?;
-        Ok(claims.into_iter().map(|c| c == Claim::Ours).collect())
-    }
-
     async fn claim_detailed(&self, keys: &[String], token: &str, lease: Duration) -> Result<Vec<Claim>, StoreError> {
         if keys.is_empty() {
             return Ok(Vec::new());
