@@ -152,16 +152,7 @@ async fn fakes(requests: usize) -> (FakeKong, FakeCloudTrail, Vec<Value>, Vec<Va
 /// Marks every entry shipped and saves the watermarks, as after earlier runs.
 async fn pre_ship(redis: &RedisServer, requests: &[Value], objects: &[Value]) {
     use kong_audit_shipper::dedup::{DedupStore, Mark, RedisStore, Settlement};
-    let cfg = kong_audit_shipper::config::RedisConfig {
-        tls: false,
-        tls_insecure: false,
-        host: "127.0.0.1".into(),
-        port: redis.port,
-        db: 0,
-        username: None,
-        password: None,
-    };
-    let store = RedisStore::connect(&cfg).await.unwrap();
+    let store = RedisStore::connect(&redis.config()).await.unwrap();
     for (kind, entries, key) in [("request", requests, "request_id"), ("object", objects, "id")] {
         for chunk in entries.chunks(10_000) {
             let marks = chunk

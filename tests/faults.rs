@@ -131,23 +131,7 @@ struct Restarted(std::process::Child);
 
 impl Restarted {
     fn on(port: u16, dir: &std::path::Path) -> Restarted {
-        let child = std::process::Command::new("redis-server")
-            .args([
-                "--port",
-                &port.to_string(),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-            ])
-            .arg("--dir")
-            .arg(dir)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
+        let child = support::redis_server::command(port, dir, None).spawn().unwrap();
         let start = Instant::now();
         loop {
             let pong = std::process::Command::new("redis-cli")

@@ -6,7 +6,7 @@ mod support;
 
 use std::sync::Arc;
 
-use kong_audit_shipper::config::{KongConfig, RedisConfig};
+use kong_audit_shipper::config::KongConfig;
 use kong_audit_shipper::dead_letter::LogDeadLetters;
 use kong_audit_shipper::dedup::RedisStore;
 use kong_audit_shipper::kong::KongClient;
@@ -208,15 +208,7 @@ async fn library_shipper(kong: &FakeKong, redis: &RedisServer, sink: Arc<MemoryS
         page_size: 100,
         timeout: std::time::Duration::from_secs(5),
     };
-    let redis_cfg = RedisConfig {
-        tls: false,
-        tls_insecure: false,
-        host: "127.0.0.1".into(),
-        port: redis.port,
-        db: 0,
-        username: None,
-        password: None,
-    };
+    let redis_cfg = redis.config();
     Shipper {
         source: Arc::new(KongClient::new(&kong_cfg, Default::default()).unwrap()),
         store: Arc::new(RedisStore::connect(&redis_cfg).await.unwrap()),

@@ -10,15 +10,7 @@ use support::RedisServer;
 #[tokio::test]
 async fn redis_store_keeps_the_contract() {
     let server = RedisServer::start_with(Some("contract-pw"), None);
-    let config = RedisConfig {
-        tls: false,
-        tls_insecure: false,
-        host: "127.0.0.1".into(),
-        port: server.port,
-        db: 1,
-        username: None,
-        password: Some(kong_audit_shipper::secret::Secret::new("contract-pw")),
-    };
+    let config = RedisConfig { db: 1, ..server.config() };
     let store = RedisStore::connect(&config).await.unwrap();
     contract::run_all(&store).await;
 }

@@ -192,23 +192,11 @@ fn answer(state: &Mutex<CloudTrailState>, query: Option<String>, body: Bytes) ->
     match fault {
         Some(CallFault::Status(status, kind)) => return (None, error(status, kind, "injected")),
         Some(CallFault::AcceptThenLose) => {
-            let mut ids = Vec::new();
-            for e in &events {
-                let id = e["id"].as_str().unwrap_or_default().to_string();
-                ids.push(id.clone());
-                s.accepted.push((id, e["eventData"].as_str().unwrap_or_default().to_string()));
-            }
-            s.lost_batches.push(ids);
+            accept_and_lose_the_answer(&mut s, &events);
             return (None, error(500, "InternalServerException", "response lost"));
         }
         Some(CallFault::AcceptThenDelay(wait)) => {
-            let mut ids = Vec::new();
-            for e in &events {
-                let id = e["id"].as_str().unwrap_or_default().to_string();
-                ids.push(id.clone());
-                s.accepted.push((id, e["eventData"].as_str().unwrap_or_default().to_string()));
-            }
-            s.lost_batches.push(ids);
+            accept_and_lose_the_answer(&mut s, &events);
             return (Some(wait), error(500, "InternalServerException", "answered too late"));
         }
         _ => {}
@@ -249,6 +237,17 @@ fn answer(state: &Mutex<CloudTrailState>, query: Option<String>, body: Bytes) ->
     )
         .into_response();
     (None, ok)
+}
+
+/// Accepts every event of a call whose answer the client will not see, and remembers the batch.
+fn accept_and_lose_the_answer(s: &mut CloudTrailState, events: &[Value]) {
+    let mut ids = Vec::new();
+    for e in events {
+        let id = e["id"].as_str().unwrap_or_default().to_string();
+        ids.push(id.clone());
+        s.accepted.push((id, e["eventData"].as_str().unwrap_or_default().to_string()));
+    }
+    s.lost_batches.push(ids);
 }
 
 /// The integration schema's rules, as AWS documents them. `None` when the event is valid, else the

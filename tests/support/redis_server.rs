@@ -12,6 +12,29 @@ pub struct RedisServer {
     pub dir: tempfile::TempDir,
 }
 
+/// The command line of a test redis-server: loopback only, no persistence unless asked with SAVE.
+pub fn command(port: u16, dir: &std::path::Path, password: Option<&str>) -> Command {
+    let mut cmd = Command::new("redis-server");
+    cmd.args([
+        "--port",
+        &port.to_string(),
+        "--bind",
+        "127.0.0.1",
+        "--save",
+        "",
+        "--appendonly",
+        "no",
+    ])
+    .arg("--dir")
+    .arg(dir)
+    .stdout(Stdio::null())
+    .stderr(Stdio::null());
+    if let Some(p) = password {
+        cmd.args(["--requirepass", p]);
+    }
+    cmd
+}
+
 pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
@@ -38,25 +61,7 @@ impl RedisServer {
 
     fn try_start(password: Option<&str>, port: u16) -> Option<RedisServer> {
         let dir = tempfile::tempdir().unwrap();
-        let mut cmd = Command::new("redis-server");
-        cmd.args([
-            "--port",
-            &port.to_string(),
-            "--bind",
-            "127.0.0.1",
-            "--save",
-            "",
-            "--appendonly",
-            "no",
-        ])
-        .arg("--dir")
-        .arg(dir.path())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null());
-        if let Some(p) = password {
-            cmd.args(["--requirepass", p]);
-        }
-        let child = cmd
+        let child = command(port, dir.path(), password)
             .spawn()
             .expect("redis-server is not installed: run the README's test command (scripts/test), which installs it");
         let mut server = RedisServer {
@@ -80,6 +85,19 @@ impl RedisServer {
         }
         server.stop();
         None
+    }
+
+    /// The library's connection settings for this server (database 0).
+    pub fn config(&self) -> kong_audit_shipper::config::RedisConfig {
+        kong_audit_shipper::config::RedisConfig {
+            tls: false,
+            tls_insecure: false,
+            host: "127.0.0.1".into(),
+            port: self.port,
+            db: 0,
+            username: None,
+            password: self.password.clone().map(kong_audit_shipper::secret::Secret::new),
+        }
     }
 
     pub fn url(&self) -> String {
