@@ -165,7 +165,16 @@ async fn pre_ship(redis: &RedisServer, requests: &[Value], objects: &[Value]) {
                     )
                 })
                 .collect();
-            store.settle(&Settlement { marks, releases: vec![] }, "bench").await.unwrap();
+            store
+                .settle(
+                    &Settlement {
+                        marks,
+                        ..Default::default()
+                    },
+                    "bench",
+                )
+                .await
+                .unwrap();
         }
         let newest = entries.iter().filter_map(|e| e["request_timestamp"].as_i64()).max().unwrap();
         store

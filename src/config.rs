@@ -109,15 +109,20 @@ pub struct Settings {
     /// Embedded store file, used by the CLI when no Redis is configured
     #[arg(long, env = "STATE_FILE", global = true)]
     pub state_file: Option<PathBuf>,
-    /// Lambda: stop claiming new work this many seconds before the invocation's deadline
+    /// Stop claiming new work this many seconds before the invocation's deadline (Lambda) or the end of MAX_RUN_SECONDS (`run`)
     #[arg(long, env = "DEADLINE_MARGIN_SECONDS", default_value_t = 60, global = true)]
     pub deadline_margin_seconds: u64,
-    /// Lambda: run at most this long when the invocation's deadline is unknown (already passed at start)
+    /// Time budget of `run` (and of a Lambda invocation whose deadline is unknown): it stops claiming
+    /// DEADLINE_MARGIN_SECONDS before the end, and a run stopped by it exits 0 with status=partial
     #[arg(long, env = "MAX_RUN_SECONDS", default_value_t = 840, global = true)]
     pub max_run_seconds: u64,
     /// Incremental reads start this many seconds before the watermark (late rows, clock skew)
     #[arg(long, env = "OVERLAP_SECONDS", default_value_t = 300, global = true)]
     pub overlap_seconds: u64,
+    /// Incremental runs read the whole trail when the last full read is older than this (catches rows
+    /// stamped further back than OVERLAP_SECONDS by a node whose clock is behind); 0: every run
+    #[arg(long, env = "SWEEP_INTERVAL_SECONDS", default_value_t = 86_400, global = true)]
+    pub sweep_interval_seconds: u64,
     /// Read Kong's whole trail instead of what is newer than the watermark (shipped entries are still skipped)
     #[arg(long, env = "FULL_READ", global = true)]
     pub full_read: bool,

@@ -3,8 +3,15 @@
 //! Every event carries the original entry in `additionalEventData.kongAuditEntry`, byte for byte.
 //! An entry too large for `additionalEventData` (28 kB) is shipped as numbered parts that carry the
 //! entry's JSON text in order, plus its SHA-256, so `recover` reassembles it exactly.
+//!
+//! Parts are a unit that may take several runs to ship: a part accepted in one run is not sent again
+//! in the next. So what the parts carry must not change between reads, and Kong's `ttl` (seconds
+//! left, a new value on every read) does: the parts carry the text with the `ttl` value cut out, and
+//! the first part says where it was cut and what it held. Part ids, the part count and the SHA-256
+//! are the same on every read.
 
-use std::collections::HashMap;
+use std::borrow::Cow;
+use std::collections::{BTreeMap, HashMap};
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -32,6 +39,9 @@ const SHIPPER: &str = concat!("kong-audit-shipper/", env!("CARGO_PKG_VERSION"));
 const EARLIEST_REAL_TIME: i64 = 946_684_800;
 /// Longest key lifetime written to the store: ten years.
 const MAX_TTL: i64 = 315_360_000;
+/// Room kept for the digits of `ttl` when deciding whether an entry fits one event, so that the
+/// decision does not flip between reads as `ttl` loses a digit.
+const TTL_DIGITS_ROOM: usize = 20;
 
 /// What mapping needs besides the entry.
 #[derive(Debug, Clone)]
@@ -153,12 +163,36 @@ struct Extra<'a> {
     kong_audit_entry_parts: Option<usize>,
     #[serde(skip_serializing_if = "Option::is_none")]
     kong_audit_entry_text: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    kong_audit_entry_ttl: Option<TtlCut<'a>>,
     event_time_source: &'static str,
     shipper: &'static str,
 }
 
+/// Where the parts' text had the entry's `ttl` value cut out, and the value.
+#[derive(Debug, Clone, Copy, Serialize)]
+struct TtlCut<'a> {
+    /// Byte offset in the reassembled text.
+    offset: usize,
+    /// The value's JSON text, as Kong sent it.
+    text: &'a str,
+}
+
+/// What one entry becomes.
+#[derive(Debug, Clone)]
+pub struct Mapped {
+    pub events: Vec<AuditEvent>,
+    /// For an entry shipped in parts: the SHA-256 of the text they carry, the same on every read.
+    pub parts_sha256: Option<String>,
+}
+
 /// The events that carry one entry: one, or several parts when the entry is too large for one.
 pub fn map_entry(entry: &Entry, ctx: &MapContext) -> Result<Vec<AuditEvent>, MapError> {
+    map_entry_detailed(entry, ctx).map(|m| m.events)
+}
+
+/// `map_entry`, with what the cycle needs to track an entry shipped in parts.
+pub fn map_entry_detailed(entry: &Entry, ctx: &MapContext) -> Result<Mapped, MapError> {
     if let Some(problem) = &entry.problem {
         return Err(MapError(format!("malformed {} entry: {problem}", entry.kind.as_str())));
     }
@@ -200,6 +234,7 @@ pub fn map_entry(entry: &Entry, ctx: &MapContext) -> Result<Vec<AuditEvent>, Map
         kong_audit_entry_part: part.map(|p| p.0),
         kong_audit_entry_parts: part.map(|p| p.1),
         kong_audit_entry_text: None,
+        kong_audit_entry_ttl: None,
         event_time_source: time_source,
         shipper: SHIPPER,
     };
@@ -209,23 +244,30 @@ pub fn map_entry(entry: &Entry, ctx: &MapContext) -> Result<Vec<AuditEvent>, Map
         kong_audit_entry_sha256: &sha,
         ..extra(None)
     };
+    let (stable, cut) = stable_text(&entry.raw);
+    let room = TTL_DIGITS_ROOM.saturating_sub(cut.map_or(TTL_DIGITS_ROOM, |c| c.text.len()));
     let nesting = 1 + entry.fields.values().map(depth).max().unwrap_or(0);
-    if nesting <= MAX_EMBEDDED_DEPTH && serde_json::to_string(&whole).is_ok_and(|text| fits_additional_event_data(&text)) {
-        return Ok(vec![AuditEvent {
-            id: head_id,
-            event_data: render(whole, true)?,
-        }]);
+    if nesting <= MAX_EMBEDDED_DEPTH && serde_json::to_string(&whole).is_ok_and(|text| fits_additional_event_data(&text, room)) {
+        return Ok(Mapped {
+            events: vec![AuditEvent {
+                id: head_id,
+                event_data: render(whole, true)?,
+            }],
+            parts_sha256: None,
+        });
     }
 
-    let parts = split_for_json_strings(entry.raw.get(), PART_TEXT_BUDGET);
+    let parts_sha = hex_sha256(stable.as_bytes());
+    let parts = split_for_json_strings(&stable, PART_TEXT_BUDGET);
     let count = parts.len();
-    parts
+    let events = parts
         .iter()
         .enumerate()
         .map(|(i, text)| {
             let part = Extra {
-                kong_audit_entry_sha256: &sha,
+                kong_audit_entry_sha256: &parts_sha,
                 kong_audit_entry_text: Some(text),
+                kong_audit_entry_ttl: cut.filter(|_| i == 0),
                 ..extra(Some((i + 1, count, "")))
             };
             Ok(AuditEvent {
@@ -233,7 +275,31 @@ pub fn map_entry(entry: &Entry, ctx: &MapContext) -> Result<Vec<AuditEvent>, Map
                 event_data: render(part, i == 0)?,
             })
         })
-        .collect()
+        .collect::<Result<Vec<_>, MapError>>()?;
+    Ok(Mapped {
+        events,
+        parts_sha256: Some(parts_sha),
+    })
+}
+
+/// The entry's text with the value of its top-level `ttl` cut out, and where it was cut. Anything
+/// that is not an object with a numeric `ttl` is returned whole.
+fn stable_text(raw: &RawValue) -> (Cow<'_, str>, Option<TtlCut<'_>>) {
+    let text = raw.get();
+    let Ok(members) = serde_json::from_str::<BTreeMap<String, &RawValue>>(text) else {
+        return (Cow::Borrowed(text), None);
+    };
+    let Some(value) = members.get("ttl").map(|v| v.get()) else {
+        return (Cow::Borrowed(text), None);
+    };
+    let offset = (value.as_ptr() as usize).wrapping_sub(text.as_ptr() as usize);
+    let numeric = !value.is_empty() && value.bytes().all(|b| b.is_ascii_digit() || b"-+.eE".contains(&b));
+    if !numeric || offset.checked_add(value.len()).is_none_or(|end| end > text.len()) {
+        return (Cow::Borrowed(text), None);
+    }
+    let value = &text[offset..offset + value.len()];
+    let stable = format!("{}{}", &text[..offset], &text[offset + value.len()..]);
+    (Cow::Owned(stable), Some(TtlCut { offset, text: value }))
 }
 
 fn event_name(entry: &Entry) -> String {
@@ -453,14 +519,15 @@ fn depth(v: &Value) -> usize {
 /// Whether `additionalEventData` fits CloudTrail's 28 kB as sent and also as a JSON parser writes it
 /// back: numbers such as `1e9` grow (to `1000000000.0`, at most about five times), and CloudTrail
 /// may measure either form.
-fn fits_additional_event_data(text: &str) -> bool {
-    if text.len() > ADDITIONAL_EVENT_DATA_MAX {
+/// `room` bytes are kept free besides `text`.
+fn fits_additional_event_data(text: &str, room: usize) -> bool {
+    if text.len() + room > ADDITIONAL_EVENT_DATA_MAX {
         return false;
     }
-    if text.len() <= ADDITIONAL_EVENT_DATA_MAX / 6 {
+    if text.len() + room <= ADDITIONAL_EVENT_DATA_MAX / 6 {
         return true;
     }
-    serde_json::from_str::<Value>(text).is_ok_and(|v| v.to_string().len() <= ADDITIONAL_EVENT_DATA_MAX)
+    serde_json::from_str::<Value>(text).is_ok_and(|v| v.to_string().len() + room <= ADDITIONAL_EVENT_DATA_MAX)
 }
 
 /// Keeps `requestParameters` within CloudTrail's 100 kB: drops the bulky member first, then cuts any
@@ -539,6 +606,13 @@ struct ShippedExtra {
     kong_audit_entry_part: Option<usize>,
     kong_audit_entry_parts: Option<usize>,
     kong_audit_entry_text: Option<String>,
+    kong_audit_entry_ttl: Option<ShippedTtlCut>,
+}
+
+#[derive(Deserialize, Clone)]
+struct ShippedTtlCut {
+    offset: usize,
+    text: String,
 }
 
 /// A Kong entry recovered from shipped events.
@@ -559,10 +633,17 @@ pub struct Recovery {
 
 /// Rebuilds entries from `eventData` lines in any order; reassembles parts and checks their SHA-256.
 pub fn recover<'a>(lines: impl IntoIterator<Item = &'a str>) -> Recovery {
-    // Parts belong together by entry *and* SHA-256: an entry shipped twice (a lost answer, a store
-    // restarted empty) may differ in `ttl`, and each version must reassemble from its own parts.
+    // Parts belong together by entry *and* SHA-256: parts shipped by older versions carried the
+    // whole text, `ttl` included, so an entry shipped twice came in two versions, each of which must
+    // reassemble from its own parts. Parts now carry the text without `ttl` (the cut is on part 1).
     type Id = (EntryKind, String, String);
-    type Parts = (Option<usize>, HashMap<usize, String>, Vec<usize>);
+    #[derive(Default)]
+    struct Parts {
+        count: Option<usize>,
+        texts: HashMap<usize, String>,
+        lines: Vec<usize>,
+        cut: Option<ShippedTtlCut>,
+    }
     let mut out = Recovery::default();
     let mut order: Vec<Id> = Vec::new();
     let mut split: HashMap<Id, Parts> = HashMap::new();
@@ -579,6 +660,7 @@ pub fn recover<'a>(lines: impl IntoIterator<Item = &'a str>) -> Recovery {
             }
         };
         let kind = event.extra.kong_entry_kind;
+        let cut = event.extra.kong_audit_entry_ttl;
         match (
             event.extra.kong_audit_entry,
             event.extra.kong_audit_entry_part,
@@ -598,11 +680,12 @@ pub fn recover<'a>(lines: impl IntoIterator<Item = &'a str>) -> Recovery {
                 let id = (kind, event.uid, event.extra.kong_audit_entry_sha256.unwrap_or_default());
                 let slot = split.entry(id.clone()).or_insert_with(|| {
                     order.push(id.clone());
-                    (None, HashMap::new(), Vec::new())
+                    Parts::default()
                 });
-                slot.0 = slot.0.or(event.extra.kong_audit_entry_parts);
-                slot.1.insert(part, text);
-                slot.2.push(n + 1);
+                slot.count = slot.count.or(event.extra.kong_audit_entry_parts);
+                slot.texts.insert(part, text);
+                slot.lines.push(n + 1);
+                slot.cut = slot.cut.take().or(cut);
             }
             _ => out
                 .problems
@@ -610,7 +693,12 @@ pub fn recover<'a>(lines: impl IntoIterator<Item = &'a str>) -> Recovery {
         }
     }
     for id in order {
-        let (count, mut parts, lines) = split.remove(&id).expect("recorded with its order");
+        let Parts {
+            count,
+            texts: mut parts,
+            lines,
+            cut,
+        } = split.remove(&id).expect("recorded with its order");
         let count = count.unwrap_or(0);
         let missing: Vec<usize> = (1..=count).filter(|p| !parts.contains_key(p)).collect();
         if count == 0 || !missing.is_empty() {
@@ -622,11 +710,23 @@ pub fn recover<'a>(lines: impl IntoIterator<Item = &'a str>) -> Recovery {
             ));
             continue;
         }
-        let json: String = (1..=count).map(|p| parts.remove(&p).expect("checked above")).collect();
+        let mut json: String = (1..=count).map(|p| parts.remove(&p).expect("checked above")).collect();
         if id.2 != hex_sha256(json.as_bytes()) {
             out.problems
                 .push(format!("{} {}: reassembled text does not match its SHA-256", id.0.as_str(), id.1));
             continue;
+        }
+        if let Some(cut) = cut {
+            if cut.offset > json.len() || !json.is_char_boundary(cut.offset) {
+                out.problems.push(format!(
+                    "{} {}: part 1 puts the ttl at byte {}, outside the reassembled text",
+                    id.0.as_str(),
+                    id.1,
+                    cut.offset
+                ));
+                continue;
+            }
+            json.insert_str(cut.offset, &cut.text);
         }
         out.entries.push(RecoveredEntry {
             kind: id.0,
@@ -847,25 +947,47 @@ mod tests {
     }
 
     #[test]
-    fn two_versions_of_a_split_entry_each_reassemble_from_their_own_parts() {
+    fn parts_are_the_same_on_every_read_so_parts_of_two_runs_reassemble_into_one_entry() {
         let version = |ttl: u32| {
             serde_json::to_string(&json!({"id":"o-twice","dao_name":"plugins","operation":"update","request_timestamp":1700000000,"ttl":ttl,"entity":"y".repeat(50_000)}))
                 .unwrap()
         };
-        let (a, b) = (version(2_591_000), version(2_590_000));
-        let events: Vec<AuditEvent> = [&a, &b]
-            .iter()
-            .flat_map(|t| map_entry(&Entry::parse(EntryKind::Object, t).unwrap(), &ctx()).unwrap())
-            .collect();
-        let mut lines: Vec<&str> = events.iter().map(|e| e.event_data.as_str()).collect();
-        lines.sort_unstable();
+        // Read once with ttl 2,591,000 and again, a few days later, with 99: one digit-count apart.
+        let (a, b) = (version(2_591_000), version(99));
+        let mapped = |t: &str| map_entry_detailed(&Entry::parse(EntryKind::Object, t).unwrap(), &ctx()).unwrap();
+        let (first, second) = (mapped(&a), mapped(&b));
+        assert_eq!(first.parts_sha256, second.parts_sha256, "the SHA-256 ignores ttl");
+        let ids = |m: &Mapped| m.events.iter().map(|e| e.id.clone()).collect::<Vec<_>>();
+        assert_eq!(ids(&first), ids(&second), "same part ids and count");
+        assert_eq!(first.events[1..], second.events[1..], "parts after the first are identical");
+
+        // Part 1 from the first read, the rest from the second: one entry, exactly as first read.
+        let mut lines = vec![first.events[0].event_data.as_str()];
+        lines.extend(second.events[1..].iter().map(|e| e.event_data.as_str()));
         let back = recover(lines);
         assert!(back.problems.is_empty(), "{:?}", back.problems);
-        let mut got: Vec<&str> = back.entries.iter().map(|e| e.json.as_str()).collect();
-        got.sort_unstable();
-        let mut want = vec![a.as_str(), b.as_str()];
-        want.sort_unstable();
-        assert_eq!(got, want);
+        assert_eq!(back.entries.len(), 1);
+        assert_eq!(back.entries[0].json, a);
+        // And the other way round.
+        let mut lines = vec![second.events[0].event_data.as_str()];
+        lines.extend(first.events[1..].iter().map(|e| e.event_data.as_str()));
+        assert_eq!(recover(lines).entries[0].json, b);
+    }
+
+    #[test]
+    fn an_entry_near_the_limit_does_not_flip_between_one_event_and_parts_as_ttl_shrinks() {
+        let sized = |filler: usize, ttl: u64| {
+            serde_json::to_string(&json!({"request_id":"r-edge","request_timestamp":1700000000,"ttl":ttl,"payload":"p".repeat(filler)}))
+                .unwrap()
+        };
+        for filler in (26_500..27_800).step_by(10) {
+            let count = |ttl| {
+                map_entry(&Entry::parse(EntryKind::Request, &sized(filler, ttl)).unwrap(), &ctx())
+                    .unwrap()
+                    .len()
+            };
+            assert_eq!(count(2_591_999), count(1), "filler {filler}");
+        }
     }
 
     #[test]

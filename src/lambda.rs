@@ -8,17 +8,17 @@
 
 use std::process::ExitCode;
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime};
 
 use lambda_runtime::{Diagnostic, LambdaEvent, service_fn};
 use serde::Serialize;
 use serde_json::Value;
 
-use crate::cli;
 use crate::config::Settings;
 use crate::logging::{self, LogFormat};
+use crate::runner::{self, EXIT_CONFIG, EXIT_INCOMPLETE};
 use crate::setup::{self, SinkChoice, StoreChoice};
-use crate::ship::{ShipOptions, Shipper};
+use crate::ship::{ShipOptions, Shipper, run_limits};
 use crate::summary::{Counters, Summary};
 
 /// The environment the Lambda runtime always sets; `lambda_runtime` panics without it.
@@ -38,13 +38,13 @@ pub async fn main(settings: Settings) -> ExitCode {
             missing,
             "cannot start the Lambda handler: {missing} is not set (the Lambda runtime sets it; to run once from a shell, use `kong-audit-shipper run`)"
         );
-        return ExitCode::from(cli::EXIT_CONFIG);
+        return ExitCode::from(EXIT_CONFIG);
     }
     let shipper = match setup::build(&settings, StoreChoice::Redis, SinkChoice::CloudTrail).await {
         Ok(s) => s,
         Err(e) => {
             tracing::error!(error = %e, "cannot start the Lambda handler: {e}");
-            return ExitCode::from(cli::EXIT_CONFIG);
+            return ExitCode::from(EXIT_CONFIG);
         }
     };
     let handler = Handler::new(shipper, &settings, function_name());
@@ -60,7 +60,7 @@ pub async fn main(settings: Settings) -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             tracing::error!(error = %e, "the Lambda runtime loop stopped");
-            ExitCode::from(cli::EXIT_INCOMPLETE)
+            ExitCode::from(EXIT_INCOMPLETE)
         }
     }
 }
@@ -125,7 +125,7 @@ impl Handler {
     pub fn new(shipper: Shipper, settings: &Settings, function_name: String) -> Handler {
         Handler {
             shipper,
-            options: cli::ship_options(settings),
+            options: runner::ship_options(settings),
             margin: Duration::from_secs(settings.deadline_margin_seconds),
             max_run: Duration::from_secs(settings.max_run_seconds.max(1)),
             function_name,
@@ -153,10 +153,9 @@ impl Handler {
             "invocation started"
         );
         let mut options = self.options.clone();
-        options.stop_claiming_at = Some(limits.stop_claiming_at);
-        options.finish_by = Some(limits.finish_by);
+        options.limits = Some(limits);
         let summary = self.shipper.run(&options, Arc::new(Counters::default())).await;
-        cli::report(&summary);
+        runner::report(&summary, options.lease.as_secs());
         println!("{}", summary.emf(&self.function_name, chrono::Utc::now().timestamp_millis()));
         if summary.ok() {
             Ok(Response {
@@ -178,90 +177,9 @@ fn describe_event(payload: &Value) -> (String, String) {
     )
 }
 
-/// When a run stops claiming new work and when it must be done, as instants of the monotonic clock.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct RunLimits {
-    pub stop_claiming_at: Instant,
-    pub finish_by: Instant,
-    /// The time the run has: until the deadline, or `MAX_RUN_SECONDS` when that is unknown.
-    pub budget: Duration,
-    pub deadline_known: bool,
-}
-
-/// Turns the invocation's deadline (epoch ms) into the run's limits.
-///
-/// A deadline of zero, or one already passed at the start, means "unknown" (local emulators send
-/// 1970): the run then has `max_run`. It stops claiming `margin` before the end and must be done
-/// `margin / 2` before it. A margin of more than half the time available is cut to half, so that a
-/// short Lambda timeout still leaves time to work.
-pub fn run_limits(deadline_ms: u64, now_wall: SystemTime, now: Instant, margin: Duration, max_run: Duration) -> RunLimits {
-    let deadline = UNIX_EPOCH + Duration::from_millis(deadline_ms);
-    let remaining = deadline.duration_since(now_wall).ok().filter(|d| deadline_ms > 0 && !d.is_zero());
-    let (budget, deadline_known) = match remaining {
-        Some(r) => (r, true),
-        None => (max_run, false),
-    };
-    let margin = margin.min(budget / 2);
-    RunLimits {
-        stop_claiming_at: now + (budget - margin),
-        finish_by: now + (budget - margin / 2),
-        budget,
-        deadline_known,
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    const S: fn(u64) -> Duration = Duration::from_secs;
-
-    fn limits(deadline_ms: u64, now_ms: u64, margin: u64, max: u64) -> (RunLimits, Instant) {
-        let now = Instant::now();
-        let wall = UNIX_EPOCH + Duration::from_millis(now_ms);
-        (run_limits(deadline_ms, wall, now, S(margin), S(max)), now)
-    }
-
-    #[test]
-    fn a_real_deadline_gives_stop_at_deadline_less_margin_and_finish_at_half_the_margin() {
-        let now_ms = 1_763_700_000_000;
-        let (l, now) = limits(now_ms + 900_000, now_ms, 60, 840);
-        assert!(l.deadline_known);
-        assert_eq!(l.budget, S(900));
-        assert_eq!(l.stop_claiming_at - now, S(840));
-        assert_eq!(l.finish_by - now, S(870));
-    }
-
-    #[test]
-    fn a_deadline_in_the_past_or_zero_is_unknown_and_max_run_applies() {
-        let now_ms = 1_763_700_000_000;
-        for deadline in [0, 1_000, now_ms - 1, now_ms] {
-            let (l, now) = limits(deadline, now_ms, 60, 840);
-            assert!(!l.deadline_known, "deadline {deadline}");
-            assert_eq!(l.budget, S(840));
-            assert_eq!(l.stop_claiming_at - now, S(780));
-            assert_eq!(l.finish_by - now, S(810));
-        }
-    }
-
-    #[test]
-    fn a_margin_longer_than_half_the_time_is_cut_to_half() {
-        let now_ms = 1_763_700_000_000;
-        let (l, now) = limits(now_ms + 30_000, now_ms, 60, 840);
-        assert_eq!(l.stop_claiming_at - now, S(15));
-        assert_eq!(l.finish_by - now, Duration::from_millis(22_500));
-        let (l, now) = limits(0, now_ms, 60, 3);
-        assert_eq!(l.stop_claiming_at - now, Duration::from_millis(1_500));
-        assert!(l.finish_by > l.stop_claiming_at && l.finish_by - now < S(3));
-    }
-
-    #[test]
-    fn sub_second_deadlines_count() {
-        let now_ms = 1_763_700_000_000;
-        let (l, now) = limits(now_ms + 800, now_ms, 0, 840);
-        assert!(l.deadline_known);
-        assert_eq!(l.finish_by - now, Duration::from_millis(800));
-    }
 
     #[test]
     fn any_event_shape_is_described_for_the_log() {

@@ -10,14 +10,16 @@ pub struct Counters {
     pub read: AtomicU64,
     pub shipped: AtomicU64,
     pub already_shipped: AtomicU64,
+    /// Entries another run held when this one read them: not shipped by this run, maybe not at all.
+    pub held: AtomicU64,
     pub retried: AtomicU64,
     pub rejected: AtomicU64,
     pub failed: AtomicU64,
     pub pages: AtomicU64,
     pub put_calls: AtomicU64,
     pub store_round_trips: AtomicU64,
-    /// `eventTime` of the newest entry read, epoch seconds (0: none yet).
-    pub newest_entry_time: AtomicI64,
+    /// `eventTime` of the oldest entry this run knows is not shipped yet, epoch seconds (0: none).
+    pub oldest_pending_time: AtomicI64,
 }
 
 impl Counters {
@@ -25,12 +27,22 @@ impl Counters {
         counter.fetch_add(n as u64, Relaxed);
     }
 
+    /// Notes an entry (by its `eventTime`) that this run leaves unshipped.
+    pub fn pending(&self, event_time: i64) {
+        if event_time > 0 {
+            let _ = self
+                .oldest_pending_time
+                .fetch_update(Relaxed, Relaxed, |t| (t == 0 || event_time < t).then_some(event_time));
+        }
+    }
+
     pub fn snapshot(&self, seconds: f64) -> Summary {
-        let newest = self.newest_entry_time.load(Relaxed);
+        let pending = self.oldest_pending_time.load(Relaxed);
         Summary {
             read: self.read.load(Relaxed),
             shipped: self.shipped.load(Relaxed),
             already_shipped: self.already_shipped.load(Relaxed),
+            held: self.held.load(Relaxed),
             retried: self.retried.load(Relaxed),
             rejected: self.rejected.load(Relaxed),
             failed: self.failed.load(Relaxed),
@@ -38,7 +50,11 @@ impl Counters {
             pages: self.pages.load(Relaxed),
             put_calls: self.put_calls.load(Relaxed),
             store_round_trips: self.store_round_trips.load(Relaxed),
-            lag_seconds: (newest > 0).then(|| (chrono::Utc::now().timestamp() - newest).max(0)),
+            lag_seconds: if pending > 0 {
+                (chrono::Utc::now().timestamp() - pending).max(0)
+            } else {
+                0
+            },
             stopped_early: false,
             error: None,
         }
@@ -50,6 +66,8 @@ pub struct Summary {
     pub read: u64,
     pub shipped: u64,
     pub already_shipped: u64,
+    /// Held by another run (a backfill beside the schedule, or a run that died within its lease).
+    pub held: u64,
     pub retried: u64,
     pub rejected: u64,
     pub failed: u64,
@@ -57,24 +75,32 @@ pub struct Summary {
     pub pages: u64,
     pub put_calls: u64,
     pub store_round_trips: u64,
-    /// Seconds from the newest entry read to the end of the run.
-    pub lag_seconds: Option<i64>,
-    /// The run stopped before the end of the trail (deadline); the next run continues.
+    /// Age of the oldest entry this run knows is not shipped yet (left failed, held, or unread at the
+    /// deadline); 0 when everything read was handled and the trail was read to its end.
+    pub lag_seconds: i64,
+    /// The run stopped before the end of the trail (its time budget); the next run continues.
     pub stopped_early: bool,
     /// Why the run stopped, when something stopped it.
     pub error: Option<String>,
 }
 
 impl Summary {
-    /// True only when every entry read was shipped or already shipped, and nothing went wrong.
+    /// True when nothing went wrong: no entry failed or was refused, and nothing stopped the run.
+    /// Entries held by another run and a stop at the time budget are not failures: see `complete`.
     pub fn ok(&self) -> bool {
         self.error.is_none() && self.rejected == 0 && self.failed == 0
     }
 
+    /// `ok`, and every entry read was shipped (now or before) and the trail was read to its end.
+    pub fn complete(&self) -> bool {
+        self.ok() && self.held == 0 && !self.stopped_early
+    }
+
+    /// `ok`, `partial` (nothing lost, but the budget or another run left work for the next run) or `failed`.
     pub fn status(&self) -> &'static str {
-        match (self.ok(), self.stopped_early) {
-            (true, false) => "ok",
-            (true, true) => "partial",
+        match (self.ok(), self.complete()) {
+            (true, true) => "ok",
+            (true, false) => "partial",
             (false, _) => "failed",
         }
     }
@@ -82,21 +108,23 @@ impl Summary {
     /// `summary status=ok read=3 shipped=2 ...`: logfmt, for people and for `grep`/`awk`.
     pub fn line(&self) -> String {
         let mut line = format!(
-            "summary status={} read={} shipped={} already_shipped={} retried={} rejected={} failed={} seconds={:.3} pages={} put_calls={} store_round_trips={}",
+            "summary status={} read={} shipped={} already_shipped={} held={} retried={} rejected={} failed={} seconds={:.3} pages={} put_calls={} store_round_trips={} lag_seconds={}",
             self.status(),
             self.read,
             self.shipped,
             self.already_shipped,
+            self.held,
             self.retried,
             self.rejected,
             self.failed,
             self.seconds,
             self.pages,
             self.put_calls,
-            self.store_round_trips
+            self.store_round_trips,
+            self.lag_seconds
         );
-        if let Some(lag) = self.lag_seconds {
-            line.push_str(&format!(" lag_seconds={lag}"));
+        if self.stopped_early {
+            line.push_str(" stopped_early=true");
         }
         if let Some(e) = &self.error {
             line.push_str(&format!(" error={}", serde_json::to_string(e).unwrap_or_default()));
@@ -110,10 +138,11 @@ impl Summary {
             ("Read", self.read as i64, "Count"),
             ("Shipped", self.shipped as i64, "Count"),
             ("AlreadyShipped", self.already_shipped as i64, "Count"),
+            ("Held", self.held as i64, "Count"),
             ("Retried", self.retried as i64, "Count"),
             ("Rejected", self.rejected as i64, "Count"),
             ("Failed", self.failed as i64, "Count"),
-            ("LagSeconds", self.lag_seconds.unwrap_or(0), "Seconds"),
+            ("LagSeconds", self.lag_seconds, "Seconds"),
         ];
         let mut record = serde_json::json!({
             "_aws": {
@@ -151,7 +180,7 @@ mod tests {
         assert!(s.ok());
         let line = s.line();
         assert!(
-            line.starts_with("summary status=ok read=3 shipped=2 already_shipped=1 retried=0 rejected=0 failed=0 seconds=0.500"),
+            line.starts_with("summary status=ok read=3 shipped=2 already_shipped=1 held=0 retried=0 rejected=0 failed=0 seconds=0.500"),
             "{line}"
         );
         let failed = Summary {
@@ -165,12 +194,49 @@ mod tests {
     }
 
     #[test]
+    fn held_entries_and_a_stop_at_the_budget_are_partial_not_failed_and_not_ok() {
+        let held = Summary {
+            read: 2,
+            shipped: 1,
+            held: 1,
+            ..Default::default()
+        };
+        assert!(held.ok() && !held.complete());
+        assert_eq!(held.status(), "partial");
+        assert!(held.line().contains(" held=1 "), "{}", held.line());
+        let stopped = Summary {
+            stopped_early: true,
+            ..Default::default()
+        };
+        assert_eq!(stopped.status(), "partial");
+        assert!(stopped.line().contains("stopped_early=true"));
+        let both = Summary {
+            held: 1,
+            failed: 1,
+            ..Default::default()
+        };
+        assert_eq!(both.status(), "failed");
+    }
+
+    #[test]
+    fn lag_is_the_age_of_the_oldest_pending_entry_and_zero_without_one() {
+        let c = Counters::default();
+        assert_eq!(c.snapshot(0.0).lag_seconds, 0);
+        let now = chrono::Utc::now().timestamp();
+        c.pending(now - 100);
+        c.pending(now - 50);
+        c.pending(0);
+        let lag = c.snapshot(0.0).lag_seconds;
+        assert!((100..=102).contains(&lag), "{lag}");
+    }
+
+    #[test]
     fn emf_has_the_metrics_and_their_values() {
         let s = Summary {
             read: 5,
             shipped: 4,
             rejected: 1,
-            lag_seconds: Some(42),
+            lag_seconds: 42,
             ..Default::default()
         };
         let v: serde_json::Value = serde_json::from_str(&s.emf("fn", 1)).unwrap();

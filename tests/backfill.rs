@@ -82,7 +82,10 @@ async fn a_dry_run_prints_the_events_and_touches_nothing() {
     assert_eq!(lines.len(), requests.len() + objects.len());
     let uids: HashSet<&str> = lines.iter().map(|l| l["UID"].as_str().unwrap()).collect();
     assert!(uids.contains(requests[3]["request_id"].as_str().unwrap()));
+    // One stream, oldest first across both endpoints; the oldest entry is the first request.
     assert_eq!(lines[0]["additionalEventData"]["kongAuditEntry"], requests[0]);
+    let times: Vec<&str> = lines.iter().map(|l| l["eventTime"].as_str().unwrap()).collect();
+    assert!(times.windows(2).all(|w| w[0] <= w[1]), "in time order");
     assert_eq!(ct.with(|s| s.calls), 0, "nothing sent");
     assert!(!state.path().join("state.redb").exists(), "nothing claimed");
 }
@@ -163,7 +166,19 @@ async fn a_backfill_beside_the_hourly_run_ships_every_entry_once() {
     let mut env = env_for(&kong, &ct, Some(&redis));
     env.insert("KONG_PAGE_SIZE".into(), "50".into());
     let (a, b) = tokio::join!(run_bin(&["run"], &env), run_bin(&["backfill"], &env));
-    assert_eq!((a.code, b.code), (0, 0), "{}\n{}", a.stderr, b.stderr);
+    for r in [&a, &b] {
+        // Entries the other held are reported as held (exit 1), never as shipped.
+        assert_eq!(r.code, i32::from(r.count("held") > 0), "{}", r.stderr);
+        assert_eq!(r.count("failed"), 0, "{}", r.stderr);
+    }
+    assert_eq!(a.count("shipped") + b.count("shipped"), (requests.len() + objects.len()) as u64);
+    let after = run_bin(&["run"], &env).await;
+    assert_eq!(
+        (after.code, after.count("shipped"), after.count("held")),
+        (0, 0, 0),
+        "{}",
+        after.stderr
+    );
     let counts = ct.accepted_ids();
     assert_eq!(counts.len(), requests.len() + objects.len());
     assert!(counts.values().all(|n| *n == 1));

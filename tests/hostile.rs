@@ -16,7 +16,7 @@ use std::collections::{HashMap, HashSet};
 use kong_audit_shipper::dead_letter::file::from_json;
 use kong_audit_shipper::event::{MapContext, map_entry, recover};
 use kong_audit_shipper::kong::{Entry, EntryKind};
-use kong_audit_shipper::sink::{MAX_BATCH_BYTES, batch_wire_size, checksum};
+use kong_audit_shipper::sink::{MAX_BATCH_BYTES, checksum, wire_size};
 use proptest::prelude::*;
 use support::fake_cloudtrail::validate;
 use support::*;
@@ -49,7 +49,7 @@ fn check(kind: EntryKind, text: &str) -> Result<bool, TestCaseError> {
                 if let Some((code, why)) = validate(&e.id, &e.event_data, Some(&checksum(&e.event_data))) {
                     return Err(TestCaseError::fail(format!("{code}: {why} (event {})", e.id)));
                 }
-                prop_assert!(batch_wire_size(e) <= MAX_BATCH_BYTES, "an event must fit one call");
+                prop_assert!(wire_size(e) <= MAX_BATCH_BYTES, "an event must fit one call");
             }
             let back = recover(events.iter().map(|e| e.event_data.as_str()));
             prop_assert!(back.problems.is_empty(), "{:?}", back.problems);

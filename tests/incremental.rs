@@ -140,10 +140,12 @@ async fn a_run_cut_short_by_kong_failing_leaves_nothing_behind() {
     env.insert("MAX_ATTEMPTS".into(), "2".into());
     // The third page of requests fails for good.
     kong.with(|s| {
-        s.faults.push_back(Fault::Delay(std::time::Duration::ZERO));
-        s.faults.push_back(Fault::Delay(std::time::Duration::ZERO));
-        s.faults.push_back(Fault::Status(500));
-        s.faults.push_back(Fault::Status(500));
+        s.kind_faults.entry("requests".into()).or_default().extend([
+            Fault::Delay(std::time::Duration::ZERO),
+            Fault::Delay(std::time::Duration::ZERO),
+            Fault::Status(500),
+            Fault::Status(500),
+        ])
     });
     let cut = run_bin(&["run"], &env).await;
     assert_eq!(cut.code, 1, "{}", cut.stderr);
@@ -243,7 +245,8 @@ async fn an_entry_another_run_holds_is_not_passed_by_the_watermark() {
         ..ShipOptions::default()
     };
     let summary = shipper.run(&opts, Arc::new(Counters::default())).await;
-    assert_eq!((summary.shipped, summary.already_shipped), (4, 1));
+    assert_eq!((summary.shipped, summary.already_shipped, summary.held), (4, 0, 1));
+    assert_eq!(summary.status(), "partial", "held is not shipped");
     assert_eq!(
         redis.get(WATERMARK),
         (t + 1).to_string(),

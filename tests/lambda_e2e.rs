@@ -98,6 +98,7 @@ struct Lambda {
     port: u16,
     function: Proc,
     _emulator: Proc,
+    invocations: std::sync::atomic::AtomicUsize,
 }
 
 impl Lambda {
@@ -124,10 +125,13 @@ impl Lambda {
             port,
             function,
             _emulator: emulator,
+            invocations: Default::default(),
         }
     }
 
-    /// POSTs a payload to the Invoke API; returns the HTTP status, the answer and how long it took.
+    /// POSTs a payload to the Invoke API; returns the HTTP status, the answer and how long it took,
+    /// once the invocation's summary log line and EMF record have been read from the function's
+    /// pipes (it writes both before it answers, but other threads read them).
     async fn invoke(&self, payload: &str) -> (u16, Value, Duration) {
         let url = format!("http://127.0.0.1:{}/2015-03-31/functions/_/invocations", self.port);
         let started = Instant::now();
@@ -143,6 +147,19 @@ impl Lambda {
         let text = resp.text().await.unwrap();
         let took = started.elapsed();
         let body = serde_json::from_str(&text).unwrap_or_else(|e| panic!("not JSON ({e}): {text}"));
+        let n = self.invocations.fetch_add(1, std::sync::atomic::Ordering::SeqCst) + 1;
+        let written = Instant::now();
+        loop {
+            let summaries = self.function.stderr().iter().filter(|l| l.contains("summary status=")).count();
+            if self.emf().len() >= n && summaries >= n {
+                break;
+            }
+            assert!(
+                written.elapsed() < Duration::from_secs(10),
+                "invocation {n}: its summary and EMF lines never arrived"
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
         (status, body, took)
     }
 

@@ -74,20 +74,24 @@ pub async fn main(settings: &Settings, args: BackfillArgs) -> ExitCode {
         Ok(s) => s,
         Err(e) => return super::setup_failed(&e),
     };
-    let mut opts = super::ship_options(settings);
+    let mut opts = crate::runner::ship_options(settings);
     opts.window = Window {
         since: args.since,
         until: args.until,
     };
     opts.incremental = false;
     opts.claim = !args.dry_run;
+    if args.dry_run {
+        // One call at a time: the events come out oldest first.
+        opts.put_concurrency = 1;
+    }
     let counters = Arc::new(Counters::default());
     let progress = tokio::spawn(show_progress(counters.clone(), Duration::from_secs(args.progress_seconds.max(1))));
     let summary = shipper.run(&opts, counters).await;
     progress.abort();
     let _ = progress.await;
-    super::report(&summary);
-    super::exit_code(&summary)
+    crate::runner::report(&summary, opts.lease.as_secs());
+    crate::runner::exit_code(&summary)
 }
 
 /// A bar on a terminal; a log line every `every` otherwise (CI, files, `| tee`).
@@ -97,10 +101,11 @@ async fn show_progress(counters: Arc<Counters>, every: Duration) {
         let shipped = c.shipped.load(Relaxed);
         let rate = shipped as f64 / started.elapsed().as_secs_f64().max(0.001);
         format!(
-            "read {} · shipped {} · already shipped {} · rejected {} · failed {} · {:.0}/s",
+            "read {} · shipped {} · already shipped {} · held {} · rejected {} · failed {} · {:.0}/s",
             c.read.load(Relaxed),
             shipped,
             c.already_shipped.load(Relaxed),
+            c.held.load(Relaxed),
             c.rejected.load(Relaxed),
             c.failed.load(Relaxed),
             rate

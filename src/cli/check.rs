@@ -360,8 +360,8 @@ async fn probe(store: &dyn DedupStore, prefix: &str) -> Result<(), String> {
         other => return Err(format!("wrote {value:?} but read back {other:?}")),
     }
     let delete = Settlement {
-        marks: vec![],
         releases: vec![key.clone()],
+        ..Default::default()
     };
     store.settle(&delete, &value).await.map_err(|e| e.detail)?;
     match store.get(&key).await.map_err(|e| e.detail)? {

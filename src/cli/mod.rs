@@ -15,8 +15,6 @@ use clap::{Parser, Subcommand};
 use crate::config::Settings;
 use crate::logging::{self, LogFormat};
 use crate::setup::SetupError;
-use crate::ship::ShipOptions;
-use crate::summary::Summary;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -33,7 +31,7 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// One cycle from the shell: exactly what the Lambda does on each invocation
+    /// One cycle from the shell: exactly what the Lambda does on each invocation, within MAX_RUN_SECONDS
     Run,
     /// The original Kong entries from shipped eventData (NDJSON, any order; parts reassembled)
     Recover {
@@ -58,9 +56,7 @@ pub enum Command {
     MigratePocKeys,
 }
 
-/// Exit codes: 0 all shipped; 1 a run that left entries unshipped or stopped; 2 bad configuration.
-pub const EXIT_INCOMPLETE: u8 = 1;
-pub const EXIT_CONFIG: u8 = 2;
+pub use crate::runner::{EXIT_CONFIG, EXIT_INCOMPLETE, exit_code};
 
 pub async fn main(cli: Cli) -> ExitCode {
     logging::init(LogFormat::choose(cli.settings.log_format.as_deref(), false));
@@ -82,32 +78,4 @@ pub fn setup_failed(e: &SetupError) -> ExitCode {
     tracing::error!(error = %e, "cannot start");
     eprintln!("kong-audit-shipper: {e}");
     ExitCode::from(EXIT_CONFIG)
-}
-
-/// The summary line, logged at the end of every run.
-pub fn report(summary: &Summary) {
-    tracing::info!(ok = summary.ok(), "{}", summary.line());
-}
-
-pub fn exit_code(summary: &Summary) -> ExitCode {
-    if summary.ok() {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::from(EXIT_INCOMPLETE)
-    }
-}
-
-/// The cycle's options from the settings; commands adjust what is theirs (window, deadline, dry run).
-pub fn ship_options(s: &Settings) -> ShipOptions {
-    ShipOptions {
-        key_prefix: s.redis_key_prefix.clone(),
-        page_size: s.kong_page_size,
-        lease: std::time::Duration::from_secs(s.claim_lease_seconds),
-        put_concurrency: s.put_concurrency,
-        backoff: s.backoff(),
-        incremental: !s.full_read,
-        overlap: std::time::Duration::from_secs(s.overlap_seconds),
-        put_rate: s.put_rate_limit,
-        ..ShipOptions::default()
-    }
 }

@@ -1,65 +1,32 @@
 //! `kong-audit-shipper redrive [--input FILE]`: re-submits dead-lettered entries once their cause is
-//! fixed (a channel setting, a CloudTrail outage that refused events, a mapping bug fixed in a newer
-//! version).
+//! fixed (see `crate::redrive`).
 //!
 //! Letters come from `--input`, else from the queue (`DEAD_LETTER_QUEUE_URL`), else from the
-//! dead-letter file (`DEAD_LETTER_FILE`, or the CLI's default file). For each letter the entry's
-//! `rejected:<code>` mark is deleted (only if it still holds that value), then the entries go through
-//! the very same cycle as `run` (claim, map, put, settle, dead-letter), served from memory instead of
-//! Kong. Afterwards the store says what happened to each: letters whose entry is now `shipped` are
-//! removed (the file is rewritten atomically; queue messages are deleted); letters refused again stay,
-//! with the new reason in the file (queue messages reappear after their visibility timeout).
+//! dead-letter file (`DEAD_LETTER_FILE`, or the CLI's default file).
 
-use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::sync::{Arc, Mutex};
-use std::time::Duration;
-
-use async_trait::async_trait;
 
 use crate::config::Settings;
-use crate::dead_letter::file::{Line, to_line};
-use crate::dead_letter::{DeadLetter, DeadLetterSink, FileDeadLetters, SqsDeadLetters};
-use crate::dedup::Settlement;
-use crate::kong::{AuditSource, Entry, EntryKind, KongError, KongInfo, Page, PageRequest};
+use crate::dead_letter::{FileDeadLetters, SqsDeadLetters};
+use crate::redrive::{Origin, redrive};
+use crate::runner::{self, EXIT_CONFIG, EXIT_INCOMPLETE};
 use crate::setup::{SinkChoice, StoreChoice, build};
-use crate::ship::store_key;
-use crate::summary::Counters;
-
-/// How long received queue messages stay hidden from other readers while a redrive works on them.
-const QUEUE_VISIBILITY_SECONDS: i32 = 900;
-/// Most queue messages one redrive takes.
-const QUEUE_MAX_MESSAGES: usize = 20_000;
-
-enum Origin {
-    File(FileDeadLetters),
-    Queue(SqsDeadLetters),
-}
-
-/// One letter on its way back, with where it came from.
-struct Pending {
-    entry: Entry,
-    store_key: String,
-    receipts: Vec<String>,
-}
-
-/// What became of one letter.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Outcome {
-    /// CloudTrail has it now (this redrive, or an earlier run): the letter is removed.
-    Shipped,
-    /// Refused again: the letter stays, with the new reason.
-    RefusedAgain,
-    /// Not shipped in this redrive (a transient failure, or another run holds it): the letter stays.
-    Left,
-}
 
 pub async fn main(settings: &Settings, input: Option<PathBuf>) -> ExitCode {
+    // Redis when one is configured (where `run` and the Lambda mark entries), else the embedded
+    // store (where a CLI `backfill` without Redis marks them).
+    let shipper = match build(settings, StoreChoice::RedisOrFile, SinkChoice::CloudTrail).await {
+        Ok(s) => s,
+        Err(e) => return super::setup_failed(&e),
+    };
     let queue = settings.dead_letter_queue_url.as_deref().map(str::trim).filter(|s| !s.is_empty());
-    let origin_of = |sdk: &aws_config::SdkConfig| match (&input, queue) {
+    let origin = match (input, queue) {
         (Some(path), _) => Origin::File(FileDeadLetters::new(path)),
-        (None, Some(url)) => Origin::Queue(SqsDeadLetters::new(sdk, url)),
+        (None, Some(url)) => {
+            let region = settings.channel_config().ok().map(|c| c.region);
+            Origin::Queue(SqsDeadLetters::new(&crate::sink::load_sdk_config(region.as_deref()).await, url))
+        }
         (None, None) => Origin::File(FileDeadLetters::new(
             settings
                 .dead_letter_file
@@ -67,334 +34,23 @@ pub async fn main(settings: &Settings, input: Option<PathBuf>) -> ExitCode {
                 .unwrap_or_else(crate::dead_letter::file::default_path),
         )),
     };
-    // Redis when one is configured (where `run` and the Lambda mark entries), else the embedded
-    // store (where a CLI `backfill` without Redis marks them).
-    let mut shipper = match build(settings, StoreChoice::RedisOrFile, SinkChoice::CloudTrail).await {
-        Ok(s) => s,
-        Err(e) => return super::setup_failed(&e),
-    };
-    let origin = origin_of(&crate::sink::load_sdk_config(settings.channel_config().ok().map(|c| c.region).as_deref()).await);
-    let store = shipper.store.clone();
-    let prefix = settings.redis_key_prefix.clone();
-
-    // Read the letters.
-    let mut problems: Vec<String> = Vec::new();
-    let loaded: Vec<(DeadLetter, Vec<String>)> = match &origin {
-        Origin::File(file) => {
-            tracing::info!(file = %file.path().display(), "redriving dead letters from the file");
-            let path = file.path().to_path_buf();
-            let reader = FileDeadLetters::new(path.clone());
-            match tokio::task::spawn_blocking(move || reader.read()).await {
-                Ok(Ok(lines)) => lines
-                    .into_iter()
-                    .filter_map(|l| match l.letter {
-                        Ok(letter) => Some((letter, Vec::new())),
-                        Err(e) => {
-                            problems.push(format!("{} line {}: {e}; the line is kept", path.display(), l.number));
-                            None
-                        }
-                    })
-                    .collect(),
-                Ok(Err(e)) => return cannot(&format!("cannot read {}: {e}", path.display())),
-                Err(e) => return cannot(&format!("cannot read {}: {e}", path.display())),
+    match redrive(shipper, &origin, &runner::ship_options(settings)).await {
+        Ok(report) => {
+            for p in &report.problems {
+                tracing::warn!(problem = %p, "redrive");
+                eprintln!("kong-audit-shipper redrive: {p}");
+            }
+            tracing::info!("{}", report.line());
+            if report.ok() {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(EXIT_INCOMPLETE)
             }
         }
-        Origin::Queue(q) => {
-            tracing::info!(queue = q.queue_url(), "redriving dead letters from the queue");
-            match q.receive_all(QUEUE_VISIBILITY_SECONDS, QUEUE_MAX_MESSAGES).await {
-                Ok(messages) => {
-                    let (letters, queue_problems) = crate::dead_letter::sqs::assemble(messages);
-                    problems.extend(queue_problems);
-                    letters.into_iter().map(|q| (q.letter, q.receipts)).collect()
-                }
-                Err(e) => return cannot(&e),
-            }
+        Err(e) => {
+            tracing::error!(error = %e, "cannot redrive");
+            eprintln!("kong-audit-shipper redrive: {e}");
+            ExitCode::from(EXIT_CONFIG)
         }
-    };
-
-    // One pending entry per (kind, key); copies of a letter share its fate.
-    let mut pending: Vec<Pending> = Vec::new();
-    let mut index: HashMap<(EntryKind, String), usize> = HashMap::new();
-    for (letter, receipts) in loaded {
-        let entry = match Entry::parse(letter.kind, letter.entry.get()) {
-            Ok(e) => e,
-            Err(e) => {
-                problems.push(format!(
-                    "{} {}: the letter's entry is not JSON: {e}",
-                    letter.kind.as_str(),
-                    letter.key
-                ));
-                continue;
-            }
-        };
-        let id = (entry.kind, entry.key.clone());
-        if let Some(i) = index.get(&id) {
-            pending[*i].receipts.extend(receipts);
-            continue;
-        }
-        index.insert(id, pending.len());
-        pending.push(Pending {
-            store_key: store_key(&prefix, entry.kind, &entry.key),
-            entry,
-            receipts,
-        });
-    }
-
-    // Clear each `rejected:` mark, only while it still holds that value (an atomic compare-and-delete).
-    let mut outcomes: HashMap<(EntryKind, String), Outcome> = HashMap::new();
-    let mut serve: Vec<Entry> = Vec::new();
-    for p in &pending {
-        let id = (p.entry.kind, p.entry.key.clone());
-        match store.get(&p.store_key).await {
-            Ok(Some(v)) if v == "shipped" => {
-                outcomes.insert(id, Outcome::Shipped);
-                continue;
-            }
-            Ok(Some(v)) if v.starts_with("rejected:") => {
-                let clear = Settlement {
-                    marks: Vec::new(),
-                    releases: vec![p.store_key.clone()],
-                };
-                if let Err(e) = store.settle(&clear, &v).await {
-                    return cannot(&format!("cannot clear the mark of {}: {e}", p.store_key));
-                }
-            }
-            Ok(_) => {}
-            Err(e) => return cannot(&e.to_string()),
-        }
-        serve.push(p.entry.clone());
-    }
-
-    // Ship through the same cycle as `run`, from memory.
-    let record_ttl = match tokio::time::timeout(Duration::from_secs(10), shipper.source.info()).await {
-        Ok(Ok(info)) => info.record_ttl,
-        _ => {
-            tracing::warn!("Kong did not answer: using the default audit_log_record_ttl (30 days) for entries without a timestamp");
-            2_592_000
-        }
-    };
-    let collector = Arc::new(Collector::default());
-    let nothing_to_ship = serve.is_empty();
-    shipper.source = Arc::new(LettersSource::new(serve, record_ttl));
-    shipper.dead_letters = collector.clone();
-    let mut opts = super::ship_options(settings);
-    opts.incremental = false;
-    let summary = if nothing_to_ship {
-        None
-    } else {
-        Some(shipper.run(&opts, Arc::new(Counters::default())).await)
-    };
-    if let Some(s) = &summary {
-        super::report(s);
-    }
-
-    // What the store says now.
-    let refused: HashMap<(EntryKind, String), DeadLetter> = collector
-        .0
-        .lock()
-        .unwrap()
-        .drain(..)
-        .map(|l| ((l.kind, l.key.clone()), l))
-        .collect();
-    for p in &pending {
-        let id = (p.entry.kind, p.entry.key.clone());
-        if outcomes.contains_key(&id) {
-            continue;
-        }
-        let outcome = match store.get(&p.store_key).await {
-            Ok(Some(v)) if v == "shipped" => Outcome::Shipped,
-            Ok(Some(v)) if v.starts_with("rejected:") && refused.contains_key(&id) => Outcome::RefusedAgain,
-            _ => Outcome::Left,
-        };
-        outcomes.insert(id, outcome);
-    }
-    let count = |o: Outcome| outcomes.values().filter(|x| **x == o).count();
-
-    // Remove what shipped; keep the rest (with the new reason, in a file).
-    match &origin {
-        Origin::File(file) => {
-            let shipped: HashSet<(EntryKind, String)> = outcomes
-                .iter()
-                .filter(|(_, o)| **o == Outcome::Shipped)
-                .map(|(id, _)| id.clone())
-                .collect();
-            let path = file.path().to_path_buf();
-            let writer = FileDeadLetters::new(path.clone());
-            let edit = move |lines: Vec<Line>| rewrite_lines(lines, &shipped, &refused);
-            if !outcomes.is_empty() {
-                match tokio::task::spawn_blocking(move || writer.rewrite(edit)).await {
-                    Ok(Ok(())) => {}
-                    Ok(Err(e)) => problems.push(format!("cannot rewrite {}: {e}; redriven letters are still in it", path.display())),
-                    Err(e) => problems.push(format!("cannot rewrite {}: {e}", path.display())),
-                }
-            }
-        }
-        Origin::Queue(q) => {
-            let receipts: Vec<String> = pending
-                .iter()
-                .filter(|p| outcomes.get(&(p.entry.kind, p.entry.key.clone())) == Some(&Outcome::Shipped))
-                .flat_map(|p| p.receipts.iter().cloned())
-                .collect();
-            let deleted = q.delete(&receipts).await;
-            if deleted < receipts.len() {
-                problems.push(format!(
-                    "{} of {} messages of shipped letters could not be deleted; a later redrive removes them",
-                    receipts.len() - deleted,
-                    receipts.len()
-                ));
-            }
-        }
-    }
-
-    for p in &problems {
-        tracing::warn!(problem = %p, "redrive");
-        eprintln!("kong-audit-shipper redrive: {p}");
-    }
-    let line = format!(
-        "redrive letters={} shipped={} refused_again={} left={} problems={}",
-        pending.len(),
-        count(Outcome::Shipped),
-        count(Outcome::RefusedAgain),
-        count(Outcome::Left),
-        problems.len()
-    );
-    tracing::info!("{line}");
-    let ok = count(Outcome::Shipped) == pending.len() && problems.is_empty() && summary.is_none_or(|s| s.error.is_none());
-    if ok {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::from(super::EXIT_INCOMPLETE)
-    }
-}
-
-fn cannot(why: &str) -> ExitCode {
-    tracing::error!(error = %why, "cannot redrive");
-    eprintln!("kong-audit-shipper redrive: {why}");
-    ExitCode::from(super::EXIT_CONFIG)
-}
-
-/// The file's new lines: shipped letters dropped, letters refused again replaced by their new letter
-/// (once per entry), every other line (letters of other entries, lines that are not letters,
-/// letters appended meanwhile) kept as it was.
-fn rewrite_lines(
-    lines: Vec<Line>,
-    shipped: &HashSet<(EntryKind, String)>,
-    refused: &HashMap<(EntryKind, String), DeadLetter>,
-) -> Vec<String> {
-    let mut replaced = HashSet::new();
-    let mut out = Vec::new();
-    for line in lines {
-        let Ok(letter) = &line.letter else {
-            out.push(line.text);
-            continue;
-        };
-        let Ok(entry) = Entry::parse(letter.kind, letter.entry.get()) else {
-            out.push(line.text);
-            continue;
-        };
-        let id = (entry.kind, entry.key);
-        if shipped.contains(&id) {
-            continue;
-        }
-        match refused.get(&id) {
-            Some(new) if replaced.insert(id.clone()) => out.push(to_line(new)),
-            Some(_) => {}
-            None => out.push(line.text),
-        }
-    }
-    out
-}
-
-/// Dead letters as an audit source: what `Shipper::run` reads instead of Kong.
-struct LettersSource {
-    info: KongInfo,
-    entries: HashMap<EntryKind, Vec<Entry>>,
-}
-
-impl LettersSource {
-    fn new(entries: Vec<Entry>, record_ttl: i64) -> LettersSource {
-        let mut by_kind: HashMap<EntryKind, Vec<Entry>> = HashMap::new();
-        for e in entries {
-            by_kind.entry(e.kind).or_default().push(e);
-        }
-        LettersSource {
-            // No version: the cycle reads "everything" and keeps no watermark for it.
-            info: KongInfo {
-                version_text: Some("dead letters".into()),
-                version: None,
-                record_ttl,
-                audit_log: None,
-            },
-            entries: by_kind,
-        }
-    }
-}
-
-#[async_trait]
-impl AuditSource for LettersSource {
-    async fn info(&self) -> Result<KongInfo, KongError> {
-        Ok(self.info.clone())
-    }
-
-    async fn page(&self, request: &PageRequest) -> Result<Page, KongError> {
-        let all = self.entries.get(&request.kind).map(Vec::as_slice).unwrap_or_default();
-        let start = request.offset.as_deref().and_then(|o| o.parse().ok()).unwrap_or(0).min(all.len());
-        let end = (start + request.size.max(1) as usize).min(all.len());
-        Ok(Page {
-            entries: all[start..end].to_vec(),
-            offset: (end < all.len()).then(|| end.to_string()),
-        })
-    }
-}
-
-/// Letters the redriven cycle refuses again: they are already stored where they came from, so
-/// "storing" them is keeping them in memory until the file or queue is updated.
-#[derive(Default)]
-struct Collector(Mutex<Vec<DeadLetter>>);
-
-#[async_trait]
-impl DeadLetterSink for Collector {
-    async fn send(&self, letters: &[DeadLetter]) -> Result<(), String> {
-        self.0.lock().unwrap().extend_from_slice(letters);
-        Ok(())
-    }
-
-    fn describe(&self) -> String {
-        "the dead letters being redriven".into()
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[tokio::test]
-    async fn letters_are_served_in_pages_of_the_asked_size() {
-        let entries: Vec<Entry> = (0..5)
-            .map(|i| Entry::parse(EntryKind::Request, &format!(r#"{{"request_id":"r{i}"}}"#)).unwrap())
-            .collect();
-        let source = LettersSource::new(entries, 100);
-        let mut req = PageRequest {
-            kind: EntryKind::Request,
-            size: 2,
-            sort_by: "request_id",
-            sort_desc: false,
-            after: None,
-            before: None,
-            offset: None,
-        };
-        let mut keys = Vec::new();
-        loop {
-            let page = source.page(&req).await.unwrap();
-            keys.extend(page.entries.iter().map(|e| e.key.clone()));
-            match page.offset {
-                Some(o) => req.offset = Some(o),
-                None => break,
-            }
-        }
-        assert_eq!(keys, ["r0", "r1", "r2", "r3", "r4"]);
-        req.kind = EntryKind::Object;
-        req.offset = None;
-        assert!(source.page(&req).await.unwrap().entries.is_empty());
     }
 }

@@ -1,9 +1,11 @@
-//! `kong-audit-shipper run`: one cycle, exactly what the Lambda does.
+//! `kong-audit-shipper run`: one cycle, exactly what the Lambda does, within `MAX_RUN_SECONDS` (for
+//! cron, ECS scheduled tasks and Kubernetes CronJobs, which kill a run that outlives its slot).
 
 use std::process::ExitCode;
 use std::sync::Arc;
 
 use crate::config::Settings;
+use crate::runner;
 use crate::setup::{SinkChoice, StoreChoice, build};
 use crate::summary::Counters;
 
@@ -12,7 +14,9 @@ pub async fn main(settings: &Settings) -> ExitCode {
         Ok(s) => s,
         Err(e) => return super::setup_failed(&e),
     };
-    let summary = shipper.run(&super::ship_options(settings), Arc::new(Counters::default())).await;
-    super::report(&summary);
-    super::exit_code(&summary)
+    let mut opts = runner::ship_options(settings);
+    opts.limits = Some(runner::time_budget(settings));
+    let summary = shipper.run(&opts, Arc::new(Counters::default())).await;
+    runner::report(&summary, opts.lease.as_secs());
+    runner::exit_code(&summary)
 }

@@ -2,34 +2,50 @@
 
 use std::time::Duration;
 
-use super::{Claim, DedupStore, Mark, Settlement};
+use super::{Claim, Commit, DedupStore, Mark, Settlement};
 
 pub async fn run_all(store: &dyn DedupStore) {
     let p = format!("contract:{}:", fastrand::u64(..));
     let key = |k: &str| format!("{p}{k}");
     let lease = Duration::from_secs(60);
+    let marks = |m: Vec<(String, Mark, u64)>| Settlement {
+        marks: m,
+        ..Default::default()
+    };
 
-    // A claim succeeds once; a second run cannot claim the same key.
+    // A claim succeeds once; a second run cannot claim the same key, and learns that a run holds it.
     let keys = vec![key("a"), key("b")];
-    assert_eq!(store.claim(&keys, "inflight:run1", lease).await.unwrap(), vec![true, true]);
-    assert_eq!(store.claim(&keys, "inflight:run2", lease).await.unwrap(), vec![false, false]);
+    assert_eq!(store.claim(&keys, "inflight:run1", lease).await.unwrap(), vec![Claim::Ours; 2]);
+    assert_eq!(
+        store.claim(&keys, "inflight:run2", lease).await.unwrap(),
+        vec![Claim::HeldByOther; 2]
+    );
+    // The same run reading an entry twice does not take it twice.
+    assert_eq!(
+        store.claim(&[key("a")], "inflight:run1", lease).await.unwrap(),
+        vec![Claim::AlreadyOurs]
+    );
 
     // Settling marks shipped keys and releases the rest; a released key can be claimed again.
     let s = Settlement {
         marks: vec![(key("a"), Mark::Shipped, 100)],
         releases: vec![key("b")],
+        ..Default::default()
     };
-    store.settle(&s, "inflight:run1").await.unwrap();
+    assert_eq!(store.settle(&s, "inflight:run1").await.unwrap(), vec![Commit::Committed]);
     assert_eq!(store.get(&key("a")).await.unwrap().as_deref(), Some("shipped"));
     assert_eq!(store.get(&key("b")).await.unwrap(), None);
-    assert_eq!(store.claim(&keys, "inflight:run2", lease).await.unwrap(), vec![false, true]);
+    assert_eq!(
+        store.claim(&keys, "inflight:run2", lease).await.unwrap(),
+        vec![Claim::Done, Claim::Ours]
+    );
 
     // A release by a run that does not hold the claim changes nothing.
     store
         .settle(
             &Settlement {
-                marks: vec![],
                 releases: vec![key("b"), key("a")],
+                ..Default::default()
             },
             "inflight:run1",
         )
@@ -38,36 +54,66 @@ pub async fn run_all(store: &dyn DedupStore) {
     assert_eq!(store.get(&key("b")).await.unwrap().as_deref(), Some("inflight:run2"));
     assert_eq!(store.get(&key("a")).await.unwrap().as_deref(), Some("shipped"));
 
+    // A mark is never written over another run's claim or over a mark: the commit says what is there.
+    assert_eq!(
+        store
+            .settle(
+                &marks(vec![(key("b"), Mark::Shipped, 100), (key("a"), Mark::Shipped, 100)]),
+                "inflight:run1"
+            )
+            .await
+            .unwrap(),
+        vec![Commit::Lost("inflight:run2".into()), Commit::Lost("shipped".into())]
+    );
+    assert_eq!(store.get(&key("b")).await.unwrap().as_deref(), Some("inflight:run2"));
+
     // Rejected entries are marked too, so they are not retried forever.
-    let s = Settlement {
-        marks: vec![(key("b"), Mark::Rejected("InvalidData".into()), 100)],
-        releases: vec![],
-    };
-    store.settle(&s, "inflight:run2").await.unwrap();
+    assert_eq!(
+        store
+            .settle(&marks(vec![(key("b"), Mark::Rejected("InvalidData".into()), 100)]), "inflight:run2")
+            .await
+            .unwrap(),
+        vec![Commit::Committed]
+    );
     assert_eq!(store.get(&key("b")).await.unwrap().as_deref(), Some("rejected:InvalidData"));
+
+    // A lease that ran out with nobody else on the key: the mark is written, and the commit says
+    // the entry was unguarded for a while.
+    assert_eq!(
+        store.claim(&[key("c")], "inflight:run3", Duration::from_millis(150)).await.unwrap(),
+        vec![Claim::Ours]
+    );
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(
+        store
+            .settle(&marks(vec![(key("c"), Mark::Shipped, 1)]), "inflight:run3")
+            .await
+            .unwrap(),
+        vec![Commit::LeaseLapsed]
+    );
+    assert_eq!(store.get(&key("c")).await.unwrap().as_deref(), Some("shipped"));
+
+    // Records are written whatever the key holds, with their time to live.
+    let record = Settlement {
+        records: vec![(key("r"), "parts:1,3".into(), 100)],
+        ..Default::default()
+    };
+    assert!(store.settle(&record, "inflight:any").await.unwrap().is_empty());
+    assert_eq!(
+        store.get_many(&[key("r"), key("nothing")]).await.unwrap(),
+        vec![Some("parts:1,3".to_string()), None]
+    );
 
     // Leases and marks expire.
     assert_eq!(
-        store.claim(&[key("c")], "inflight:run3", Duration::from_millis(150)).await.unwrap(),
-        vec![true]
+        store.claim(&[key("d")], "inflight:run4", Duration::from_millis(150)).await.unwrap(),
+        vec![Claim::Ours]
     );
-    let s = Settlement {
-        marks: vec![(key("d"), Mark::Shipped, 1)],
-        releases: vec![],
-    };
-    store.settle(&s, "inflight:run3").await.unwrap();
     tokio::time::sleep(Duration::from_millis(1_200)).await;
     assert_eq!(
-        store.claim(&[key("c"), key("d")], "inflight:run4", lease).await.unwrap(),
-        vec![true, true]
+        store.claim(&[key("c"), key("d")], "inflight:run5", lease).await.unwrap(),
+        vec![Claim::Ours, Claim::Ours]
     );
-
-    // The detailed claim tells done keys from keys another run holds: the watermark must not pass
-    // an entry another run may still fail to ship.
-    let detailed = store.claim_detailed(&[key("a"), key("e")], "inflight:run5", lease).await.unwrap();
-    assert_eq!(detailed, vec![Claim::Done, Claim::Ours]);
-    let held = store.claim_detailed(&[key("e")], "inflight:run6", lease).await.unwrap();
-    assert_eq!(held, vec![Claim::HeldByOther]);
 
     // Plain values (the watermark) round-trip.
     store.put(&key("w"), "1700000000", None).await.unwrap();

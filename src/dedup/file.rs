@@ -16,7 +16,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use async_trait::async_trait;
 use redb::{Database, DatabaseError, ReadableDatabase, ReadableTable, TableDefinition};
 
-use super::{Claim, DedupStore, Settlement, StoreError};
+use super::{Claim, Commit, DedupStore, Settlement, StoreError, commit_decision};
 
 /// key → (value, expires_at in epoch milliseconds, 0 for never).
 const KEYS: TableDefinition<&str, (&str, u64)> = TableDefinition::new("keys");
@@ -178,7 +178,7 @@ fn create_private_dirs(dir: &Path) -> std::io::Result<()> {
 impl DedupStore for FileStore {
     /// A claim left by another run (a backfill stopped with Ctrl-C, say) reads as held until its
     /// lease lapses, never as done: that entry may not have been shipped.
-    async fn claim_detailed(&self, keys: &[String], token: &str, lease: Duration) -> Result<Vec<Claim>, StoreError> {
+    async fn claim(&self, keys: &[String], token: &str, lease: Duration) -> Result<Vec<Claim>, StoreError> {
         if keys.is_empty() {
             return Ok(Vec::new());
         }
@@ -189,14 +189,11 @@ impl DedupStore for FileStore {
                 let until = expiry(now, lease);
                 let mut claims = Vec::with_capacity(keys.len());
                 for key in &keys {
-                    claims.push(match get_live(table, key, now)? {
-                        Some(v) if v.starts_with("inflight:") && v != token => Claim::HeldByOther,
-                        Some(_) => Claim::Done,
-                        None => {
-                            table.insert(key.as_str(), (token.as_str(), until))?;
-                            Claim::Ours
-                        }
-                    });
+                    let claim = Claim::from_previous(get_live(table, key, now)?.as_deref(), &token);
+                    if claim == Claim::Ours {
+                        table.insert(key.as_str(), (token.as_str(), until))?;
+                    }
+                    claims.push(claim);
                 }
                 Ok(claims)
             })
@@ -204,17 +201,25 @@ impl DedupStore for FileStore {
         .await
     }
 
-    async fn settle(&self, s: &Settlement, token: &str) -> Result<(), StoreError> {
-        if s.marks.is_empty() && s.releases.is_empty() {
-            return Ok(());
+    async fn settle(&self, s: &Settlement, token: &str) -> Result<Vec<Commit>, StoreError> {
+        if s.is_empty() {
+            return Ok(Vec::new());
         }
         let db = self.db.clone();
         let marks: Vec<(String, String, u64)> = s.marks.iter().map(|(k, m, ttl)| (k.clone(), m.value(), *ttl)).collect();
-        let (releases, token) = (s.releases.clone(), token.to_string());
+        let (records, releases, token) = (s.records.clone(), s.releases.clone(), token.to_string());
         self.blocking(move || {
             write_txn(&db, |table| {
                 let now = now_ms();
+                let mut commits = Vec::with_capacity(marks.len());
                 for (key, value, ttl) in &marks {
+                    let (commit, write) = commit_decision(get_live(table, key, now)?.as_deref(), &token);
+                    if write {
+                        table.insert(key.as_str(), (value.as_str(), expiry(now, Duration::from_secs(*ttl))))?;
+                    }
+                    commits.push(commit);
+                }
+                for (key, value, ttl) in &records {
                     table.insert(key.as_str(), (value.as_str(), expiry(now, Duration::from_secs(*ttl))))?;
                 }
                 for key in &releases {
@@ -222,7 +227,7 @@ impl DedupStore for FileStore {
                         table.remove(key.as_str())?;
                     }
                 }
-                Ok(())
+                Ok(commits)
             })
         })
         .await
@@ -295,11 +300,11 @@ mod tests {
         let keys = vec!["k:shipped".to_string(), "k:claimed".to_string(), "k:short".to_string()];
         assert_eq!(
             first.claim(&keys, "inflight:r1", Duration::from_secs(600)).await.unwrap(),
-            vec![true, true, true]
+            vec![Claim::Ours; 3]
         );
         let s = Settlement {
             marks: vec![("k:shipped".into(), Mark::Shipped, 3600), ("k:short".into(), Mark::Shipped, 1)],
-            releases: vec![],
+            ..Default::default()
         };
         first.settle(&s, "inflight:r1").await.unwrap();
 
@@ -361,8 +366,8 @@ mod tests {
         }
         let mut wins = vec![0; keys.len()];
         for t in tasks {
-            for (i, won) in t.await.unwrap().into_iter().enumerate() {
-                wins[i] += usize::from(won);
+            for (i, claim) in t.await.unwrap().into_iter().enumerate() {
+                wins[i] += usize::from(claim == Claim::Ours);
             }
         }
         assert!(wins.iter().all(|w| *w == 1), "every key claimed exactly once: {wins:?}");

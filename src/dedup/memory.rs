@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 
-use super::{Claim, DedupStore, Settlement, StoreError};
+use super::{Claim, Commit, DedupStore, Settlement, StoreError, commit_decision};
 
 #[derive(Default)]
 pub struct MemoryStore {
@@ -35,32 +35,39 @@ impl MemoryStore {
 
 #[async_trait]
 impl DedupStore for MemoryStore {
-    async fn claim_detailed(&self, keys: &[String], token: &str, lease: Duration) -> Result<Vec<Claim>, StoreError> {
+    async fn claim(&self, keys: &[String], token: &str, lease: Duration) -> Result<Vec<Claim>, StoreError> {
         let mut map = self.keys.lock().unwrap();
         Ok(keys
             .iter()
-            .map(|k| match Self::live(&mut map, k) {
-                Some(v) if v.starts_with("inflight:") && v != token => Claim::HeldByOther,
-                Some(_) => Claim::Done,
-                None => {
+            .map(|k| {
+                let claim = Claim::from_previous(Self::live(&mut map, k).map(String::as_str), token);
+                if claim == Claim::Ours {
                     map.insert(k.clone(), (token.to_string(), Some(Instant::now() + lease)));
-                    Claim::Ours
                 }
+                claim
             })
             .collect())
     }
 
-    async fn settle(&self, s: &Settlement, token: &str) -> Result<(), StoreError> {
+    async fn settle(&self, s: &Settlement, token: &str) -> Result<Vec<Commit>, StoreError> {
         let mut map = self.keys.lock().unwrap();
+        let mut commits = Vec::with_capacity(s.marks.len());
         for (key, mark, ttl) in &s.marks {
-            map.insert(key.clone(), (mark.value(), Some(Instant::now() + Duration::from_secs(*ttl))));
+            let (commit, write) = commit_decision(Self::live(&mut map, key).map(String::as_str), token);
+            if write {
+                map.insert(key.clone(), (mark.value(), Some(Instant::now() + Duration::from_secs(*ttl))));
+            }
+            commits.push(commit);
+        }
+        for (key, value, ttl) in &s.records {
+            map.insert(key.clone(), (value.clone(), Some(Instant::now() + Duration::from_secs(*ttl))));
         }
         for key in &s.releases {
             if Self::live(&mut map, key).is_some_and(|v| v == token) {
                 map.remove(key);
             }
         }
-        Ok(())
+        Ok(commits)
     }
 
     async fn get(&self, key: &str) -> Result<Option<String>, StoreError> {

@@ -1,9 +1,11 @@
 //! The dedup store: which entries are shipped, and which are being shipped right now by some run.
 //!
 //! Protocol, per entry key:
-//! - `claim`: set `inflight:<run>` only if the key is absent, for a lease. Fails if shipped or claimed.
-//! - `settle`: after the put, mark shipped (or rejected) with the entry's remaining Kong TTL, and
-//!   release our claims on everything else so the next run retries it.
+//! - `claim`: set `inflight:<run>` only if the key is absent, for a lease, and learn what the key
+//!   held otherwise, in one atomic step. Fails if shipped, rejected or claimed by another run.
+//! - `settle`: after the put, mark shipped (or rejected) with the entry's remaining Kong TTL while
+//!   this run still holds the claim, and release our claims on everything else so the next run
+//!   retries it. Records (the accepted parts of an entry shipped in parts) are written as they are.
 
 mod file;
 mod memory;
@@ -20,27 +22,61 @@ pub use redis::RedisStore;
 /// What a settled key records.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Mark {
-    /// CloudTrail listed the entry as successful.
+    /// The destination listed the entry as stored.
     Shipped,
-    /// CloudTrail (or the mapping) refused the entry for good; it was dead-lettered with this reason code.
+    /// The destination (or the mapping) refused the entry for good; it was dead-lettered with this reason code.
     Rejected(String),
 }
 
 impl Mark {
     pub fn value(&self) -> String {
         match self {
-            Mark::Shipped => "shipped".into(),
-            Mark::Rejected(code) => format!("rejected:{code}"),
+            Mark::Shipped => SHIPPED.into(),
+            Mark::Rejected(code) => format!("{REJECTED_PREFIX}{code}"),
         }
     }
 }
 
+/// The value of a shipped entry's key.
+pub const SHIPPED: &str = "shipped";
+/// The prefix of a rejected entry's key value.
+pub const REJECTED_PREFIX: &str = "rejected:";
+/// The prefix of a claim's value: `inflight:<run>`.
+pub const CLAIM_PREFIX: &str = "inflight:";
+
+/// The claim value of one run: `inflight:<run>`.
+pub fn claim_token(run_id: &str) -> String {
+    format!("{CLAIM_PREFIX}{run_id}")
+}
+
 #[derive(Debug, Default)]
 pub struct Settlement {
-    /// `(key, mark, seconds to live)`: the key dies when Kong deletes the row.
+    /// `(key, mark, seconds to live)`: the key dies when Kong deletes the row. Written only where
+    /// this run's claim still holds the key, or nothing does (see `Commit`).
     pub marks: Vec<(String, Mark, u64)>,
+    /// `(key, value, seconds to live)`: plain records, written whatever the key held.
+    pub records: Vec<(String, String, u64)>,
     /// Keys we claimed and did not ship: deleted only if our claim still holds them.
     pub releases: Vec<String>,
+}
+
+impl Settlement {
+    pub fn is_empty(&self) -> bool {
+        self.marks.is_empty() && self.records.is_empty() && self.releases.is_empty()
+    }
+}
+
+/// What became of one mark.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Commit {
+    /// Our claim held the key; it holds the mark now.
+    Committed,
+    /// Our lease had run out and nothing held the key: it holds the mark now (leaving it empty would
+    /// ship the entry again), but the entry was unguarded for a while.
+    LeaseLapsed,
+    /// Our lease had run out and the key holds this now (another run's claim, or its mark): left as
+    /// it is. Another run may ship the entry too.
+    Lost(String),
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -59,32 +95,80 @@ pub enum Claim {
     Done,
     /// Another run holds it right now; it may still fail there, so it is not yet handled.
     HeldByOther,
+    /// This run already holds it (the same entry read twice in one run).
+    AlreadyOurs,
+}
+
+impl Claim {
+    /// What a key's previous value (none: the claim took it) means for a run with this token.
+    pub fn from_previous(previous: Option<&str>, token: &str) -> Claim {
+        match previous {
+            None => Claim::Ours,
+            Some(v) if v == token => Claim::AlreadyOurs,
+            Some(v) if v.starts_with(CLAIM_PREFIX) => Claim::HeldByOther,
+            Some(_) => Claim::Done,
+        }
+    }
 }
 
 #[async_trait]
 pub trait DedupStore: Send + Sync {
-    /// Claims each key for `lease` (one round trip): `Ours` where the claim is ours, `Done` where the
-    /// key was shipped or rejected, `HeldByOther` where another run holds it right now.
-    async fn claim_detailed(&self, keys: &[String], token: &str, lease: Duration) -> Result<Vec<Claim>, StoreError>;
-    /// `claim_detailed`, reduced to "is it ours".
-    async fn claim(&self, keys: &[String], token: &str, lease: Duration) -> Result<Vec<bool>, StoreError> {
-        let claims = self.claim_detailed(keys, token, lease).await?;
-        Ok(claims.into_iter().map(|c| c == Claim::Ours).collect())
-    }
-    /// Marks and releases in one round trip.
-    async fn settle(&self, settlement: &Settlement, token: &str) -> Result<(), StoreError>;
+    /// Claims each key for `lease`, atomically per key, in one round trip.
+    async fn claim(&self, keys: &[String], token: &str, lease: Duration) -> Result<Vec<Claim>, StoreError>;
+    /// Marks, records and releases in one round trip; one `Commit` per mark, in order.
+    async fn settle(&self, settlement: &Settlement, token: &str) -> Result<Vec<Commit>, StoreError>;
     /// The value stored under a key, if any (for `check`, tests and operators).
     async fn get(&self, key: &str) -> Result<Option<String>, StoreError>;
+    /// The values of several keys.
+    async fn get_many(&self, keys: &[String]) -> Result<Vec<Option<String>>, StoreError> {
+        let mut values = Vec::with_capacity(keys.len());
+        for key in keys {
+            values.push(self.get(key).await?);
+        }
+        Ok(values)
+    }
     /// Plain value write, used for the watermark and the writability check.
     async fn put(&self, key: &str, value: &str, ttl: Option<Duration>) -> Result<(), StoreError>;
     /// Where the store is, safe to log.
     fn describe(&self) -> String;
 }
 
-/// The claim value of one run: `inflight:<run>`.
-pub fn claim_token(run_id: &str) -> String {
-    format!("inflight:{run_id}")
+/// A mark's commit, decided from what the key holds now: the rule every store applies atomically.
+/// Returns the outcome and whether to write the mark.
+pub fn commit_decision(current: Option<&str>, token: &str) -> (Commit, bool) {
+    match current {
+        Some(v) if v == token => (Commit::Committed, true),
+        None => (Commit::LeaseLapsed, true),
+        Some(other) => (Commit::Lost(other.to_string()), false),
+    }
 }
 
-/// The contract every store passes; the tests run it against each implementation.
+/// The store contract every implementation passes; the tests run it against each implementation.
 pub mod contract;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_previous_value_says_who_has_the_entry() {
+        let me = "inflight:me";
+        assert_eq!(Claim::from_previous(None, me), Claim::Ours);
+        assert_eq!(Claim::from_previous(Some(me), me), Claim::AlreadyOurs);
+        assert_eq!(Claim::from_previous(Some("inflight:other"), me), Claim::HeldByOther);
+        assert_eq!(Claim::from_previous(Some("shipped"), me), Claim::Done);
+        assert_eq!(Claim::from_previous(Some("rejected:InvalidData"), me), Claim::Done);
+    }
+
+    #[test]
+    fn a_mark_is_written_over_our_claim_or_nothing_never_over_another_run() {
+        let me = "inflight:me";
+        assert_eq!(commit_decision(Some(me), me), (Commit::Committed, true));
+        assert_eq!(commit_decision(None, me), (Commit::LeaseLapsed, true));
+        assert_eq!(
+            commit_decision(Some("inflight:other"), me),
+            (Commit::Lost("inflight:other".into()), false)
+        );
+        assert_eq!(commit_decision(Some("shipped"), me), (Commit::Lost("shipped".into()), false));
+    }
+}

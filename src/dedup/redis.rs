@@ -1,21 +1,41 @@
-//! Redis (or Valkey, or ElastiCache): pipelined `SET NX PX` claims and `SET EX` marks.
+//! Redis (or Valkey, or ElastiCache): one pipelined round trip claims a page, one settles a batch.
+//!
+//! A claim is one atomic command per key, `SET key token NX PX lease GET` (Redis and Valkey 7 and
+//! later): it takes the key if it is free and otherwise says what holds it, with no gap in which a
+//! release could make a held entry read as done. On older servers, which refuse that combination,
+//! a script does the same. A mark is written by a script only while our claim (or nothing) holds
+//! the key, and says so when another run's claim or mark is there instead.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use async_trait::async_trait;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::{IntoConnectionInfo, RedisError};
 
-use super::{Claim, DedupStore, Settlement, StoreError};
+use super::{Claim, Commit, DedupStore, Settlement, StoreError};
 use crate::config::RedisConfig;
 
 /// Deletes a key only while it still holds our claim, so a release never removes a shipped mark
 /// or another run's claim.
 const RELEASE_IF_OURS: &str = "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) else return 0 end";
 
+/// `SET NX PX GET` for servers older than 7: returns the previous value, or nil when it took the key.
+const CLAIM_SCRIPT: &str =
+    "local v = redis.call('GET', KEYS[1]) if v then return v end redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2]) return false";
+
+/// Writes the mark (ARGV[2], EX ARGV[3]) where our claim (ARGV[1]) or nothing holds the key; returns
+/// 1 (ours), 2 (nothing held it) or what holds it instead (left alone). See `commit_decision`.
+const COMMIT_SCRIPT: &str = "local v = redis.call('GET', KEYS[1]) \
+if v == ARGV[1] then redis.call('SET', KEYS[1], ARGV[2], 'EX', ARGV[3]) return 1 end \
+if not v then redis.call('SET', KEYS[1], ARGV[2], 'EX', ARGV[3]) return 2 end \
+return v";
+
 pub struct RedisStore {
     conn: ConnectionManager,
     location: String,
+    /// The server refused `SET … NX … GET` (older than 7): claims go through `CLAIM_SCRIPT`.
+    script_claims: AtomicBool,
 }
 
 impl RedisStore {
@@ -56,7 +76,11 @@ impl RedisStore {
             .await
             .map_err(|_| err("timed out connecting".into()))?
             .map_err(|e| err(format!("cannot connect: {}", describe(&e))))?;
-        let store = RedisStore { conn, location };
+        let store = RedisStore {
+            conn,
+            location,
+            script_claims: AtomicBool::new(false),
+        };
         let mut probe = store.conn.clone();
         redis::cmd("PING")
             .query_async::<String>(&mut probe)
@@ -120,6 +144,25 @@ impl RedisStore {
         }
     }
 
+    /// Claims through the script even where the server takes `SET … NX … GET` (tests of the path
+    /// older servers take).
+    pub fn use_script_claims(&self) {
+        self.script_claims.store(true, Ordering::Relaxed);
+    }
+
+    async fn claim_with(&self, keys: &[String], token: &str, lease: Duration, script: bool) -> Result<Vec<Option<String>>, RedisError> {
+        let lease_ms = lease.as_millis().max(1) as u64;
+        let mut pipe = redis::pipe();
+        for key in keys {
+            if script {
+                pipe.cmd("EVAL").arg(CLAIM_SCRIPT).arg(1).arg(key).arg(token).arg(lease_ms);
+            } else {
+                pipe.cmd("SET").arg(key).arg(token).arg("NX").arg("PX").arg(lease_ms).arg("GET");
+            }
+        }
+        pipe.query_async(&mut self.conn.clone()).await
+    }
+
     fn error(&self, e: RedisError) -> StoreError {
         StoreError {
             location: self.location.clone(),
@@ -145,44 +188,65 @@ fn describe(e: &RedisError) -> String {
 
 #[async_trait]
 impl DedupStore for RedisStore {
-    async fn claim_detailed(&self, keys: &[String], token: &str, lease: Duration) -> Result<Vec<Claim>, StoreError> {
+    async fn claim(&self, keys: &[String], token: &str, lease: Duration) -> Result<Vec<Claim>, StoreError> {
         if keys.is_empty() {
             return Ok(Vec::new());
         }
-        // SET NX, then GET in the same pipeline: the value says who holds a key we did not get.
-        let mut pipe = redis::pipe();
-        for key in keys {
-            pipe.cmd("SET")
-                .arg(key)
-                .arg(token)
-                .arg("NX")
-                .arg("PX")
-                .arg(lease.as_millis() as u64);
-            pipe.cmd("GET").arg(key);
+        let script = self.script_claims.load(Ordering::Relaxed);
+        let previous = match self.claim_with(keys, token, lease, script).await {
+            // Servers before 7 refuse NX together with GET (a syntax error), and nothing is written.
+            Err(e) if !script && e.to_string().to_ascii_lowercase().contains("syntax error") => {
+                tracing::info!(store = %self.location, "this Redis predates SET … NX … GET: claims use a script");
+                self.script_claims.store(true, Ordering::Relaxed);
+                self.claim_with(keys, token, lease, true).await
+            }
+            other => other,
         }
-        let answers: Vec<Option<String>> = pipe.query_async(&mut self.conn.clone()).await.map_err(|e| self.error(e))?;
-        Ok(answers
-            .chunks(2)
-            .map(|pair| match (&pair[0], pair.get(1).and_then(Option::as_deref)) {
-                (Some(_), _) => Claim::Ours,
-                (None, Some(v)) if v.starts_with("inflight:") && v != token => Claim::HeldByOther,
-                (None, _) => Claim::Done,
-            })
-            .collect())
+        .map_err(|e| self.error(e))?;
+        Ok(previous.iter().map(|p| Claim::from_previous(p.as_deref(), token)).collect())
     }
 
-    async fn settle(&self, s: &Settlement, token: &str) -> Result<(), StoreError> {
-        if s.marks.is_empty() && s.releases.is_empty() {
-            return Ok(());
+    async fn settle(&self, s: &Settlement, token: &str) -> Result<Vec<Commit>, StoreError> {
+        if s.is_empty() {
+            return Ok(Vec::new());
         }
         let mut pipe = redis::pipe();
         for (key, mark, ttl) in &s.marks {
-            pipe.cmd("SET").arg(key).arg(mark.value()).arg("EX").arg(*ttl).ignore();
+            pipe.cmd("EVAL")
+                .arg(COMMIT_SCRIPT)
+                .arg(1)
+                .arg(key)
+                .arg(token)
+                .arg(mark.value())
+                .arg((*ttl).max(1));
+        }
+        for (key, value, ttl) in &s.records {
+            pipe.cmd("SET").arg(key).arg(value).arg("EX").arg((*ttl).max(1)).ignore();
         }
         for key in &s.releases {
             pipe.cmd("EVAL").arg(RELEASE_IF_OURS).arg(1).arg(key).arg(token).ignore();
         }
-        pipe.query_async::<()>(&mut self.conn.clone()).await.map_err(|e| self.error(e))
+        let answers: Vec<redis::Value> = pipe.query_async(&mut self.conn.clone()).await.map_err(|e| self.error(e))?;
+        Ok(answers
+            .into_iter()
+            .take(s.marks.len())
+            .map(|answer| match answer {
+                redis::Value::Int(1) => Commit::Committed,
+                redis::Value::Int(_) => Commit::LeaseLapsed,
+                other => Commit::Lost(redis::FromRedisValue::from_redis_value(other).unwrap_or_else(|_| "?".to_string())),
+            })
+            .collect())
+    }
+
+    async fn get_many(&self, keys: &[String]) -> Result<Vec<Option<String>>, StoreError> {
+        if keys.is_empty() {
+            return Ok(Vec::new());
+        }
+        redis::cmd("MGET")
+            .arg(keys)
+            .query_async(&mut self.conn.clone())
+            .await
+            .map_err(|e| self.error(e))
     }
 
     async fn get(&self, key: &str) -> Result<Option<String>, StoreError> {

@@ -87,11 +87,7 @@ impl Sink for CloudTrailSink {
             failed: out
                 .failed()
                 .iter()
-                .map(|f| Refusal {
-                    id: f.id().to_string(),
-                    code: f.error_code().to_string(),
-                    message: f.error_message().to_string(),
-                })
+                .map(|f| Refusal::from_cloudtrail(f.id(), f.error_code(), f.error_message()))
                 .collect(),
         })
     }

@@ -55,11 +55,7 @@ impl Sink for MemorySink {
         let mut report = PutReport::default();
         for e in events {
             if let Some((_, code)) = refused.iter().find(|(id, _)| *id == e.id) {
-                report.failed.push(Refusal {
-                    id: e.id.clone(),
-                    code: code.to_string(),
-                    message: "scripted".into(),
-                });
+                report.failed.push(Refusal::from_cloudtrail(e.id.clone(), *code, "scripted"));
             } else {
                 self.accepted.lock().unwrap().push(e.clone());
                 report.successful.push(e.id.clone());

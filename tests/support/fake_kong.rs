@@ -50,8 +50,13 @@ pub struct KongState {
     objects: Vec<Row>,
     sorted: HashMap<(&'static str, &'static str), Vec<usize>>,
     pub faults: VecDeque<Fault>,
+    /// Faults for one endpoint only (`requests` or `objects`), taken before `faults`: the two
+    /// endpoints are read at the same time, so only these target one of them for sure.
+    pub kind_faults: HashMap<String, VecDeque<Fault>>,
     /// Path and query of every request received, in order.
     pub log: Vec<String>,
+    /// Path and query of every page answered with entries, in order (after `latency`).
+    pub answered: Vec<String>,
     pub page_hits: u64,
 }
 
@@ -99,7 +104,9 @@ impl FakeKong {
             objects: Vec::new(),
             sorted: HashMap::new(),
             faults: VecDeque::new(),
+            kind_faults: HashMap::new(),
             log: Vec::new(),
+            answered: Vec::new(),
             page_hits: 0,
         }));
         let app = Router::new()
@@ -194,12 +201,16 @@ async fn audit(
     RawQuery(query): RawQuery,
     headers: HeaderMap,
 ) -> Response {
-    let (fault, latency) = {
+    let (fault, latency, uri) = {
         let mut s = state.lock().unwrap();
         let uri = format!("/audit/{kind}{}", query.as_deref().map(|q| format!("?{q}")).unwrap_or_default());
-        s.log.push(uri);
+        s.log.push(uri.clone());
         s.page_hits += 1;
-        (s.faults.pop_front(), s.latency)
+        let fault = match s.kind_faults.get_mut(&kind).and_then(VecDeque::pop_front) {
+            Some(f) => Some(f),
+            None => s.faults.pop_front(),
+        };
+        (fault, s.latency, uri)
     };
     if !latency.is_zero() {
         tokio::time::sleep(latency).await;
@@ -248,6 +259,7 @@ async fn audit(
         .collect();
     match page(&mut s, &kind, &params) {
         Ok((rows, offset)) => {
+            s.answered.push(uri);
             let mut data: Vec<String> = rows;
             if let Some(e) = extra {
                 data.push(e);

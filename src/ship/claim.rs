@@ -1,0 +1,276 @@
+//! Claiming: one round trip takes a chunk's entries for this run, and each entry this run now owns
+//! becomes an `Item` with its events. The store's key layout lives here, and only here.
+
+use std::time::Instant;
+
+use super::Run;
+use super::read::{Chunk, ReadEntry};
+use crate::dedup::{Claim, StoreError};
+use crate::event::{AuditEvent, MapContext, event_time, map_entry_detailed, remaining_ttl};
+use crate::kong::{Entry, EntryKind};
+use crate::summary::Counters;
+
+/// Every key the shipper writes: `<prefix><kind>:<key>` per entry, plus the watermarks, the sweep's
+/// time and the parts already accepted of entries shipped in parts.
+#[derive(Debug, Clone)]
+pub struct Keys {
+    prefix: String,
+}
+
+impl Keys {
+    pub fn new(prefix: impl Into<String>) -> Keys {
+        Keys { prefix: prefix.into() }
+    }
+
+    /// An entry's key: requests by `request_id`, objects by their own `id`.
+    pub fn entry(&self, kind: EntryKind, key: &str) -> String {
+        format!("{}{}:{key}", self.prefix, kind.as_str())
+    }
+
+    /// Every entry of this endpoint stamped before the value is handled.
+    pub fn watermark(&self, kind: EntryKind) -> String {
+        format!("{}watermark:{}", self.prefix, kind.as_str())
+    }
+
+    /// When the last complete read of the whole trail began (epoch seconds).
+    pub fn sweep(&self) -> String {
+        format!("{}watermark:sweep", self.prefix)
+    }
+
+    /// When the sweep in progress began.
+    pub fn sweeping_since(&self) -> String {
+        format!("{}watermark:sweep:since", self.prefix)
+    }
+
+    /// How far the sweep in progress has read an endpoint.
+    pub fn sweep_position(&self, kind: EntryKind) -> String {
+        format!("{}{}", self.sweep_position_prefix(), kind.as_str())
+    }
+
+    pub fn sweep_position_prefix(&self) -> String {
+        format!("{}watermark:sweep:at:", self.prefix)
+    }
+
+    /// The parts accepted so far of an entry shipped in parts.
+    pub fn parts(&self, kind: EntryKind, key: &str) -> String {
+        format!("{}parts:{}:{key}", self.prefix, kind.as_str())
+    }
+}
+
+/// One entry this run has claimed, on its way out.
+#[derive(Debug)]
+pub struct Item {
+    pub entry: Entry,
+    /// Its store key.
+    pub key: String,
+    /// When its page arrived: its `ttl` was true then.
+    pub read_at: Instant,
+    pub claimed_at: Instant,
+    /// Kong's remaining `ttl` when read, in seconds.
+    pub ttl: u64,
+    /// `request_timestamp`, for the watermark.
+    pub timestamp: Option<i64>,
+    /// `eventTime`, epoch seconds.
+    pub event_time: i64,
+    /// Every event of the entry (one, or its parts), with its size against the sink's limits.
+    pub events: Vec<AuditEvent>,
+    pub sizes: Vec<usize>,
+    /// Per event: stored by the destination (in this run or, for parts, an earlier one).
+    pub accepted: Vec<bool>,
+    /// For an entry shipped in parts: the SHA-256 that identifies what its parts carry.
+    pub parts_sha256: Option<String>,
+    /// `(code, reason)` when the entry cannot be shipped at all.
+    pub unshippable: Option<(String, String)>,
+    /// Failed tries other than throttling.
+    pub failures: u32,
+    /// Since when the destination has only throttled it.
+    pub throttled_since: Option<Instant>,
+    /// Not to be put again before this.
+    pub not_before: Option<Instant>,
+    /// What went wrong last, for the log.
+    pub problem: Option<String>,
+    /// Counted as retried already.
+    pub retried: bool,
+}
+
+impl Item {
+    /// Indexes of the events not stored yet.
+    pub fn pending(&self) -> impl Iterator<Item = usize> + '_ {
+        (0..self.events.len()).filter(|i| !self.accepted[*i])
+    }
+
+    pub fn pending_events(&self) -> usize {
+        self.pending().count()
+    }
+
+    pub fn pending_bytes(&self) -> usize {
+        self.pending().map(|i| self.sizes[i]).sum()
+    }
+
+    pub fn all_accepted(&self) -> bool {
+        self.accepted.iter().all(|a| *a)
+    }
+
+    pub fn any_accepted(&self) -> bool {
+        self.accepted.iter().any(|a| *a)
+    }
+}
+
+/// The record of an entry's accepted parts: `<sha256>:<part>,<part>,…` (parts numbered from 1).
+pub fn parts_record(sha256: &str, accepted: &[bool]) -> String {
+    let parts: Vec<String> = (1..=accepted.len()).filter(|p| accepted[p - 1]).map(|p| p.to_string()).collect();
+    format!("{sha256}:{}", parts.join(","))
+}
+
+/// The accepted parts a record lists, for an entry of `count` parts whose parts carry `sha256`; a
+/// record of other parts (another split, an older version) lists none.
+pub fn accepted_parts(record: &str, sha256: &str, count: usize) -> Vec<bool> {
+    let mut accepted = vec![false; count];
+    if let Some((sha, parts)) = record.split_once(':').filter(|(sha, _)| *sha == sha256) {
+        debug_assert_eq!(sha, sha256);
+        for part in parts.split(',').filter_map(|p| p.parse::<usize>().ok()) {
+            if (1..=count).contains(&part) {
+                accepted[part - 1] = true;
+            }
+        }
+    }
+    accepted
+}
+
+/// Claims a chunk's entries (those in the run's window) and returns the ones this run now owns.
+/// Entries shipped earlier count as already shipped; entries another run holds count as held.
+pub async fn claim_chunk(run: &Run, chunk: Chunk) -> Result<Vec<Item>, StoreError> {
+    let c = &run.counters;
+    let ctx = MapContext {
+        recipient_account_id: run.recipient_account_id.clone(),
+        record_ttl: run.record_ttl,
+        now: chrono::Utc::now().timestamp(),
+    };
+    let entries: Vec<ReadEntry> = chunk
+        .entries
+        .into_iter()
+        .filter(|e| run.opts.window.contains(event_time(&e.entry, &ctx).0))
+        .collect();
+    if entries.is_empty() {
+        return Ok(Vec::new());
+    }
+    for e in &entries {
+        if let Some(t) = e.entry.request_timestamp() {
+            run.note(e.entry.kind, |p| p.read(t));
+        }
+    }
+    let keys: Vec<String> = entries.iter().map(|e| run.keys.entry(e.entry.kind, &e.entry.key)).collect();
+    let claims = if run.opts.claim {
+        Counters::add(&c.store_round_trips, 1);
+        match run.store.claim(&keys, &run.token, run.opts.lease).await {
+            Ok(claims) => claims,
+            Err(e) => {
+                Counters::add(&c.read, entries.len());
+                Counters::add(&c.failed, entries.len());
+                for e in &entries {
+                    run.unhandled(&e.entry, event_time(&e.entry, &ctx).0);
+                }
+                return Err(e);
+            }
+        }
+    } else {
+        vec![Claim::Ours; entries.len()]
+    };
+    let claimed_at = Instant::now();
+    let mut items = Vec::new();
+    for ((read, key), claim) in entries.into_iter().zip(keys).zip(claims) {
+        let entry = read.entry;
+        let (time, _) = event_time(&entry, &ctx);
+        match claim {
+            Claim::AlreadyOurs => continue,
+            Claim::Done => Counters::add(&c.already_shipped, 1),
+            Claim::HeldByOther => {
+                Counters::add(&c.held, 1);
+                run.unhandled(&entry, time);
+            }
+            Claim::Ours => {}
+        }
+        Counters::add(&c.read, 1);
+        if claim != Claim::Ours {
+            continue;
+        }
+        let (mapped, unshippable) = match map_entry_detailed(&entry, &ctx) {
+            Ok(m) => (Some(m), None),
+            Err(e) => (None, Some(("Unmappable".to_string(), e.0))),
+        };
+        let (events, parts_sha256) = mapped.map_or((Vec::new(), None), |m| (m.events, m.parts_sha256));
+        let sizes = events.iter().map(|e| run.sink.event_size(e)).collect();
+        items.push(Item {
+            ttl: remaining_ttl(&entry, &ctx),
+            timestamp: entry.request_timestamp(),
+            event_time: time,
+            accepted: vec![false; events.len()],
+            events,
+            sizes,
+            parts_sha256,
+            unshippable,
+            key,
+            entry,
+            read_at: read.read_at,
+            claimed_at,
+            failures: 0,
+            throttled_since: None,
+            not_before: None,
+            problem: None,
+            retried: false,
+        });
+    }
+    recall_accepted_parts(run, &mut items).await?;
+    Ok(items)
+}
+
+/// Parts accepted by earlier runs are not sent again (one more round trip, only for chunks with
+/// entries shipped in parts).
+async fn recall_accepted_parts(run: &Run, items: &mut [Item]) -> Result<(), StoreError> {
+    if !run.opts.claim {
+        return Ok(());
+    }
+    let split: Vec<usize> = (0..items.len()).filter(|i| items[*i].parts_sha256.is_some()).collect();
+    if split.is_empty() {
+        return Ok(());
+    }
+    let keys: Vec<String> = split
+        .iter()
+        .map(|i| run.keys.parts(items[*i].entry.kind, &items[*i].entry.key))
+        .collect();
+    Counters::add(&run.counters.store_round_trips, 1);
+    let records = run.store.get_many(&keys).await?;
+    for (i, record) in split.into_iter().zip(records) {
+        let item = &mut items[i];
+        if let (Some(record), Some(sha)) = (record, &item.parts_sha256) {
+            item.accepted = accepted_parts(&record, sha, item.events.len());
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_say_kind_and_key_under_the_prefix() {
+        let k = Keys::new("p:");
+        assert_eq!(k.entry(EntryKind::Request, "r1"), "p:request:r1");
+        assert_eq!(k.entry(EntryKind::Object, "o1"), "p:object:o1");
+        assert_eq!(k.watermark(EntryKind::Object), "p:watermark:object");
+        assert_eq!(k.sweep(), "p:watermark:sweep");
+        assert_eq!(k.sweep_position(EntryKind::Request), "p:watermark:sweep:at:request");
+        assert_eq!(k.parts(EntryKind::Object, "o1"), "p:parts:object:o1");
+    }
+
+    #[test]
+    fn a_parts_record_round_trips_and_ignores_other_splits() {
+        let record = parts_record("abc", &[true, false, true]);
+        assert_eq!(record, "abc:1,3");
+        assert_eq!(accepted_parts(&record, "abc", 3), vec![true, false, true]);
+        assert_eq!(accepted_parts(&record, "other", 3), vec![false; 3], "another version's parts");
+        assert_eq!(accepted_parts("abc:1,9,x,", "abc", 2), vec![true, false], "out of range ignored");
+        assert_eq!(accepted_parts(&parts_record("abc", &[false, false]), "abc", 2), vec![false; 2]);
+    }
+}

@@ -1,0 +1,427 @@
+//! One cycle, built as stages; every entry point runs this and only this. An entry's path is the
+//! path through this folder:
+//!
+//! - `read`: pages of both endpoints, merged into one stream, oldest first;
+//! - `claim`: one round trip claims a chunk of that stream for this run (the store's key layout);
+//! - `deliver`: claimed entries are packed into calls, paced, put, and retried;
+//! - `settle`: what each entry came to becomes commits, releases and dead letters;
+//! - `watermark`: where the next run starts reading;
+//! - `deadline`: how the run's time is shared out.
+//!
+//! The decisions of each stage are pure functions with unit tests beside them; this file only
+//! drives: it reads while there is room and time, hands claimed entries to the delivery, and waits
+//! for every call and settlement before it moves the watermarks. Memory stays flat however long the
+//! trail: a page is prefetched per endpoint, and reading pauses while enough is queued to fill every
+//! call slot.
+
+mod claim;
+mod deadline;
+mod deliver;
+mod read;
+mod settle;
+mod watermark;
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+pub use claim::{Item, Keys, accepted_parts, parts_record};
+pub use deadline::{RunLimits, Tail, run_limits};
+pub use deliver::{Pacer, Signal, next_rate};
+pub use read::Window;
+pub use settle::commit_ttl;
+pub use watermark::{Progress, next_watermark, sweep_due};
+
+use crate::dead_letter::DeadLetterSink;
+use crate::dedup::{DedupStore, StoreError, claim_token};
+use crate::kong::{AuditSource, Entry, EntryKind, KongError, KongInfo};
+use crate::retry::Backoff;
+use crate::sink::Sink;
+use crate::summary::{Counters, Summary};
+
+#[derive(Debug, Clone)]
+pub struct ShipOptions {
+    pub key_prefix: String,
+    pub page_size: u32,
+    /// How long a claim holds an entry; no put starts on a claim about to lapse.
+    pub lease: Duration,
+    pub put_concurrency: usize,
+    pub backoff: Backoff,
+    pub window: Window,
+    /// `false` for a dry run: no claims, no marks, no dead letters stored.
+    pub claim: bool,
+    /// The run's time: when it stops claiming, stops putting, and ends. `None`: no limit.
+    pub limits: Option<RunLimits>,
+    /// Read only what is newer than the stored watermark (less `overlap`), and advance it.
+    pub incremental: bool,
+    /// How far before the watermark incremental reads start: rows are stamped by each node's
+    /// clock and written after the response, so late rows land slightly in the past.
+    pub overlap: Duration,
+    /// Incremental runs read the whole trail when the last such read is older than this (rows
+    /// stamped further behind than `overlap`). `None`: never.
+    pub sweep_interval: Option<Duration>,
+    /// Most calls per second to the destination.
+    pub put_rate: f64,
+}
+
+impl Default for ShipOptions {
+    fn default() -> Self {
+        ShipOptions {
+            key_prefix: crate::config::DEFAULT_KEY_PREFIX.into(),
+            page_size: 1000,
+            lease: Duration::from_secs(1800),
+            put_concurrency: 4,
+            backoff: Backoff::default(),
+            window: Window::default(),
+            claim: true,
+            limits: None,
+            incremental: false,
+            overlap: Duration::from_secs(300),
+            sweep_interval: Some(Duration::from_secs(86_400)),
+            put_rate: 95.0,
+        }
+    }
+}
+
+/// Why a run stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum ShipError {
+    #[error(transparent)]
+    Kong(#[from] KongError),
+    #[error("cannot claim entries: {0}")]
+    Claim(StoreError),
+    #[error("cannot read the watermark: {0}")]
+    Watermark(StoreError),
+    #[error("{0}")]
+    Sink(String),
+    #[error(
+        "{shipped} entries were shipped but could not be recorded ({source}); they may be shipped again after their lease of {lease} s"
+    )]
+    Unrecorded { shipped: usize, lease: u64, source: StoreError },
+    #[error("a task of the run failed: {0}")]
+    Task(String),
+}
+
+/// The clients one cycle works with; built once, used for many runs.
+pub struct Shipper {
+    pub source: Arc<dyn AuditSource>,
+    pub store: Arc<dyn DedupStore>,
+    pub sink: Arc<dyn Sink>,
+    pub dead_letters: Arc<dyn DeadLetterSink>,
+    /// The channel owner's account, `recipientAccountId` of every event.
+    pub recipient_account_id: String,
+}
+
+/// What every stage of one run shares.
+pub(crate) struct Run {
+    store: Arc<dyn DedupStore>,
+    sink: Arc<dyn Sink>,
+    dead_letters: Arc<dyn DeadLetterSink>,
+    counters: Arc<Counters>,
+    token: String,
+    opts: ShipOptions,
+    keys: Keys,
+    limits: Option<RunLimits>,
+    recipient_account_id: String,
+    record_ttl: i64,
+    pacer: Pacer,
+    /// The first error that stopped the run.
+    fatal: Mutex<Option<ShipError>>,
+    /// Set when puts can no longer succeed or be recorded (the destination refused the
+    /// configuration, the store is lost): entries not yet put are released instead. A failed Kong
+    /// read does not set it: what was claimed before the failure is still shipped.
+    puts_aborted: AtomicBool,
+    /// A task died with entries in hand: their claims lapse with the lease, but the watermark must
+    /// not pass them.
+    lost_track: AtomicBool,
+    progress: Mutex<HashMap<EntryKind, watermark::Progress>>,
+}
+
+impl Run {
+    fn stop(&self, why: ShipError) {
+        if matches!(why, ShipError::Task(_)) {
+            self.lost_track.store(true, Ordering::SeqCst);
+        }
+        let mut fatal = self.fatal.lock().unwrap();
+        if fatal.is_none() {
+            tracing::error!(error = %why, "stopping the run");
+            *fatal = Some(why);
+        }
+    }
+
+    fn stopped(&self) -> bool {
+        self.fatal.lock().unwrap().is_some()
+    }
+
+    fn abort_puts(&self, why: ShipError) {
+        self.puts_aborted.store(true, Ordering::SeqCst);
+        self.stop(why);
+    }
+
+    fn puts_aborted(&self) -> bool {
+        self.puts_aborted.load(Ordering::SeqCst)
+    }
+
+    fn tail(&self) -> Option<Tail> {
+        self.limits.map(|l| l.tail())
+    }
+
+    fn note(&self, kind: EntryKind, update: impl FnOnce(&mut watermark::Progress)) {
+        update(self.progress.lock().unwrap().entry(kind).or_default());
+    }
+
+    /// An entry read and left unshipped by this run: it holds the watermark back, and counts in the lag.
+    fn unhandled(&self, entry: &Entry, event_time: i64) {
+        if let Some(t) = entry.request_timestamp() {
+            self.note(entry.kind, |p| p.unhandled(t));
+        }
+        self.counters.pending(event_time);
+    }
+}
+
+impl Shipper {
+    /// Ships everything new in both endpoints. Never panics on bad input; the summary tells the truth.
+    pub async fn run(&self, opts: &ShipOptions, counters: Arc<Counters>) -> Summary {
+        let started = Instant::now();
+        let run_started = chrono::Utc::now().timestamp();
+        let run_id = format!("{:016x}", fastrand::u64(..));
+        tracing::info!(
+            run = %run_id,
+            store = %self.store.describe(),
+            sink = %self.sink.describe(),
+            dead_letters = %self.dead_letters.describe(),
+            "run started"
+        );
+        let summary = |run: Option<&Run>, error: Option<String>, stopped_early: bool| {
+            let mut s = counters.snapshot(started.elapsed().as_secs_f64());
+            s.stopped_early = stopped_early;
+            s.error = error.or_else(|| run.and_then(|r| r.fatal.lock().unwrap().as_ref().map(ToString::to_string)));
+            s
+        };
+        let info = match self.source.info().await {
+            Ok(info) => info,
+            Err(e) => {
+                tracing::error!(error = %e, "stopping the run");
+                return summary(None, Some(e.to_string()), false);
+            }
+        };
+        describe_capabilities(&info);
+        let run = Arc::new(Run {
+            store: self.store.clone(),
+            sink: self.sink.clone(),
+            dead_letters: self.dead_letters.clone(),
+            counters: counters.clone(),
+            token: claim_token(&run_id),
+            keys: Keys::new(opts.key_prefix.clone()),
+            limits: opts.limits,
+            recipient_account_id: self.recipient_account_id.clone(),
+            record_ttl: info.record_ttl,
+            pacer: Pacer::new(opts.put_rate),
+            opts: opts.clone(),
+            fatal: Mutex::new(None),
+            puts_aborted: AtomicBool::new(false),
+            lost_track: AtomicBool::new(false),
+            progress: Mutex::new(HashMap::new()),
+        });
+
+        let by_time = info.has_timestamp_filters();
+        let incremental = opts.incremental && opts.claim && by_time;
+        let (stored, sweep) = if incremental {
+            match watermark::load(self.store.as_ref(), &run.keys).await {
+                Ok(stored) => {
+                    let due = opts
+                        .sweep_interval
+                        .is_some_and(|every| watermark::sweep_due(stored.last_sweep, run_started, every));
+                    let sweep = stored.sweeping_since.is_some() || due;
+                    (stored, sweep)
+                }
+                Err(e) => {
+                    run.stop(ShipError::Watermark(e));
+                    return summary(Some(&run), None, false);
+                }
+            }
+        } else {
+            (watermark::Stored::default(), false)
+        };
+        let starts: Vec<(EntryKind, Option<i64>)> = EntryKind::ALL
+            .iter()
+            .map(|kind| {
+                let sweep_at = sweep.then(|| stored.sweep_at(*kind));
+                let from = incremental
+                    .then(|| watermark::read_from(stored.watermarks.get(kind).copied(), opts.overlap, sweep_at))
+                    .flatten();
+                (*kind, from)
+            })
+            .collect();
+        if incremental {
+            let from = |k: EntryKind| starts.iter().find(|s| s.0 == k).and_then(|s| s.1);
+            tracing::info!(
+                requests_after = ?from(EntryKind::Request),
+                objects_after = ?from(EntryKind::Object),
+                sweep,
+                "reading both endpoints oldest first{}",
+                if sweep { ", sweeping the whole trail" } else { "" }
+            );
+        }
+        let firsts = starts
+            .iter()
+            .map(|(kind, from)| read::first_page(*kind, &info, opts.page_size, &opts.window, *from))
+            .collect();
+
+        let stopped_early = self.drive(&run, firsts, by_time).await;
+
+        let progress = run.progress.lock().unwrap().clone();
+        for (kind, from) in &starts {
+            // Entries not read before the budget ran out are pending too: from the newest claimed on.
+            let p = progress.get(kind).copied().unwrap_or_default();
+            let unread_from = p.newest_read.or(*from).or(stored.watermarks.get(kind).copied());
+            if let (false, Some(t)) = (p.complete, unread_from) {
+                counters.pending(t);
+            }
+        }
+        if incremental {
+            self.advance_watermarks(&run, &stored, &progress, sweep, run_started).await;
+        }
+        summary(Some(&run), None, stopped_early)
+    }
+
+    /// Reads, claims and delivers until the trail ends, the run stops, or its time is up; returns
+    /// whether it stopped claiming at its time budget.
+    async fn drive(&self, run: &Arc<Run>, firsts: Vec<crate::kong::PageRequest>, by_time: bool) -> bool {
+        let mut chunks = read::spawn(
+            self.source.clone(),
+            firsts,
+            by_time,
+            run.opts.page_size as usize,
+            run.counters.clone(),
+        );
+        let mut delivery = deliver::Delivery::new(run.clone());
+        let stop_claiming_at = run.limits.map(|l| l.stop_claiming_at);
+        let (mut reading, mut stopped_early) = (true, false);
+        loop {
+            if reading && run.stopped() {
+                reading = false;
+            }
+            if reading && stop_claiming_at.is_some_and(|at| Instant::now() >= at) {
+                tracing::warn!("time budget: no more entries are claimed in this run; the next run continues");
+                (reading, stopped_early) = (false, true);
+            }
+            delivery.dispatch(!reading);
+            if !reading && delivery.idle() {
+                break;
+            }
+            tokio::select! {
+                chunk = chunks.recv(), if reading && delivery.has_room() => match chunk {
+                    None => {
+                        reading = false;
+                        for kind in EntryKind::ALL {
+                            run.note(kind, |p| p.complete = true);
+                        }
+                    }
+                    Some(Err(e)) => {
+                        run.stop(ShipError::Kong(e));
+                        reading = false;
+                    }
+                    Some(Ok(chunk)) => {
+                        for kind in &chunk.complete {
+                            run.note(*kind, |p| p.complete = true);
+                        }
+                        match claim::claim_chunk(run, chunk).await {
+                            Ok(items) => delivery.push(items),
+                            Err(e) => {
+                                // The store is failing: a put now could not be recorded and would
+                                // only come back as a duplicate.
+                                run.abort_puts(ShipError::Claim(e));
+                                reading = false;
+                            }
+                        }
+                    }
+                },
+                () = delivery.progress() => {}
+                () = tokio::time::sleep_until(stop_claiming_at.unwrap_or_else(Instant::now).into()),
+                    if reading && stop_claiming_at.is_some() => {}
+            }
+        }
+        stopped_early
+    }
+
+    /// Moves each endpoint's watermark (see `watermark::next_watermark`) and the sweep's progress,
+    /// within the run's deadline.
+    async fn advance_watermarks(
+        &self,
+        run: &Run,
+        stored: &watermark::Stored,
+        progress: &HashMap<EntryKind, watermark::Progress>,
+        sweep: bool,
+        run_started: i64,
+    ) {
+        if run.lost_track.load(Ordering::SeqCst) {
+            tracing::warn!("watermarks left as they were: a task of this run failed with entries in hand");
+            return;
+        }
+        let keys = &run.keys;
+        let mut writes: Vec<(String, String)> = Vec::new();
+        let mut deletes: Vec<(String, String)> = Vec::new();
+        let mut swept = sweep;
+        for kind in EntryKind::ALL {
+            let p = progress.get(&kind).copied().unwrap_or_default();
+            let current = stored.watermarks.get(&kind).copied();
+            match watermark::next_watermark(current, &p, run_started) {
+                Some(next) if Some(next) != current => writes.push((keys.watermark(kind), next.to_string())),
+                _ => {}
+            }
+            if sweep {
+                let at = stored.sweep_at(kind);
+                match watermark::next_sweep_position(at, &p, run_started) {
+                    None => {
+                        if let watermark::SweepAt::Reached(position) = at {
+                            deletes.push((keys.sweep_position(kind), position.to_string()));
+                        }
+                    }
+                    Some(next) => {
+                        swept = false;
+                        if let (watermark::SweepAt::Reached(position), true) = (next, next != at) {
+                            writes.push((keys.sweep_position(kind), position.to_string()));
+                        }
+                    }
+                }
+            }
+        }
+        if sweep {
+            let began = stored.sweeping_since.unwrap_or(run_started);
+            if swept {
+                writes.push((keys.sweep(), began.to_string()));
+                if let Some(since) = stored.sweeping_since {
+                    deletes.push((keys.sweeping_since(), since.to_string()));
+                }
+                tracing::info!("sweep complete: the whole trail was read");
+            } else if stored.sweeping_since.is_none() && writes.iter().any(|(k, _)| k.starts_with(&keys.sweep_position_prefix())) {
+                // A sweep that got somewhere goes on in the next runs.
+                writes.push((keys.sweeping_since(), began.to_string()));
+            }
+        }
+        let until = run.tail().map(|t| t.watermark_until);
+        if let Err(e) = watermark::save(self.store.as_ref(), &writes, &deletes, until).await {
+            // Not fatal: the next run reads from the old watermark, and the store skips what shipped.
+            tracing::warn!(error = %e, "cannot write the watermark; the next run reads a little more");
+        }
+    }
+}
+
+fn describe_capabilities(info: &KongInfo) {
+    // Sources that are not a Kong (redrive's dead letters) have no version to speak of.
+    let Some(version) = info.version_text.as_deref() else { return };
+    if info.audit_log == Some(false) {
+        tracing::warn!(version, "Kong reports audit_log = off: there will be nothing to read");
+    }
+    if info.has_timestamp_filters() {
+        tracing::info!(version, record_ttl = info.record_ttl, "Kong has audit timestamp filters");
+    } else {
+        tracing::info!(
+            version,
+            record_ttl = info.record_ttl,
+            "Kong has no audit timestamp filters: reading the whole trail, endpoints in turn; shipped entries are skipped"
+        );
+    }
+}
