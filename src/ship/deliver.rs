@@ -317,8 +317,9 @@ impl Delivery {
         self.queued.0 >= l.max_events || self.queued.1 >= l.max_bytes
     }
 
-    /// Starts every call that can start now. Calls go out full, unless `flush` (nothing more is
-    /// coming). Past `finish_by`, or once puts are aborted, nothing starts: queued entries are released.
+    /// Starts every call that can start now. Calls go out full; once nothing more is coming
+    /// (`flush`), a partial call goes out when no call is in flight, so that what those calls fail
+    /// joins it. Past `finish_by`, or once puts are aborted, nothing starts: queued entries are released.
     pub fn dispatch(&mut self, flush: bool) {
         let now = Instant::now();
         let run = self.run.clone();
@@ -356,7 +357,10 @@ impl Delivery {
                 .collect();
             self.settle_apart(done);
         }
-        while self.calls_in_flight < run.opts.put_concurrency.max(1) && !self.queue.is_empty() && (flush || self.full_call_queued()) {
+        while self.calls_in_flight < run.opts.put_concurrency.max(1)
+            && !self.queue.is_empty()
+            && (self.full_call_queued() || (flush && self.calls_in_flight == 0))
+        {
             let limits = self.limits();
             let call = take_call(&mut self.queue, limits);
             for (item, _) in &call {

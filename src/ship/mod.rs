@@ -31,7 +31,7 @@ pub use deadline::{RunLimits, Tail, run_limits};
 pub use deliver::{Pacer, Signal, next_rate};
 pub use read::Window;
 pub use settle::commit_ttl;
-pub use watermark::{Progress, next_watermark, sweep_due};
+pub use watermark::{Position, Progress, next_watermark, sweep_due};
 
 use crate::dead_letter::DeadLetterSink;
 use crate::dedup::{DedupStore, StoreError, claim_token};
@@ -275,7 +275,7 @@ impl Shipper {
         for (kind, from) in &starts {
             // Entries not read before the budget ran out are pending too: from the newest claimed on.
             let p = progress.get(kind).copied().unwrap_or_default();
-            let unread_from = p.newest_read.or(*from).or(stored.watermarks.get(kind).copied());
+            let unread_from = p.newest_read.or(*from).or(stored.watermarks.get(kind).map(|w| w.at));
             if let (false, Some(t)) = (p.complete, unread_from) {
                 counters.pending(t);
             }
@@ -368,7 +368,7 @@ impl Shipper {
             let p = progress.get(&kind).copied().unwrap_or_default();
             let current = stored.watermarks.get(&kind).copied();
             match watermark::next_watermark(current, &p, run_started) {
-                Some(next) if Some(next) != current => writes.push((keys.watermark(kind), next.to_string())),
+                Some(next) if Some(next) != current => writes.push((keys.watermark(kind), next.render())),
                 _ => {}
             }
             if sweep {
@@ -376,13 +376,13 @@ impl Shipper {
                 match watermark::next_sweep_position(at, &p, run_started) {
                     None => {
                         if let watermark::SweepAt::Reached(position) = at {
-                            deletes.push((keys.sweep_position(kind), position.to_string()));
+                            deletes.push((keys.sweep_position(kind), position.render()));
                         }
                     }
                     Some(next) => {
                         swept = false;
                         if let (watermark::SweepAt::Reached(position), true) = (next, next != at) {
-                            writes.push((keys.sweep_position(kind), position.to_string()));
+                            writes.push((keys.sweep_position(kind), position.render()));
                         }
                     }
                 }
