@@ -483,6 +483,58 @@ async fn redis_restarted_empty_ships_everything_again_and_a_surviving_watermark_
     assert!(window < s.want.len() / 4, "{window} of {}", s.want.len());
 }
 
+/// A store rebuilt empty without a flood: `run --since T` ships only what is newer than `T`, and no
+/// later run (the daily sweep included) goes back before it.
+#[tokio::test]
+async fn a_rebuilt_store_with_run_since_ships_nothing_older_than_the_floor() {
+    let mut s = setup(60).await;
+    let first = run_bin(&["run"], &s.env).await;
+    assert_eq!(first.code, 0, "{}", first.stderr);
+
+    let port = s.redis.port;
+    s.redis.stop();
+    let empty = tempfile::tempdir().unwrap();
+    let _fresh = Restarted::on(port, empty.path());
+    // Entries written while the store was being rebuilt.
+    let now = chrono::Utc::now().timestamp();
+    let new: Vec<Value> = (0..5)
+        .map(|i| json!({"request_id": format!("AFTER{i:027}"), "request_timestamp": now - 30, "method": "GET", "path": "/", "status": 200, "ttl": 2_591_000}))
+        .collect();
+    s.kong.add("requests", &new);
+    let since = (now - 60).to_string();
+    let ran = run_bin(&["run", "--since", &since], &s.env).await;
+    assert_eq!((ran.code, ran.count("shipped"), ran.count("read")), (0, 5, 5), "{}", ran.stderr);
+    assert!(
+        s.kong
+            .audit_queries()
+            .iter()
+            .rev()
+            .take(2)
+            .all(|q| q.contains(&format!("after={since}"))),
+        "Kong is asked for nothing older: {:?}",
+        s.kong.audit_queries()
+    );
+    // A later run, and a full read, respect the floor too.
+    let later = run_bin(&["run"], &s.env).await;
+    assert_eq!((later.code, later.count("shipped")), (0, 0), "{}", later.stderr);
+    let mut full = s.env.clone();
+    full.insert("FULL_READ".into(), "true".into());
+    let whole = run_bin(&["run"], &full).await;
+    assert_eq!(
+        (whole.code, whole.count("shipped"), whole.count("read")),
+        (0, 0, 5),
+        "{}",
+        whole.stderr
+    );
+    let counts = s.ct.accepted_ids();
+    assert!(counts.values().all(|n| *n == 1), "no entry shipped twice");
+    assert_eq!(counts.len(), s.want.len() + 5);
+
+    let future = run_bin(&["run", "--since", &(now + 3_600).to_string()], &s.env).await;
+    assert_eq!(future.code, 2, "{}", future.stderr);
+    assert!(future.stderr.contains("in the future"), "{}", future.stderr);
+}
+
 #[tokio::test]
 async fn a_slow_redis_is_tolerated() {
     let s = setup(120).await;

@@ -31,7 +31,7 @@ pub use deadline::{RunLimits, Tail, run_limits};
 pub use deliver::{Pacer, Signal, next_rate};
 pub use read::Window;
 pub use settle::commit_ttl;
-pub use watermark::{Position, Progress, next_watermark, sweep_due};
+pub use watermark::{Position, Progress, next_watermark, set_floor, sweep_due};
 
 use crate::dead_letter::DeadLetterSink;
 use crate::dedup::{DedupStore, StoreError, claim_token};
@@ -63,6 +63,8 @@ pub struct ShipOptions {
     pub sweep_interval: Option<Duration>,
     /// Most calls per second to the destination.
     pub put_rate: f64,
+    /// Read nothing older than the store's floor (`run --since`); a backfill's own window does not.
+    pub respect_floor: bool,
 }
 
 impl Default for ShipOptions {
@@ -80,6 +82,7 @@ impl Default for ShipOptions {
             overlap: Duration::from_secs(300),
             sweep_interval: Some(Duration::from_secs(86_400)),
             put_rate: 95.0,
+            respect_floor: true,
         }
     }
 }
@@ -207,13 +210,29 @@ impl Shipper {
             }
         };
         describe_capabilities(&info);
+        let keys = Keys::new(opts.key_prefix.clone());
+        let mut opts = opts.clone();
+        if opts.respect_floor && opts.claim {
+            match watermark::floor(self.store.as_ref(), &keys).await {
+                Ok(Some(floor)) => {
+                    tracing::info!(floor, "nothing stamped before the floor set by `run --since` is read");
+                    opts.window.since = opts.window.since.max(Some(floor));
+                }
+                Ok(None) => {}
+                Err(e) => {
+                    tracing::error!(error = %e, "stopping the run");
+                    return summary(None, Some(ShipError::Watermark(e).to_string()), false);
+                }
+            }
+        }
+        let opts = &opts;
         let run = Arc::new(Run {
             store: self.store.clone(),
             sink: self.sink.clone(),
             dead_letters: self.dead_letters.clone(),
             counters: counters.clone(),
             token: claim_token(&run_id),
-            keys: Keys::new(opts.key_prefix.clone()),
+            keys,
             limits: opts.limits,
             recipient_account_id: self.recipient_account_id.clone(),
             record_ttl: info.record_ttl,

@@ -195,6 +195,17 @@ pub async fn load(store: &dyn DedupStore, keys: &Keys) -> Result<Stored, StoreEr
     })
 }
 
+/// Sets the floor: no run that respects it reads entries stamped before `since`. For a store that
+/// was lost (a new Redis): without it, the first run would ship Kong's whole retained trail again.
+pub async fn set_floor(store: &dyn DedupStore, keys: &Keys, since: i64) -> Result<(), StoreError> {
+    store.put(&keys.floor(), &since.to_string(), None).await
+}
+
+/// The floor, if one was set.
+pub async fn floor(store: &dyn DedupStore, keys: &Keys) -> Result<Option<i64>, StoreError> {
+    Ok(store.get(&keys.floor()).await?.and_then(|v| v.trim().parse().ok()))
+}
+
 /// Writes `(key, value)` pairs and deletes `(key, value it holds)` pairs, giving up at `until`.
 pub async fn save(
     store: &dyn DedupStore,
