@@ -368,3 +368,29 @@ async fn a_sweep_too_long_for_one_budget_goes_on_from_where_it_stopped() {
     assert!(!s.redis.get(&format!("{PREFIX}watermark:sweep")).is_empty());
     exactly_once(&s.ct, &ids(&requests, &objects));
 }
+
+/// On a Kong without timestamp filters there is no time order to merge by: the endpoints take turns
+/// page by page, so a budgeted run still ships from both.
+#[tokio::test]
+async fn without_filters_a_budgeted_run_reads_both_endpoints_in_turn() {
+    let kong = FakeKong::start("3.6.1.4").await;
+    let ct = FakeCloudTrail::start().await;
+    let redis = RedisServer::start();
+    let (requests, objects) = load_trail(&kong, 3_000, false);
+    kong.with(|k| k.latency = Duration::from_millis(100));
+    let mut env = env_for(&kong, &ct, Some(&redis));
+    env.insert("KONG_PAGE_SIZE".into(), "20".into());
+    env.insert("MAX_RUN_SECONDS".into(), "4".into());
+    env.insert("DEADLINE_MARGIN_SECONDS".into(), "2".into());
+    let ran = run_bin(&["run"], &env).await;
+    assert_eq!(ran.code, 0, "{}", ran.stderr);
+    assert!(ran.stderr.contains("status=partial"), "{}", ran.stderr);
+    let shipped = ct.accepted_ids();
+    let requests_shipped = shipped.keys().filter(|id| id.starts_with("req-")).count();
+    let objects_shipped = shipped.len() - requests_shipped;
+    assert!(
+        requests_shipped > 0 && objects_shipped > 0 && requests_shipped.abs_diff(objects_shipped) <= 40,
+        "page for page: {requests_shipped} requests, {objects_shipped} objects"
+    );
+    assert!(shipped.len() < requests.len() + objects.len());
+}

@@ -60,6 +60,8 @@ pub struct CloudTrailState {
     /// Keep only counts, not event bodies (benchmarks).
     pub count_only: bool,
     pub accepted_count: u64,
+    /// Of `accepted_count`, the events of `/audit/requests` entries (ids `req-…`).
+    pub accepted_request_count: u64,
     /// A share of events (0..1) refused with this per-event code, at random (seeded).
     pub random_event_refusal: Option<(f64, &'static str)>,
     /// A share of calls (0..1) failed whole with this status and error type, at random (seeded).
@@ -239,6 +241,7 @@ fn answer(state: &Mutex<CloudTrailState>, query: Option<String>, body: Bytes) ->
             }
             None => {
                 s.accepted_count += 1;
+                s.accepted_request_count += u64::from(id.starts_with("req-"));
                 if !s.count_only {
                     s.accepted.push((id.clone(), data.to_string()));
                 }
