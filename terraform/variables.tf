@@ -531,7 +531,7 @@ variable "schedule_period_seconds" {
 }
 
 variable "schedule_enabled" {
-  description = "false = create the rule disabled, and no no-success alarm: for the first apply, while the first run is made by hand (see the README's first run), or while a CLI backfill runs."
+  description = "false = create the rule disabled, and no no-success alarm: for the first apply, while the first run is made by hand (see \"First run\" in terraform/README.md), or while a CLI backfill runs."
   type        = bool
   default     = true
 }

@@ -92,10 +92,7 @@ fn check_backoff() -> Backoff {
 fn config_fail(e: &ConfigError) -> Outcome {
     fail(
         e.to_string(),
-        format!(
-            "set {} (see `kong-audit-shipper --help` and the README's Configure table)",
-            e.setting
-        ),
+        format!("set {} (see `kong-audit-shipper --help` and docs/configuration.md)", e.setting),
     )
 }
 
