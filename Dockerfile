@@ -3,8 +3,19 @@
 # Container image of kong-audit-shipper: the same binary serves as the Lambda
 # function (package_type = "Image") and as the CLI.
 #
-#   docker buildx build --platform linux/arm64 -t kong-audit-shipper .   # Graviton Lambda
-#   docker buildx build --platform linux/amd64 -t kong-audit-shipper .   # x86_64 Lambda
+# Build and push for the function's architecture. --provenance=false and
+# --sbom=false are required: without them buildx pushes an OCI image index
+# (the image plus attestation manifests), which Lambda's CreateFunction and
+# UpdateFunctionCode refuse.
+#
+#   docker buildx build --platform linux/arm64 --provenance=false --sbom=false \
+#     -t "$ECR_REPO:0.1.0" --push .                  # Graviton Lambda (terraform/ default)
+#   docker buildx build --platform linux/amd64 --provenance=false --sbom=false \
+#     -t "$ECR_REPO:0.1.0" --push .                  # x86_64 Lambda
+#
+# The build stage runs on the builder's own platform ($BUILDPLATFORM) and
+# cross-compiles with cargo-lambda and Zig, so an x86 machine builds the arm64
+# image natively in minutes rather than under QEMU emulation for hours.
 #
 #   docker run --rm kong-audit-shipper check        # CLI: reach Kong, Redis, the channel
 #   docker run --rm kong-audit-shipper run          # CLI: one cycle
@@ -15,17 +26,51 @@
 #     kong-audit-shipper /var/runtime/bootstrap
 #   curl -d '{}' http://localhost:9000/2015-03-31/functions/function/invocations
 #
-# Images are pinned by tag here. Deployers should pin them by digest as well
-# (FROM image:tag@sha256:...) in their own build; the digests could not be
-# looked up where this file was written.
+# Base images are pinned by the digest of their multi-platform index, the tag
+# in a comment beside it. Where the digests come from (none could be resolved
+# where this file was written, which has no registry access):
+#   rust:1.95.0-slim-bookworm  docker-library/repo-info's generated record of
+#                              the tag (repos/rust/remote/1.95.0-slim-bookworm.md,
+#                              build of 2026-05-08, read in a mirror of that repo)
+#   lambda/provided:al2023     the Dependabot-maintained pin of
+#                              buildkite/buildkite-agent-metrics (Dockerfile.lambda)
+# Refresh either with `docker buildx imagetools inspect <image>:<tag>` (the
+# "Digest:" line of the index) and keep the tag comment in step.
+#
+# Not verified where this file was written (no Docker engine): a build, the
+# image's start under Lambda, and that the digests above still resolve.
 
 ############################ build ############################################
-FROM rust:1.95-slim-bookworm AS build
+# rust:1.95.0-slim-bookworm
+FROM --platform=$BUILDPLATFORM rust:1.95.0-slim-bookworm@sha256:b8ecdb97c5b9c1ae058249f72710dbe33d4da19f7b8d911bd3c72e5f048af251 AS build
+
+# The platform being built for (linux/arm64 or linux/amd64), set by buildx.
+ARG TARGETARCH
+# The same cross-compiling toolchain as scripts/package-lambda and the test command.
+ARG CARGO_LAMBDA_VERSION=1.9.2
+ARG ZIGLANG_VERSION=0.17.1
 
 SHELL ["/bin/bash", "-o", "pipefail", "-c"]
 WORKDIR /build
 ENV CARGO_TERM_COLOR=never \
-    CARGO_INCREMENTAL=0
+    CARGO_INCREMENTAL=0 \
+    PATH=/opt/lambda-build/bin:$PATH
+
+# cargo-lambda and Zig come from PyPI; Rust's standard library for the target
+# from rustup. Debian's python3-venv is taken at the version of the pinned image.
+# hadolint ignore=DL3008
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends python3-venv \
+    && rm -rf /var/lib/apt/lists/* \
+    && python3 -m venv /opt/lambda-build \
+    && /opt/lambda-build/bin/pip install --no-cache-dir --disable-pip-version-check \
+        "cargo-lambda==${CARGO_LAMBDA_VERSION}" "ziglang==${ZIGLANG_VERSION}" \
+    && case "${TARGETARCH}" in \
+         arm64) echo aarch64-unknown-linux-gnu > /build/rust-target; echo --arm64 > /build/lambda-flag ;; \
+         amd64) echo x86_64-unknown-linux-gnu > /build/rust-target; echo --x86-64 > /build/lambda-flag ;; \
+         *) echo "unsupported TARGETARCH '${TARGETARCH}': build for linux/arm64 or linux/amd64" >&2; exit 1 ;; \
+       esac \
+    && rustup target add "$(cat /build/rust-target)"
 
 # 1. Dependencies only, against placeholder sources: this layer is rebuilt only
 #    when Cargo.toml or Cargo.lock change. (If Cargo.toml ever gains a build.rs
@@ -35,29 +80,38 @@ RUN --mount=type=cache,target=/usr/local/cargo/registry,sharing=locked \
     mkdir src \
     && echo 'fn main() {}' > src/main.rs \
     && touch src/lib.rs \
-    && cargo build --release --locked --bin kong-audit-shipper \
-    && rm -rf src \
-        target/release/kong-audit-shipper \
-        target/release/.fingerprint/kong-audit-shipper-* \
-        target/release/deps/kong_audit_shipper-* \
-        target/release/deps/libkong_audit_shipper-*
+    && cargo lambda build --release --locked "$(cat /build/lambda-flag)" --bin kong-audit-shipper \
+    && rm -rf src target/lambda \
+        target/*/release/kong-audit-shipper \
+        target/*/release/.fingerprint/kong-audit-shipper-* \
+        target/*/release/deps/kong_audit_shipper-* \
+        target/*/release/deps/libkong_audit_shipper-*
 
 # 2. The crate itself.
 COPY src ./src
 RUN --mount=type=cache,target=/usr/local/cargo/registry,sharing=locked \
-    cargo build --release --locked --bin kong-audit-shipper
+    cargo lambda build --release --locked "$(cat /build/lambda-flag)" --bin kong-audit-shipper \
+    && cp target/lambda/kong-audit-shipper/bootstrap /build/bootstrap \
+    && mkdir -p /build/state
 
-# 3. Lambda's al2023 runtime has glibc 2.34 and this stage is Debian bookworm
-#    (glibc 2.36): fail the build, rather than the first invocation, if the
-#    binary needs a newer glibc symbol than the runtime has.
-RUN newest="$(objdump -T target/release/kong-audit-shipper | grep -o 'GLIBC_[0-9.]*' | sed 's/^GLIBC_//' | sort -uV | tail -n 1)" \
+# 3. Fail the build, rather than the first invocation, when the binary is for
+#    another architecture or needs a newer glibc than Lambda's al2023 runtime
+#    has (2.34). readelf reads any architecture's ELF.
+RUN machine="$(readelf -h /build/bootstrap | sed -n 's/^ *Machine: *//p')" \
+    && echo "bootstrap: ${machine}" \
+    && case "${TARGETARCH}:${machine}" in \
+         arm64:AArch64|amd64:*X86-64) ;; \
+         *) echo "bootstrap is built for '${machine}', not ${TARGETARCH}" >&2; exit 1 ;; \
+       esac \
+    && newest="$(readelf -V --wide /build/bootstrap | grep -o 'GLIBC_[0-9.]*' | sed 's/^GLIBC_//' | sort -uV | tail -n 1)" \
     && echo "newest glibc symbol version required: ${newest:-none}" \
     && if [ -n "${newest}" ] && [ "$(printf '%s\n2.34\n' "${newest}" | sort -V | tail -n 1)" != "2.34" ]; then \
          echo "binary needs glibc ${newest} > 2.34 (Amazon Linux 2023)" >&2; exit 1; \
        fi
 
 ############################ runtime ##########################################
-FROM public.ecr.aws/lambda/provided:al2023
+# public.ecr.aws/lambda/provided:al2023
+FROM public.ecr.aws/lambda/provided:al2023@sha256:dfd5ad325f666d12eed1af8e909a977e3eb1b214bbfc24fc0c1e03a45ecd179c
 
 # Lambda runs ENTRYPOINT with no arguments and AWS_LAMBDA_RUNTIME_API set, so
 # the binary starts its Lambda handler; a subcommand given as `docker run`
@@ -65,14 +119,16 @@ FROM public.ecr.aws/lambda/provided:al2023
 # /lambda-entrypoint.sh is not used on purpose: it takes one argument as the
 # handler name and starts bootstrap without it, so `run`/`check` would never
 # reach the CLI.
-COPY --from=build /build/target/release/kong-audit-shipper /var/runtime/bootstrap
+COPY --from=build /build/bootstrap /var/runtime/bootstrap
 
 # Without Redis settings the CLI keeps its dedup state in an embedded file
 # under $XDG_STATE_HOME: keep it on a volume so it outlives the container,
 #   docker run --rm -v kas-state:/state kong-audit-shipper backfill ...
 # (The Lambda function always uses Redis; its file system is read-only.)
+# The directory is copied, not made with RUN: this stage has no RUN at all, so
+# building it for another architecture needs no emulation either.
 ENV XDG_STATE_HOME=/state
-RUN mkdir -p /state && chown 10001:10001 /state
+COPY --from=build --chown=10001:10001 /build/state /state
 
 # Lambda ignores USER (it runs the function as its own unprivileged user);
 # `docker run` uses this numeric, non-root one. The binary is root-owned and

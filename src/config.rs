@@ -135,6 +135,11 @@ pub struct Settings {
     /// SQS queue URL for entries refused for good
     #[arg(long, env = "DEAD_LETTER_QUEUE_URL", global = true)]
     pub dead_letter_queue_url: Option<String>,
+
+    /// In Lambda, run without DEAD_LETTER_QUEUE_URL: an entry refused for good is then kept only in the
+    /// log (cut at 256 KB a line) or in a file that goes with the container, and cannot be redriven
+    #[arg(long, env = "ALLOW_EPHEMERAL_DEAD_LETTERS", global = true)]
+    pub allow_ephemeral_dead_letters: bool,
 }
 
 /// A setting that holds a secret, or may (a URL with a password in it). `Debug` shows `"***"`, or the

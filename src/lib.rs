@@ -5,6 +5,7 @@ pub mod cli;
 pub mod config;
 pub mod dead_letter;
 pub mod dedup;
+pub mod error_text;
 pub mod event;
 pub mod kong;
 pub mod lambda;

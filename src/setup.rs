@@ -45,6 +45,10 @@ pub enum SinkChoice {
 /// Validates every setting, reads secrets, then builds the clients: Kong, the store, the sink.
 pub async fn build(settings: &Settings, store: StoreChoice, sink: SinkChoice) -> Result<Shipper, SetupError> {
     settings.check_key_prefix()?;
+    let dry_run = matches!(sink, SinkChoice::Ndjson(..));
+    if !dry_run {
+        check_dead_letters_in_lambda(settings)?;
+    }
     let mut kong = settings.kong_config()?;
     let channel = match sink {
         SinkChoice::CloudTrail => Some(settings.channel_config()?),
@@ -95,7 +99,11 @@ pub async fn build(settings: &Settings, store: StoreChoice, sink: SinkChoice) ->
         (SinkChoice::CloudTrail, Some(c)) => Arc::new(CloudTrailSink::new(aws.config().await, c)),
         (SinkChoice::CloudTrail, None) => unreachable!("the channel is required for CloudTrail and was validated above"),
     };
-    let dead_letters = dead_letter_sink(settings, &aws).await?;
+    let dead_letters: Arc<dyn DeadLetterSink> = if dry_run {
+        Arc::new(NoDeadLettersInADryRun)
+    } else {
+        dead_letter_sink(settings, &aws).await?
+    };
     Ok(Shipper {
         source,
         store,
@@ -127,6 +135,35 @@ impl Aws {
     }
 }
 
+/// In Lambda a dead letter must outlive the container: without a queue it would only be in the log
+/// (a line is cut at 256 KB) or in a file under `/tmp` that goes with the container, while its entry
+/// is marked rejected and never read again. Refused unless the loss is accepted out loud.
+fn check_dead_letters_in_lambda(settings: &Settings) -> Result<(), ConfigError> {
+    let in_lambda = std::env::var_os("AWS_LAMBDA_RUNTIME_API").is_some();
+    let has_queue = settings.dead_letter_queue_url.as_deref().is_some_and(|q| !q.trim().is_empty());
+    if !in_lambda || has_queue || settings.allow_ephemeral_dead_letters {
+        return Ok(());
+    }
+    Err(ConfigError {
+        setting: "DEAD_LETTER_QUEUE_URL (--dead-letter-queue-url)",
+        problem: "not set, and in Lambda dead letters need a queue: without one, an entry refused for good is marked rejected and kept only in the log (a line is cut at 256 KB) or in a file under /tmp that disappears with the container; set DEAD_LETTER_QUEUE_URL (the Terraform module creates the queue), or set ALLOW_EPHEMERAL_DEAD_LETTERS=true to accept losing such entries".into(),
+    })
+}
+
+/// A dry run stores no dead letters: what would be refused is logged, and nothing is marked.
+struct NoDeadLettersInADryRun;
+
+#[async_trait::async_trait]
+impl DeadLetterSink for NoDeadLettersInADryRun {
+    async fn send(&self, _letters: &[crate::dead_letter::DeadLetter]) -> Result<(), String> {
+        Ok(())
+    }
+
+    fn describe(&self) -> String {
+        "none (a dry run stores no dead letters; refused entries are logged)".into()
+    }
+}
+
 /// Where refused entries go, besides the error log.
 async fn dead_letter_sink(settings: &Settings, aws: &Aws) -> Result<Arc<dyn DeadLetterSink>, SetupError> {
     let queue = settings.dead_letter_queue_url.as_deref().map(str::trim).filter(|s| !s.is_empty());
@@ -140,10 +177,17 @@ async fn dead_letter_sink(settings: &Settings, aws: &Aws) -> Result<Arc<dyn Dead
         }
         Arc::new(crate::dead_letter::SqsDeadLetters::new(aws.config().await, url))
     } else if let Some(path) = settings.dead_letter_file.clone().filter(|p| !p.as_os_str().is_empty()) {
+        if std::env::var_os("AWS_LAMBDA_RUNTIME_API").is_some() {
+            tracing::warn!(
+                file = %path.display(),
+                "dead letters go to a file in the Lambda container, which goes with the container: an entry refused for good may be lost (ALLOW_EPHEMERAL_DEAD_LETTERS is set)"
+            );
+        }
         Arc::new(crate::dead_letter::FileDeadLetters::new(path))
     } else if std::env::var_os("AWS_LAMBDA_RUNTIME_API").is_some() {
+        // Only reached with ALLOW_EPHEMERAL_DEAD_LETTERS (see check_dead_letters_in_lambda).
         tracing::warn!(
-            "neither DEAD_LETTER_QUEUE_URL nor DEAD_LETTER_FILE is set: rejected entries are only logged (whole, at error level); the Terraform module sets the queue"
+            "no DEAD_LETTER_QUEUE_URL, and ALLOW_EPHEMERAL_DEAD_LETTERS is set: an entry refused for good is kept only in the log, cut at 256 KB a line, and cannot be redriven"
         );
         Arc::new(LogDeadLetters)
     } else {
@@ -161,7 +205,7 @@ pub async fn read_secret(client: &aws_sdk_secretsmanager::Client, id: &str, sett
         .await
         .map_err(|e| SetupError::Secret {
             setting,
-            detail: aws_sdk_secretsmanager::error::DisplayErrorContext(&e).to_string(),
+            detail: crate::error_text::sdk(&e),
         })?;
     let value = out.secret_string().map(str::trim).filter(|s| !s.is_empty());
     value.map(Secret::new).ok_or(SetupError::Secret {

@@ -36,11 +36,37 @@ data "aws_iam_policy_document" "this" {
   }
 
   statement {
-    # Decrypt: secrets and the Lambda environment. GenerateDataKey: sending to
-    # the KMS-encrypted dead-letter queue (SQS needs both for SSE-KMS).
-    sid       = "UseTheKey"
-    actions   = ["kms:Decrypt", "kms:GenerateDataKey"]
+    # Decrypt only through Secrets Manager (the two secrets) and Lambda (the
+    # function's environment; Lambda normally decrypts it under a grant it
+    # creates, this covers the role-based path): the key cannot be used
+    # directly with these credentials.
+    sid       = "DecryptSecretsAndEnvironment"
+    actions   = ["kms:Decrypt"]
     resources = distinct(concat([local.kms_key_arn], var.additional_kms_key_arns))
+
+    condition {
+      test     = "StringEquals"
+      variable = "kms:ViaService"
+      values = [
+        "secretsmanager.${local.region}.${data.aws_partition.current.dns_suffix}",
+        "lambda.${local.region}.${data.aws_partition.current.dns_suffix}",
+      ]
+    }
+  }
+
+  statement {
+    # Sending to the KMS-encrypted dead-letter queue: SQS asks KMS for a data
+    # key (GenerateDataKey) and may decrypt a cached one (Decrypt), on behalf
+    # of the sender, and only through SQS.
+    sid       = "EncryptDeadLetters"
+    actions   = ["kms:GenerateDataKey", "kms:Decrypt"]
+    resources = [local.kms_key_arn]
+
+    condition {
+      test     = "StringEquals"
+      variable = "kms:ViaService"
+      values   = ["sqs.${local.region}.${data.aws_partition.current.dns_suffix}"]
+    }
   }
 
   statement {
@@ -58,12 +84,14 @@ data "aws_iam_policy_document" "this" {
   statement {
     # Required by Lambda to attach the function to the VPC. These EC2 actions
     # are used by the Lambda service with this role and must be allowed on "*"
-    # (same as the AWSLambdaVPCAccessExecutionRole managed policy, which is not
-    # attached because it also grants logs:* on every log group).
+    # (the same list as the AWSLambdaVPCAccessExecutionRole managed policy,
+    # which has had ec2:DescribeSubnets since 2024; it is not attached because
+    # it also grants logs:* on every log group).
     sid = "LambdaVpcNetworkInterfaces"
     actions = [
       "ec2:CreateNetworkInterface",
       "ec2:DescribeNetworkInterfaces",
+      "ec2:DescribeSubnets",
       "ec2:DeleteNetworkInterface",
       "ec2:AssignPrivateIpAddresses",
       "ec2:UnassignPrivateIpAddresses",

@@ -4,6 +4,16 @@ resource "aws_cloudwatch_log_group" "this" {
   kms_key_id        = local.kms_key_arn
 }
 
+# A zip is checked before anything is deployed: its bootstrap must be built for the function's
+# architecture (modules/lambda-zip reads the manifest scripts/package-lambda writes beside it).
+module "lambda_zip" {
+  source = "./modules/lambda-zip"
+  count  = local.is_image ? 0 : 1
+
+  zip_path     = local.lambda_zip_path
+  architecture = local.architecture
+}
+
 resource "aws_lambda_function" "this" {
   #checkov:skip=CKV_AWS_116:Failed scheduled invocations carry no data (the event is only "run now") and async retries are off on purpose: the next scheduled run re-reads the same window and the Redis claims make that safe. Failures are alarmed (Errors, no-success alarm); rejected entries have their own dead-letter queue (DEAD_LETTER_QUEUE_URL).
   #checkov:skip=CKV_AWS_115:Reserved concurrency is optional (var.reserved_concurrent_executions, default unreserved): concurrent runs are harmless because every entry is claimed with Redis SET NX before it is shipped, and reserving capacity fails on accounts with the minimum concurrency quota.
@@ -17,13 +27,12 @@ resource "aws_lambda_function" "this" {
   memory_size   = var.lambda_memory_size
 
   # Zip (default) or container image built from the repository's Dockerfile.
-  # filebase64sha256() of a missing zip is only evaluated when the zip is used.
   package_type     = local.is_image ? "Image" : "Zip"
   image_uri        = local.is_image ? var.image_uri : null
   runtime          = local.is_image ? null : "provided.al2023"
   handler          = local.is_image ? null : "bootstrap"
-  filename         = local.is_image ? null : var.lambda_zip_path
-  source_code_hash = local.is_image ? null : filebase64sha256(var.lambda_zip_path)
+  filename         = local.is_image ? null : module.lambda_zip[0].zip_path
+  source_code_hash = local.is_image ? null : module.lambda_zip[0].source_code_hash
 
   reserved_concurrent_executions = var.reserved_concurrent_executions
 
@@ -44,10 +53,13 @@ resource "aws_lambda_function" "this" {
   # Lambda sets AWS_LAMBDA_LOG_FORMAT=JSON and AWS_LAMBDA_LOG_LEVEL from this.
   # The application level stays INFO: the program's EMF metric line has no
   # level (Lambda counts it as INFO) and a higher level would drop the metrics.
+  # The system level stays INFO too: platform.start and platform.report (the
+  # START/REPORT lines: duration, billed duration, memory used, init time,
+  # timeouts) are INFO events, and WARN would drop them.
   logging_config {
     log_format            = "JSON"
     application_log_level = "INFO"
-    system_log_level      = "WARN"
+    system_log_level      = "INFO"
     log_group             = aws_cloudwatch_log_group.this.name
   }
 
@@ -68,8 +80,10 @@ resource "aws_lambda_function" "this" {
       error_message = "existing_redis_url needs redis_cidrs (the Redis nodes' CIDRs) so the Lambda security group can reach them."
     }
     precondition {
-      condition     = local.is_image || fileexists(var.lambda_zip_path)
-      error_message = "lambda_zip_path does not exist: build it first (cargo lambda build --release --arm64 --output-format zip) or set image_uri."
+      # CloudTrail Data (PutAuditEvents) has no interface VPC endpoint: only
+      # the control plane, com.amazonaws.<region>.cloudtrail, has one.
+      condition     = var.aws_api_access == "nat"
+      error_message = "aws_api_access = \"vpc_endpoints\" cannot reach CloudTrail Lake: CloudTrail Data (cloudtrail-data.<region>.amazonaws.com, where PutAuditEvents goes) has no interface VPC endpoint. Give the Lambda subnets a NAT gateway (or another route to the internet) and set aws_api_access = \"nat\"."
     }
     precondition {
       condition     = var.kong_admin_token == "" || var.existing_kong_admin_token_secret_arn == ""

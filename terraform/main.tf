@@ -17,6 +17,14 @@ locals {
 
   is_image       = var.image_uri != ""
   log_group_name = "/aws/lambda/${var.name}"
+  architecture   = var.architectures[0]
+  # One zip per architecture (scripts/package-lambda), so an x86_64 build is never deployed as arm64.
+  lambda_zip_path = coalesce(var.lambda_zip_path, "../target/lambda/${local.architecture}/bootstrap.zip")
+
+  # --- Kong ----------------------------------------------------------------------
+  # The port the function connects to: the URL's, else the scheme's default.
+  kong_url_port   = try(tonumber(regex("^https?://(?:\\[[^]]+\\]|[^/:@]+)(?::([0-9]+))?", var.kong_admin_api)[0]), null)
+  kong_admin_port = coalesce(local.kong_url_port, startswith(var.kong_admin_api, "https://") ? 443 : 80)
 
   # --- KMS -------------------------------------------------------------------
   create_kms_key = var.kms_key_arn == ""
@@ -45,10 +53,19 @@ locals {
     local.has_redis_password ? local.redis_password_secret_arn : "",
   ])
 
+  # The parameter group's family follows the engine and its major version.
+  redis_parameter_group_family = coalesce(
+    var.redis_parameter_group_family,
+    var.redis_engine_version == null ? null : "${var.redis_engine}${split(".", var.redis_engine_version)[0]}",
+    var.redis_engine == "valkey" ? "valkey8" : "redis7",
+  )
+
   # --- Schedule / alarms -----------------------------------------------------
   # A queued invocation older than one period is superseded by the next run.
   max_event_age_seconds = min(max(var.schedule_period_seconds, 60), 21600)
   lag_threshold_seconds = coalesce(var.lag_alarm_threshold_seconds, 2 * var.schedule_period_seconds)
+  # Only a schedule that runs can be expected to succeed.
+  create_no_success_alarm = var.enable_no_success_alarm && var.schedule_enabled
 
   # --- Environment of the program (the names are the program's interface) ----
   # Optional entries are left out rather than set to "", and only on values

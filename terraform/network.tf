@@ -2,6 +2,9 @@
 # the program talks to. Terraform removes the default allow-all egress rule of
 # a new security group, so the rules below are the complete list.
 # DNS needs no rule: security groups do not filter the VPC resolver (VPC+2).
+#
+# The AWS APIs are reached on 443 through a NAT gateway (aws_api_access = "nat"):
+# CloudTrail Data, where PutAuditEvents goes, has no interface VPC endpoint.
 
 resource "aws_security_group" "lambda" {
   name_prefix = "${var.name}-lambda-"
@@ -10,6 +13,11 @@ resource "aws_security_group" "lambda" {
 
   lifecycle {
     create_before_destroy = true
+
+    precondition {
+      condition     = var.kong_admin_port == null || var.kong_admin_port == local.kong_admin_port
+      error_message = "kong_admin_port is ${coalesce(var.kong_admin_port, 0)}, but kong_admin_api (${var.kong_admin_api}) is on port ${local.kong_admin_port}: the egress rule would block the function. Leave kong_admin_port unset (it follows the URL) or make the two agree."
+    }
   }
 }
 
@@ -19,8 +27,8 @@ resource "aws_vpc_security_group_egress_rule" "kong_admin" {
   security_group_id = aws_security_group.lambda.id
   description       = "Kong Admin API at ${each.value}"
   ip_protocol       = "tcp"
-  from_port         = var.kong_admin_port
-  to_port           = var.kong_admin_port
+  from_port         = local.kong_admin_port
+  to_port           = local.kong_admin_port
   cidr_ipv4         = each.value
 }
 

@@ -1,5 +1,35 @@
 # Dedup store: ElastiCache (Valkey or Redis OSS), TLS only, AUTH token from
 # Secrets Manager. Skipped entirely when existing_redis_url is set.
+#
+# Its keys are the only record of what was shipped: CloudTrail Lake has no
+# "do you have this id" call and is immutable. Lost keys mean Kong's whole
+# retained trail (30 days by default) is shipped again, as duplicates that can
+# never be deleted. Hence: no eviction (a full store refuses writes and the run
+# stops, instead of forgetting marks), daily snapshots, a final snapshot, and
+# prevent_destroy on the replication group, several of whose arguments
+# (replication_group_id, engine, port, subnet group, encryption settings, ...)
+# would otherwise replace it, empty, on the next apply.
+
+# noeviction: a full Redis answers writes with an error (the run stops and
+# says so) instead of deleting keys. Every key this program writes expires, so
+# the volatile-* policies (ElastiCache's default is volatile-lru) would evict
+# marks and claims alike.
+resource "aws_elasticache_parameter_group" "this" {
+  count = local.create_redis ? 1 : 0
+
+  name        = "${var.name}-${replace(local.redis_parameter_group_family, ".", "-")}"
+  family      = local.redis_parameter_group_family
+  description = "${var.name} dedup store: never evict keys"
+
+  parameter {
+    name  = "maxmemory-policy"
+    value = "noeviction"
+  }
+
+  lifecycle {
+    create_before_destroy = true
+  }
+}
 
 resource "aws_elasticache_subnet_group" "this" {
   count = local.create_redis ? 1 : 0
@@ -45,8 +75,9 @@ resource "aws_elasticache_replication_group" "this" {
   num_cache_clusters = var.redis_num_cache_clusters
   port               = 6379
 
-  subnet_group_name  = aws_elasticache_subnet_group.this[0].name
-  security_group_ids = [aws_security_group.redis[0].id]
+  subnet_group_name    = aws_elasticache_subnet_group.this[0].name
+  security_group_ids   = [aws_security_group.redis[0].id]
+  parameter_group_name = aws_elasticache_parameter_group.this[0].name
 
   automatic_failover_enabled = var.redis_num_cache_clusters > 1
   multi_az_enabled           = var.redis_num_cache_clusters > 1
@@ -68,8 +99,16 @@ resource "aws_elasticache_replication_group" "this" {
   snapshot_window            = var.redis_snapshot_window
   maintenance_window         = var.redis_maintenance_window
   apply_immediately          = var.redis_apply_immediately
+  # Taken when the group is deleted (only possible once prevent_destroy is
+  # lifted). A snapshot of this name must not exist yet: delete or rename an
+  # older one first.
+  final_snapshot_identifier = "${var.name}-final"
 
   lifecycle {
+    # A plan that would delete or replace the dedup store fails here. To do it
+    # on purpose, read "Replacing the dedup store" in docs/operations.md first.
+    prevent_destroy = true
+
     precondition {
       condition     = var.redis_num_cache_clusters == 1 || length(local.redis_subnet_ids) >= 2
       error_message = "Multi-AZ failover (redis_num_cache_clusters >= 2) needs subnets in at least two availability zones: list two or more in redis_subnet_ids or subnet_ids."

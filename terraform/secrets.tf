@@ -12,11 +12,15 @@ resource "aws_secretsmanager_secret" "kong_admin_token" {
   recovery_window_in_days = var.secret_recovery_window_days
 }
 
+# Write-only (Terraform >= 1.11): the token goes to Secrets Manager and is kept neither in the state
+# nor in a saved plan. Terraform cannot tell when a write-only value changes, so it is written when
+# the secret is created and whenever kong_admin_token_version changes.
 resource "aws_secretsmanager_secret_version" "kong_admin_token" {
   count = local.create_kong_secret ? 1 : 0
 
-  secret_id     = aws_secretsmanager_secret.kong_admin_token[0].id
-  secret_string = var.kong_admin_token
+  secret_id                = aws_secretsmanager_secret.kong_admin_token[0].id
+  secret_string_wo         = var.kong_admin_token
+  secret_string_wo_version = var.kong_admin_token_version
 
   lifecycle {
     precondition {
@@ -27,6 +31,11 @@ resource "aws_secretsmanager_secret_version" "kong_admin_token" {
 }
 
 # Redis / Valkey AUTH token ------------------------------------------------------
+# Kept in the Terraform state (random_password's result, and the replication group's auth_token): the
+# trade-off of a token Terraform generates and hands to two resources. It opens only the dedup store,
+# reachable only from the function's security group; protect the state (encrypted backend, restricted
+# access) as you would the token, or bring your own Redis and secret (existing_redis_url,
+# existing_redis_password_secret_arn) to keep it out of Terraform.
 
 resource "random_password" "redis_auth_token" {
   count = local.create_redis ? 1 : 0

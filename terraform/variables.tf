@@ -30,9 +30,9 @@ variable "tags" {
 ###############################################################################
 
 variable "lambda_zip_path" {
-  description = "Path (relative to the directory you run terraform in) of the zip built by `cargo lambda build --release --arm64 --output-format zip`. Ignored when image_uri is set."
+  description = "Path (relative to the directory you run terraform in) of the zip built by scripts/package-lambda, which writes one zip per architecture and a manifest beside it (<zip>.json). null = ../target/lambda/<architecture>/bootstrap.zip. The plan is refused when the manifest is missing, names another architecture than `architectures`, or does not match the zip. Ignored when image_uri is set."
   type        = string
-  default     = "../target/lambda/kong-audit-shipper/bootstrap.zip"
+  default     = null
 }
 
 variable "image_uri" {
@@ -97,7 +97,7 @@ variable "tracing_mode" {
 }
 
 variable "rust_log" {
-  description = "Optional RUST_LOG filter for the program, e.g. \"info,aws_smithy_runtime=warn\". Empty = not set. Lambda's application log level stays INFO (so the EMF metric line is never dropped), which means lines below INFO are dropped by Lambda whatever this says: it can only make the logs quieter."
+  description = "Optional RUST_LOG filter for the program, e.g. \"warn,kong_audit_shipper=info\". Empty = not set. Lambda's application log level stays INFO (so the EMF metric line is never dropped), which means lines below INFO are dropped by Lambda whatever this says: it can only make the logs quieter."
   type        = string
   default     = ""
   nullable    = false
@@ -125,7 +125,7 @@ variable "permissions_boundary_arn" {
 ###############################################################################
 
 variable "subnet_ids" {
-  description = "Private subnets for the Lambda ENIs (and, unless redis_subnet_ids is set, for ElastiCache). They need a route to Kong's Admin API and to the AWS APIs (NAT gateway or VPC endpoints for Secrets Manager, SQS and CloudTrail Data)."
+  description = "Private subnets for the Lambda ENIs (and, unless redis_subnet_ids is set, for ElastiCache). They need a route to Kong's Admin API and, through a NAT gateway, to the AWS APIs: CloudTrail Data (PutAuditEvents) has no VPC endpoint (see aws_api_access)."
   type        = list(string)
 
   validation {
@@ -135,13 +135,13 @@ variable "subnet_ids" {
 }
 
 variable "kong_admin_port" {
-  description = "TCP port of the Kong Admin API the Lambda may reach (egress rule)."
+  description = "TCP port of the Kong Admin API the Lambda may reach (egress rule). null = the port of kong_admin_api (443 for https:// without one). When set, it must be that port: the function connects to the URL's port, and an egress rule on another one would block it."
   type        = number
-  default     = 8444
+  default     = null
 
   validation {
-    condition     = var.kong_admin_port >= 1 && var.kong_admin_port <= 65535
-    error_message = "kong_admin_port must be a TCP port number."
+    condition     = var.kong_admin_port == null || try(var.kong_admin_port >= 1 && var.kong_admin_port <= 65535, false)
+    error_message = "kong_admin_port must be null or a TCP port number."
   }
 }
 
@@ -156,7 +156,7 @@ variable "kong_admin_cidrs" {
 }
 
 variable "https_egress_cidrs" {
-  description = "IPv4 CIDRs the Lambda may reach on 443 for the AWS APIs (Secrets Manager, SQS, CloudTrail Data, X-Ray). Narrow it to your VPC endpoints' CIDRs if you use them."
+  description = "IPv4 CIDRs the Lambda may reach on 443 for the AWS APIs (Secrets Manager, SQS, CloudTrail Data, X-Ray). Through a NAT gateway these are AWS's public endpoints, so the default is 0.0.0.0/0; narrow it only to ranges that cover the public CloudTrail Data endpoint of your region."
   type        = list(string)
   default     = ["0.0.0.0/0"]
 
@@ -166,26 +166,56 @@ variable "https_egress_cidrs" {
   }
 }
 
+variable "aws_api_access" {
+  description = "How the Lambda subnets reach the AWS APIs: \"nat\" (a NAT gateway, or another default route to the internet such as a transit gateway to a central egress VPC) or \"vpc_endpoints\" (interface endpoints only). CloudTrail Data, where PutAuditEvents goes, has no interface VPC endpoint (only the CloudTrail control plane, com.amazonaws.<region>.cloudtrail, has one), so with CloudTrail Lake as the destination only \"nat\" is accepted. Secrets Manager, SQS and X-Ray do have endpoints (com.amazonaws.<region>.secretsmanager, .sqs, .xray); they can spare NAT traffic but not replace it."
+  type        = string
+  default     = "nat"
+
+  validation {
+    condition     = contains(["nat", "vpc_endpoints"], var.aws_api_access)
+    error_message = "aws_api_access must be \"nat\" or \"vpc_endpoints\"."
+  }
+}
+
 ###############################################################################
 # Kong
 ###############################################################################
 
 variable "kong_admin_api" {
-  description = "Base URL of the Kong Admin API, e.g. https://kong-cp.internal:8444 (env KONG_ADMIN_API)."
+  description = "Base URL of the Kong Admin API, e.g. https://kong-cp.internal:8444 (env KONG_ADMIN_API). https:// only, unless kong_admin_api_allow_http = true: over http:// the RBAC token and the whole audit trail cross the network in clear."
   type        = string
 
   validation {
     condition     = can(regex("^https?://[^/]+", var.kong_admin_api))
     error_message = "kong_admin_api must be an http(s) URL, e.g. https://kong-cp.internal:8444."
   }
+  validation {
+    condition     = startswith(var.kong_admin_api, "https://") || var.kong_admin_api_allow_http
+    error_message = "kong_admin_api is http://: the Kong RBAC token and every audit entry would cross the network unencrypted. Use Kong's TLS Admin API (https://, port 8444 by default), or set kong_admin_api_allow_http = true to accept that."
+  }
+}
+
+variable "kong_admin_api_allow_http" {
+  description = "Accept an http:// kong_admin_api (the Kong token and the audit trail travel unencrypted). Off by default."
+  type        = bool
+  default     = false
+  nullable    = false
 }
 
 variable "kong_admin_token" {
-  description = "Kong RBAC token (Kong-Admin-Token) with read access to /audit/requests and /audit/objects. Stored in a Secrets Manager secret this module creates; it also ends up in the Terraform state, so protect the state or use existing_kong_admin_token_secret_arn instead."
+  description = "Kong RBAC token (Kong-Admin-Token) with read access to /audit/requests and /audit/objects. Written into a Secrets Manager secret this module creates as a write-only value: it is kept neither in the Terraform state nor in a saved plan (pass it again to `terraform apply` of a saved plan). Changing it alone changes nothing: bump kong_admin_token_version to write a new one. Or keep the token out of Terraform altogether with existing_kong_admin_token_secret_arn."
   type        = string
   default     = ""
   nullable    = false
   sensitive   = true
+  ephemeral   = true
+}
+
+variable "kong_admin_token_version" {
+  description = "Version of kong_admin_token. Terraform cannot see a write-only value change, so the token is written into the secret when the secret is created and whenever this number changes: bump it (with the new kong_admin_token) to rotate the token."
+  type        = number
+  default     = 1
+  nullable    = false
 }
 
 variable "existing_kong_admin_token_secret_arn" {
@@ -195,8 +225,8 @@ variable "existing_kong_admin_token_secret_arn" {
   nullable    = false
 
   validation {
-    condition     = var.existing_kong_admin_token_secret_arn == "" || can(regex("^arn:aws[a-z-]*:secretsmanager:[a-z0-9-]+:[0-9]{12}:secret:.+$", var.existing_kong_admin_token_secret_arn))
-    error_message = "existing_kong_admin_token_secret_arn must be a Secrets Manager secret ARN."
+    condition     = var.existing_kong_admin_token_secret_arn == "" || can(regex("^arn:aws[a-z-]*:secretsmanager:[a-z0-9-]+:[0-9]{12}:secret:.+-[A-Za-z0-9]{6}$", var.existing_kong_admin_token_secret_arn))
+    error_message = "existing_kong_admin_token_secret_arn must be the complete ARN of a Secrets Manager secret, ending in the 6-character suffix Secrets Manager adds to the name (arn:aws:secretsmanager:<region>:<account>:secret:<name>-AbCdEf): IAM matches the complete ARN, so a partial one would grant nothing."
   }
 }
 
@@ -300,7 +330,7 @@ variable "overlap_seconds" {
 ###############################################################################
 
 variable "existing_redis_url" {
-  description = "Use an existing Redis/Valkey instead of creating ElastiCache: redis:// or rediss://[user@]host[:port][/db]. No password in the URL; put it in a secret and pass existing_redis_password_secret_arn. Empty = the module creates ElastiCache."
+  description = "Use an existing Redis/Valkey instead of creating ElastiCache: rediss://[user@]host[:port][/db] (TLS), or redis:// with existing_redis_allow_plaintext = true. No password in the URL; put it in a secret and pass existing_redis_password_secret_arn. Empty = the module creates ElastiCache."
   type        = string
   default     = ""
   nullable    = false
@@ -309,6 +339,17 @@ variable "existing_redis_url" {
     condition     = var.existing_redis_url == "" || can(regex("^rediss?://([^:@/]+@)?[^:@/]+(:[0-9]{1,5})?(/[0-9]+)?$", var.existing_redis_url))
     error_message = "existing_redis_url must be redis(s)://[user@]host[:port][/db] without a password."
   }
+  validation {
+    condition     = !startswith(var.existing_redis_url, "redis://") || var.existing_redis_allow_plaintext
+    error_message = "existing_redis_url is redis:// (no TLS): the Redis password and every claim would cross the network in clear. Use rediss://, or set existing_redis_allow_plaintext = true to accept that."
+  }
+}
+
+variable "existing_redis_allow_plaintext" {
+  description = "Accept a redis:// (plain-text) existing_redis_url. Off by default."
+  type        = bool
+  default     = false
+  nullable    = false
 }
 
 variable "existing_redis_password_secret_arn" {
@@ -318,8 +359,8 @@ variable "existing_redis_password_secret_arn" {
   nullable    = false
 
   validation {
-    condition     = var.existing_redis_password_secret_arn == "" || can(regex("^arn:aws[a-z-]*:secretsmanager:[a-z0-9-]+:[0-9]{12}:secret:.+$", var.existing_redis_password_secret_arn))
-    error_message = "existing_redis_password_secret_arn must be a Secrets Manager secret ARN."
+    condition     = var.existing_redis_password_secret_arn == "" || can(regex("^arn:aws[a-z-]*:secretsmanager:[a-z0-9-]+:[0-9]{12}:secret:.+-[A-Za-z0-9]{6}$", var.existing_redis_password_secret_arn))
+    error_message = "existing_redis_password_secret_arn must be the complete ARN of a Secrets Manager secret, ending in the 6-character suffix Secrets Manager adds to the name (arn:aws:secretsmanager:<region>:<account>:secret:<name>-AbCdEf): IAM matches the complete ARN, so a partial one would grant nothing."
   }
 }
 
@@ -349,6 +390,17 @@ variable "redis_engine_version" {
   description = "Engine version, e.g. \"8.0\" for valkey or \"7.1\" for redis. null = the engine's current default; pin it for reproducible plans."
   type        = string
   default     = null
+}
+
+variable "redis_parameter_group_family" {
+  description = "Family of the parameter group the module creates (it sets maxmemory-policy = noeviction), e.g. \"valkey8\", \"valkey7\" or \"redis7\". null = the engine and the major version of redis_engine_version, or valkey8 / redis7 when no version is pinned: set it if AWS's default major version is another."
+  type        = string
+  default     = null
+
+  validation {
+    condition     = var.redis_parameter_group_family == null || can(regex("^(valkey|redis)[0-9]+(\\.[0-9]+)?$", var.redis_parameter_group_family))
+    error_message = "redis_parameter_group_family must look like valkey8, valkey7 or redis7."
+  }
 }
 
 variable "redis_node_type" {
@@ -479,7 +531,7 @@ variable "schedule_period_seconds" {
 }
 
 variable "schedule_enabled" {
-  description = "false = create the rule disabled (e.g. while a CLI backfill runs first)."
+  description = "false = create the rule disabled, and no no-success alarm: for the first apply, while the first run is made by hand (see \"First run\" in terraform/README.md), or while a CLI backfill runs."
   type        = bool
   default     = true
 }
@@ -501,15 +553,26 @@ variable "enable_lag_alarm" {
 }
 
 variable "lag_alarm_threshold_seconds" {
-  description = "LagSeconds (age of the oldest unshipped entry) above which the lag alarm fires. null = 2 x schedule_period_seconds."
+  description = "LagSeconds above which the lag alarm fires. LagSeconds is the age of the oldest entry a run knows is not shipped (failed, held by another run, or not read before the run's time ran out), 0 when everything it read is shipped; a quiet Kong keeps it at 0. null = 2 x schedule_period_seconds: an entry still unshipped after two runs."
   type        = number
   default     = null
 }
 
 variable "enable_no_success_alarm" {
-  description = "Alarm when no invocation succeeded for no_success_alarm_periods schedule periods in a row (also fires when the schedule stops invoking the function)."
+  description = "Alarm when no invocation succeeded for no_success_alarm_periods schedule periods in a row (also fires when the schedule stops invoking the function). Created only while schedule_enabled = true: with the schedule off there is nothing to expect."
   type        = bool
   default     = true
+}
+
+variable "dead_letter_age_alarm_days" {
+  description = "Alarm when the oldest letter in the dead-letter queue is older than this many days. The queue keeps letters 14 days (SQS's maximum), less than Kong's 30-day retention: redrive before they expire. 0 = no alarm."
+  type        = number
+  default     = 7
+
+  validation {
+    condition     = var.dead_letter_age_alarm_days >= 0 && var.dead_letter_age_alarm_days < 14
+    error_message = "dead_letter_age_alarm_days must be between 0 (no alarm) and 13: the queue keeps letters 14 days."
+  }
 }
 
 variable "no_success_alarm_periods" {

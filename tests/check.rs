@@ -93,8 +93,9 @@ async fn every_check_passes_against_a_working_setup() {
     );
     assert!(assert_passed(&ran, "AWS credentials").contains("access key AKID…"));
     assert!(assert_passed(&ran, "AWS region").contains("us-east-1"));
+    assert!(assert_passed(&ran, "Redis eviction policy").contains("noeviction"));
     assert!(
-        !ran.stdout.contains('✗') && ran.stdout.contains("All 8 checks passed."),
+        !ran.stdout.contains('✗') && ran.stdout.contains("All 9 checks passed."),
         "{}",
         ran.stdout
     );
@@ -116,7 +117,7 @@ async fn a_wrong_token_fails_both_endpoints_and_every_other_check_still_runs() {
     assert_passed(&ran, "Store");
     assert_passed(&ran, "Channel");
     assert_passed(&ran, "AWS credentials");
-    assert!(ran.stdout.contains("2 of 7 checks failed"), "{}", ran.stdout);
+    assert!(ran.stdout.contains("2 of 8 checks failed"), "{}", ran.stdout);
     assert!(!ran.stdout.contains("not-the-token") && !ran.stderr.contains("not-the-token"));
     assert_no_secret(&ran);
     drop(s);
@@ -179,8 +180,34 @@ async fn redis_down_is_reported_with_the_url_to_check() {
     let (line, fix) = assert_failed(&ran, "Store", "check REDIS_URL");
     assert!(line.contains(&format!("Redis at {shown} is not reachable")), "{line}");
     assert!(fix.contains(&shown), "{fix}");
+    assert!(check(&ran, "Redis eviction policy").0.starts_with("- "), "{}", ran.stdout);
     assert_passed(&ran, "Kong");
     assert_no_secret(&ran);
+}
+
+/// A Redis that may evict keys when full deletes marks (their entries ship again) and claims: check
+/// says so, with the policy to set; without a memory limit nothing is evicted, and check says that.
+#[tokio::test]
+async fn an_evicting_redis_is_reported_with_noeviction_as_the_fix() {
+    let (s, env) = setup().await;
+    s.redis.cli(&["CONFIG", "SET", "maxmemory-policy", "volatile-lru"]).unwrap();
+    let unlimited = run_bin(&["check"], &env).await;
+    assert_eq!(unlimited.code, 0, "{}", unlimited.stdout);
+    assert!(assert_passed(&unlimited, "Redis eviction policy").contains("volatile-lru with no maxmemory limit"));
+
+    s.redis.cli(&["CONFIG", "SET", "maxmemory", "100mb"]).unwrap();
+    let ran = run_bin(&["check"], &env).await;
+    assert_eq!(ran.code, 1, "{}", ran.stdout);
+    let (line, fix) = assert_failed(&ran, "Redis eviction policy", "noeviction");
+    assert!(line.contains("volatile-lru with maxmemory 100 MiB"), "{line}");
+    assert!(fix.contains("parameter group"), "{fix}");
+    assert_passed(&ran, "Store");
+    assert_no_secret(&ran);
+
+    s.redis.cli(&["CONFIG", "SET", "maxmemory-policy", "noeviction"]).unwrap();
+    let fixed = run_bin(&["check"], &env).await;
+    assert_eq!(fixed.code, 0, "{}", fixed.stdout);
+    assert!(assert_passed(&fixed, "Redis eviction policy").contains("maxmemory 100 MiB"));
 }
 
 #[tokio::test]

@@ -175,9 +175,15 @@ impl Lambda {
 }
 
 /// The real binary, started as the Lambda runtime starts it: no arguments, the runtime's environment.
+/// These tests have no queue: unless a test says otherwise, dead letters go to the log, accepted out
+/// loud with ALLOW_EPHEMERAL_DEAD_LETTERS.
 fn start_function(env: &HashMap<String, String>, runtime_api: &str) -> Proc {
+    let mut env = env.clone();
+    if !env.contains_key("DEAD_LETTER_QUEUE_URL") {
+        env.entry("ALLOW_EPHEMERAL_DEAD_LETTERS".into()).or_insert_with(|| "true".into());
+    }
     let mut cmd = Command::new(BIN);
-    cmd.env_clear().envs(env);
+    cmd.env_clear().envs(&env);
     for keep in ["PATH", "HOME"] {
         if let Ok(v) = std::env::var(keep) {
             cmd.env(keep, v);
@@ -500,4 +506,38 @@ async fn without_redis_the_handler_stops_before_serving_with_a_json_error() {
     let message = error["message"].as_str().unwrap();
     assert!(message.contains("REDIS_URL") && message.contains("needs Redis"), "{message}");
     assert!(function.stdout().is_empty(), "nothing on stdout: {:?}", function.stdout());
+}
+
+/// In Lambda a dead letter must outlive the container: without a queue, and without the loss
+/// accepted out loud, the handler stops before serving and says what would be lost.
+#[tokio::test]
+async fn without_a_dead_letter_queue_the_handler_stops_before_serving_and_says_what_is_lost() {
+    let kong = FakeKong::start("3.8.1.0").await;
+    let ct = FakeCloudTrail::start().await;
+    let redis = RedisServer::start();
+    let mut env = env_for(&kong, &ct, Some(&redis));
+    env.insert("ALLOW_EPHEMERAL_DEAD_LETTERS".into(), "false".into());
+    env.insert("DEAD_LETTER_FILE".into(), "/tmp/dead-letters.ndjson".into());
+    let runtime_api = format!("http://127.0.0.1:{}/.rt", free_port());
+    let mut function = start_function(&env, &runtime_api);
+    let start = Instant::now();
+    let status = loop {
+        if let Some(status) = function.child.try_wait().unwrap() {
+            break status;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "still running without a dead-letter queue"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    std::thread::sleep(Duration::from_millis(50));
+    assert_eq!(status.code(), Some(2), "{:?}", function.stderr());
+    let logs = assert_json_logs(&function.stderr());
+    let error = logs.iter().find(|l| l["level"] == "ERROR").expect("an error line");
+    let message = error["message"].as_str().unwrap();
+    for needed in ["DEAD_LETTER_QUEUE_URL", "ALLOW_EPHEMERAL_DEAD_LETTERS", "256 KB", "/tmp"] {
+        assert!(message.contains(needed), "{needed} missing from: {message}");
+    }
+    assert!(redis.keys("*").is_empty(), "nothing was claimed");
 }

@@ -20,9 +20,9 @@ fn leaks(text: &str) -> Vec<&'static str> {
         .collect()
 }
 
-/// `Settings` holds the token and passwords as plain `Option<String>` and derives `Debug`, so any
-/// `{:?}` of the settings (or of the parsed command line) prints them. (Fails until config.rs gets the
-/// manual `Debug` in the issue 6 report.)
+/// `Settings` derives `Debug`, so any `{:?}` of the settings (or of the parsed command line) would
+/// print the token and passwords if they were plain strings: they are `Sensitive`, whose `Debug`
+/// redacts them.
 #[test]
 fn debug_output_of_the_settings_hides_every_secret() {
     let cli = Cli::try_parse_from([

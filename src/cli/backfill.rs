@@ -61,7 +61,7 @@ pub async fn main(settings: &Settings, args: BackfillArgs) -> ExitCode {
                     return ExitCode::from(super::EXIT_CONFIG);
                 }
             },
-            None => (Box::new(std::io::stdout()), "stdout".into()),
+            None => (Box::new(SilentOnceClosed(std::io::stdout())), "stdout".into()),
         };
         (StoreChoice::Nothing, SinkChoice::Ndjson(out, name))
     } else {
@@ -92,6 +92,11 @@ pub async fn main(settings: &Settings, args: BackfillArgs) -> ExitCode {
     let summary = shipper.run(&opts, counters).await;
     progress.abort();
     let _ = progress.await;
+    if crate::logging::silenced() {
+        // `backfill --dry-run | head`: the reader took what it wanted. A dry run holds nothing
+        // (no claims, no marks), so stopping here loses nothing.
+        return ExitCode::SUCCESS;
+    }
     crate::runner::report(&summary, opts.lease.as_secs());
     crate::runner::exit_code(&summary)
 }
@@ -139,6 +144,29 @@ fn scopeguard(bar: indicatif::ProgressBar) -> impl Drop {
         }
     }
     Clear(bar)
+}
+
+/// A dry run's stdout: once its reader has gone (`| head`), writes fail with `BrokenPipe` and every
+/// later log line is dropped, so the run ends as quietly as `head` expects of a pipe.
+struct SilentOnceClosed<W>(W);
+
+impl<W: std::io::Write> SilentOnceClosed<W> {
+    fn watch<T>(result: std::io::Result<T>) -> std::io::Result<T> {
+        if result.as_ref().is_err_and(|e| e.kind() == std::io::ErrorKind::BrokenPipe) {
+            crate::logging::silence();
+        }
+        result
+    }
+}
+
+impl<W: std::io::Write> std::io::Write for SilentOnceClosed<W> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        Self::watch(self.0.write(buf))
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Self::watch(self.0.flush())
+    }
 }
 
 fn owner_only_file(path: &std::path::Path) -> std::io::Result<std::fs::File> {

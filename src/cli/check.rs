@@ -8,7 +8,7 @@ use std::time::Duration;
 use aws_sdk_cloudtraildata::config::ProvideCredentials;
 
 use crate::config::{ChannelConfig, ConfigError, Settings};
-use crate::dedup::{DedupStore, FileStore, RedisStore, Settlement};
+use crate::dedup::{DedupStore, FileStore, MemoryPolicy, RedisStore, Settlement, StoreError};
 use crate::kong::{AuditSource, EntryKind, KongClient, KongError, KongInfo, PageRequest};
 use crate::retry::Backoff;
 use crate::setup::{SetupError, read_secret};
@@ -92,10 +92,7 @@ fn check_backoff() -> Backoff {
 fn config_fail(e: &ConfigError) -> Outcome {
     fail(
         e.to_string(),
-        format!(
-            "set {} (see `kong-audit-shipper --help` and the README's Configure table)",
-            e.setting
-        ),
+        format!("set {} (see `kong-audit-shipper --help` and docs/configuration.md)", e.setting),
     )
 }
 
@@ -286,12 +283,13 @@ async fn store_check(settings: &Settings, secrets: &aws_sdk_secretsmanager::Clie
                     Err(e) => report.line("Redis password secret", secret_fail(&e, "REDIS_PASSWORD_SECRET_ARN")),
                 }
             }
-            let outcome = match RedisStore::connect(&config).await {
+            let store = RedisStore::connect(&config).await;
+            let outcome = match &store {
                 Err(e) => fail(
                     format!("Redis at {shown} is not reachable: {}", e.detail),
                     redis_fix(&e.detail, &shown),
                 ),
-                Ok(store) => match probe(&store, prefix).await {
+                Ok(store) => match probe(store, prefix).await {
                     Ok(()) => Outcome::Pass(format!(
                         "Redis at {shown}, reachable and writable (keys under the prefix '{prefix}')"
                     )),
@@ -302,6 +300,11 @@ async fn store_check(settings: &Settings, secrets: &aws_sdk_secretsmanager::Clie
                 },
             };
             report.line(STORE, outcome);
+            let eviction = match &store {
+                Err(_) => Outcome::Skip("Redis is not reachable".into()),
+                Ok(store) => eviction_outcome(store.memory_policy().await),
+            };
+            report.line(EVICTION, eviction);
         }
         None => {
             let path = settings.state_file.clone().unwrap_or_else(crate::config::default_state_path);
@@ -327,6 +330,40 @@ async fn store_check(settings: &Settings, secrets: &aws_sdk_secretsmanager::Clie
             };
             report.line(STORE, outcome);
         }
+    }
+}
+
+const EVICTION: &str = "Redis eviction policy";
+
+/// Every key this program writes has an expiry, so any policy but `noeviction` lets a full Redis
+/// delete marks (their entries ship again) and claims (another run ships the entry at once).
+fn eviction_outcome(policy: Result<MemoryPolicy, StoreError>) -> Outcome {
+    const FIX: &str = "set maxmemory-policy to noeviction (ElastiCache: a parameter group with maxmemory-policy = noeviction; the Terraform module creates one): a full Redis then refuses new claims and the run stops with an error, instead of deleting marks and shipping their entries again";
+    match policy {
+        Ok(p) if !p.may_evict() => Outcome::Pass(format!(
+            "noeviction (a full Redis refuses writes instead of deleting marks){}",
+            if p.max_bytes == 0 {
+                String::new()
+            } else {
+                format!("; maxmemory {} MiB", p.max_bytes / (1024 * 1024))
+            }
+        )),
+        Ok(p) if p.max_bytes == 0 => Outcome::Pass(format!(
+            "{} with no maxmemory limit, so nothing is evicted; set noeviction before setting a limit",
+            p.policy
+        )),
+        Ok(p) => fail(
+            format!(
+                "{} with maxmemory {} MiB: once full, Redis deletes keys, and every deleted mark is an entry shipped again",
+                p.policy,
+                p.max_bytes / (1024 * 1024)
+            ),
+            FIX,
+        ),
+        Err(e) => Outcome::Skip(format!(
+            "INFO memory was refused ({}); make sure maxmemory-policy is noeviction",
+            e.detail
+        )),
     }
 }
 
@@ -405,7 +442,7 @@ async fn aws_checks(settings: &Settings, sdk: &aws_config::SdkConfig, channel: O
         None => fail("no credentials provider is configured", FIX),
         Some(provider) => match tokio::time::timeout(Duration::from_secs(20), provider.provide_credentials()).await {
             Err(_) => fail("resolving credentials timed out after 20 s", FIX),
-            Ok(Err(e)) => fail(format!("none found ({})", error_chain(&e)), FIX),
+            Ok(Err(e)) => fail(format!("none found ({})", crate::error_text::chain(&e)), FIX),
             Ok(Ok(c)) => Outcome::Pass(format!(
                 "resolved (access key {}{})",
                 mask(c.access_key_id()),
@@ -438,21 +475,6 @@ async fn aws_checks(settings: &Settings, sdk: &aws_config::SdkConfig, channel: O
         ),
     };
     report.line("AWS region", region);
-}
-
-/// An error and its sources, as one line.
-fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut text = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        let more = s.to_string();
-        if !text.contains(&more) {
-            text.push_str(": ");
-            text.push_str(&more);
-        }
-        source = s.source();
-    }
-    text
 }
 
 /// An access key id with only its ends shown: `AKIA…WXYZ`.

@@ -22,7 +22,6 @@ use std::time::Duration;
 use async_trait::async_trait;
 use aws_sdk_sqs::config::Region;
 use aws_sdk_sqs::config::retry::RetryConfig;
-use aws_sdk_sqs::error::DisplayErrorContext;
 use aws_sdk_sqs::types::{DeleteMessageBatchRequestEntry, SendMessageBatchRequestEntry};
 use serde::{Deserialize, Serialize};
 
@@ -143,7 +142,7 @@ impl SqsDeadLetters {
                         .filter(|i| *i < bodies.len())
                         .collect();
                 }
-                Err(e) => last = DisplayErrorContext(&e).to_string(),
+                Err(e) => last = crate::error_text::sdk(&e),
             }
             tokio::time::sleep(Duration::from_millis(200 * u64::from(attempt))).await;
         }
@@ -164,7 +163,7 @@ impl SqsDeadLetters {
                 .wait_time_seconds(1)
                 .send()
                 .await
-                .map_err(|e| format!("ReceiveMessage from {} failed: {}", self.queue_url, DisplayErrorContext(&e)))?;
+                .map_err(|e| format!("ReceiveMessage from {} failed: {}", self.queue_url, crate::error_text::sdk(&e)))?;
             if answer.messages().is_empty() {
                 break;
             }
@@ -215,7 +214,7 @@ impl SqsDeadLetters {
                     }
                 }
                 Err(e) => {
-                    tracing::warn!(error = %DisplayErrorContext(&e), "cannot delete redriven letters from the queue; they will be seen again")
+                    tracing::warn!(error = %crate::error_text::sdk(&e), "cannot delete redriven letters from the queue; they will be seen again")
                 }
             }
         }

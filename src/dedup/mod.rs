@@ -17,7 +17,7 @@ use async_trait::async_trait;
 
 pub use file::FileStore;
 pub use memory::MemoryStore;
-pub use redis::RedisStore;
+pub use redis::{MemoryPolicy, RedisStore};
 
 /// What a settled key records.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -150,6 +150,20 @@ impl RedisStore {
         self.script_claims.store(true, Ordering::Relaxed);
     }
 
+    /// The server's memory limit and what it does when the limit is reached, from `INFO memory`
+    /// (ElastiCache refuses `CONFIG GET`, but answers `INFO`).
+    pub async fn memory_policy(&self) -> Result<MemoryPolicy, StoreError> {
+        let info: String = redis::cmd("INFO")
+            .arg("memory")
+            .query_async(&mut self.conn.clone())
+            .await
+            .map_err(|e| self.error(e))?;
+        MemoryPolicy::from_info(&info).ok_or_else(|| StoreError {
+            location: self.location.clone(),
+            detail: "INFO memory reports no maxmemory_policy".into(),
+        })
+    }
+
     async fn claim_with(&self, keys: &[String], token: &str, lease: Duration, script: bool) -> Result<Vec<Option<String>>, RedisError> {
         let lease_ms = lease.as_millis().max(1) as u64;
         let mut pipe = redis::pipe();
@@ -168,6 +182,33 @@ impl RedisStore {
             location: self.location.clone(),
             detail: describe(&e),
         }
+    }
+}
+
+/// A Redis server's memory limit (`maxmemory`, 0: none) and eviction policy (`maxmemory-policy`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MemoryPolicy {
+    pub max_bytes: u64,
+    pub policy: String,
+}
+
+impl MemoryPolicy {
+    fn from_info(info: &str) -> Option<MemoryPolicy> {
+        let field = |name: &str| {
+            info.lines()
+                .find_map(|l| l.trim().strip_prefix(name)?.strip_prefix(':').map(str::trim))
+        };
+        Some(MemoryPolicy {
+            max_bytes: field("maxmemory").and_then(|v| v.parse().ok()).unwrap_or(0),
+            policy: field("maxmemory_policy")?.to_string(),
+        })
+    }
+
+    /// Whether a full server may delete keys to make room: every policy but `noeviction` may, and
+    /// every key this program writes has an expiry, so even the `volatile-*` policies take them. An
+    /// evicted mark ships its entry again; an evicted claim lets a second run ship it at once.
+    pub fn may_evict(&self) -> bool {
+        self.policy != "noeviction"
     }
 }
 
@@ -268,5 +309,20 @@ impl DedupStore for RedisStore {
 
     fn describe(&self) -> String {
         format!("Redis at {}", self.location)
+    }
+}
+
+#[cfg(test)]
+mod memory_policy_tests {
+    use super::MemoryPolicy;
+
+    #[test]
+    fn the_policy_is_read_from_info_memory() {
+        let info = "# Memory\r\nused_memory:1\r\nmaxmemory:104857600\r\nmaxmemory_human:100.00M\r\nmaxmemory_policy:volatile-lru\r\n";
+        let p = MemoryPolicy::from_info(info).unwrap();
+        assert_eq!((p.max_bytes, p.policy.as_str(), p.may_evict()), (104_857_600, "volatile-lru", true));
+        let p = MemoryPolicy::from_info("maxmemory:0\r\nmaxmemory_policy:noeviction\r\n").unwrap();
+        assert!(!p.may_evict());
+        assert!(MemoryPolicy::from_info("used_memory:1\r\n").is_none());
     }
 }

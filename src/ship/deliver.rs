@@ -461,7 +461,7 @@ async fn put(run: &Run, call: Call) -> Vec<Item> {
             }),
         None => run.sink.put(&events).await,
     };
-    if let Err(SinkError::Fatal(why)) = &answer {
+    if let Err(SinkError::Fatal(why) | SinkError::Closed(why)) = &answer {
         run.abort_puts(super::ShipError::Sink(why.clone()));
         let done = call.into_iter().map(|(item, _)| (item, Resolution::Failed(why.clone()))).collect();
         settle(run, done).await;

@@ -9,7 +9,7 @@ use aws_config::retry::RetryConfig;
 use aws_config::timeout::TimeoutConfig;
 use aws_sdk_cloudtraildata::config::Region;
 use aws_sdk_cloudtraildata::config::http::HttpResponse;
-use aws_sdk_cloudtraildata::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
+use aws_sdk_cloudtraildata::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_cloudtraildata::operation::put_audit_events::PutAuditEventsError;
 use base64::Engine;
 use sha2::{Digest, Sha256};
@@ -99,7 +99,7 @@ impl Sink for CloudTrailSink {
 
 /// Whole-call failures: transient ones are retried by the cycle; the rest stop the run with a fix.
 fn classify(err: SdkError<PutAuditEventsError, HttpResponse>) -> SinkError {
-    let detail = DisplayErrorContext(&err).to_string();
+    let detail = crate::error_text::sdk(&err);
     let (service, status) = match &err {
         SdkError::ServiceError(ctx) => (ctx.err(), ctx.raw().status().as_u16()),
         SdkError::TimeoutError(_) | SdkError::DispatchFailure(_) | SdkError::ResponseError(_) => {
@@ -116,11 +116,9 @@ fn classify(err: SdkError<PutAuditEventsError, HttpResponse>) -> SinkError {
         PutAuditEventsError::UnsupportedOperationException(_) => fatal("CloudTrail Lake is not available to this account or region"),
         PutAuditEventsError::DuplicatedAuditEventId(_) => fatal("two events in one call had the same id (a bug: please report it)"),
         other => match other.code().unwrap_or_default() {
-            "ThrottlingException" | "Throttling" | "TooManyRequestsException" => {
-                SinkError::Throttled(format!("PutAuditEvents: {}", other.code().unwrap_or_default()))
-            }
+            "ThrottlingException" | "Throttling" | "TooManyRequestsException" => SinkError::Throttled(format!("PutAuditEvents: {detail}")),
             "ServiceUnavailableException" | "InternalServerException" | "InternalFailure" | "RequestTimeout" => {
-                SinkError::Transient(format!("PutAuditEvents: {}", other.code().unwrap_or_default()))
+                SinkError::Transient(format!("PutAuditEvents: {detail}"))
             }
             "AccessDeniedException" | "AccessDenied" => fatal(
                 "access denied: the role needs cloudtrail-data:PutAuditEvents on the channel, and the channel policy may require CHANNEL_EXTERNAL_ID",
@@ -129,9 +127,9 @@ fn classify(err: SdkError<PutAuditEventsError, HttpResponse>) -> SinkError {
             | "InvalidSignatureException"
             | "ExpiredTokenException"
             | "MissingAuthenticationTokenException" => fatal("AWS credentials are invalid or expired"),
-            _ if status == 429 => SinkError::Throttled(format!("PutAuditEvents: HTTP 429: {detail}")),
-            _ if status >= 500 => SinkError::Transient(format!("PutAuditEvents: HTTP {status}: {detail}")),
-            _ => SinkError::Fatal(format!("PutAuditEvents refused the call (HTTP {status}): {detail}")),
+            _ if status == 429 => SinkError::Throttled(format!("PutAuditEvents: {detail}")),
+            _ if status >= 500 => SinkError::Transient(format!("PutAuditEvents: {detail}")),
+            _ => SinkError::Fatal(format!("PutAuditEvents refused the call: {detail}")),
         },
     }
 }

@@ -95,6 +95,10 @@ pub enum SinkError {
     /// The whole call failed in a way only a change of configuration fixes.
     #[error("{0}")]
     Fatal(String),
+    /// Whoever reads the destination has gone on purpose (a dry run piped into `head`): stop
+    /// putting, as after `Fatal`; it is not a failure of the destination.
+    #[error("{0}")]
+    Closed(String),
 }
 
 #[async_trait]

@@ -26,11 +26,17 @@ impl NdjsonSink {
 impl Sink for NdjsonSink {
     async fn put(&self, events: &[AuditEvent]) -> Result<PutReport, SinkError> {
         let mut out = self.out.lock().unwrap();
+        let failed = |err: std::io::Error| {
+            if err.kind() == std::io::ErrorKind::BrokenPipe {
+                SinkError::Closed(format!("{} was closed by its reader", self.name))
+            } else {
+                SinkError::Fatal(format!("cannot write {}: {err}", self.name))
+            }
+        };
         for e in events {
-            writeln!(out, "{}", e.event_data).map_err(|err| SinkError::Fatal(format!("cannot write {}: {err}", self.name)))?;
+            writeln!(out, "{}", e.event_data).map_err(failed)?;
         }
-        out.flush()
-            .map_err(|err| SinkError::Fatal(format!("cannot write {}: {err}", self.name)))?;
+        out.flush().map_err(failed)?;
         Ok(PutReport {
             successful: events.iter().map(|e| e.id.clone()).collect(),
             failed: Vec::new(),
