@@ -10,7 +10,7 @@ use crate::setup::{SinkChoice, StoreChoice, build};
 use crate::summary::Counters;
 
 pub async fn main(settings: &Settings) -> ExitCode {
-    let shipper = match build(settings, StoreChoice::Redis, SinkChoice::CloudTrail).await {
+    let shipper = match build(settings, StoreChoice::Redis, SinkChoice::Destination).await {
         Ok(s) => s,
         Err(e) => return super::setup_failed(&e),
     };
