@@ -75,12 +75,19 @@ pub fn classify<E>(op: Op, group: &str, err: &SdkError<E, HttpResponse>) -> Call
 where
     E: ProvideErrorMetadata + std::error::Error + 'static,
 {
-    let detail = message_and_causes(err);
+    let mut detail = message_and_causes(err);
     let failure = match err {
-        SdkError::ServiceError(ctx) => Failure::Service {
-            code: ctx.err().code().unwrap_or_default().to_string(),
-            status: ctx.raw().status().as_u16(),
-        },
+        SdkError::ServiceError(ctx) => {
+            let code = ctx.err().code().unwrap_or_default().to_string();
+            if let Some(message) = ctx.err().message() {
+                // The service's own words, rather than the SDK's rendering of an unmodelled error.
+                detail = format!("{code}: {message}");
+            }
+            Failure::Service {
+                code,
+                status: ctx.raw().status().as_u16(),
+            }
+        }
         SdkError::TimeoutError(_) | SdkError::DispatchFailure(_) | SdkError::ResponseError(_) => Failure::NoAnswer,
         _ => Failure::NotSent,
     };

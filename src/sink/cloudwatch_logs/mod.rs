@@ -15,8 +15,9 @@
 //! - an `InvalidParameterException` (which valid names and these requests should never meet) is
 //!   narrowed down by halving the call, so one bad event cannot hold back the others; that event is
 //!   refused for good (dead-lettered) only once the service has stored others, proving the
-//!   configuration sound; otherwise it is retried, and nothing is dead-lettered for a cause that is
-//!   not the event's.
+//!   configuration sound; until then it is retried, so nothing is dead-lettered for a cause that is
+//!   not the event's. Halving has a budget per put; spent without anything ever stored, the run
+//!   stops with the service's message.
 //!
 //! Files: `client` (the SDK client), `request` (timestamps, clamping, sort, split, pack), `service`
 //! (the calls), `errors` (what a failure means), `healthcheck` (group, stream, account: for `check`
@@ -45,7 +46,7 @@ use crate::event::AuditEvent;
 use crate::retry::Backoff;
 use request::{LogEvent, SkipReason};
 
-/// How many extra calls one `put` may spend halving calls the service called invalid.
+/// How often one `put` may halve a call the service called invalid (each halving costs two calls).
 const HALVING_BUDGET: usize = 64;
 
 pub struct CloudWatchLogsSink {
@@ -230,15 +231,30 @@ impl CloudWatchLogsSink {
                     work.push_front(second);
                     work.push_front(first);
                 }
-                Err(CallError::Invalid(detail)) if call.len() == 1 && self.stored_once.load(Ordering::SeqCst) => {
+                Err(CallError::Invalid(detail)) if call.len() == 1 => {
+                    // Refused for good only once the service has stored other events: until then the
+                    // cause may be the configuration's, and the event is tried again.
                     round.own_refusals += 1;
                     let e = call.into_iter().next().expect("one event");
+                    let permanent = self.stored_once.load(Ordering::SeqCst);
                     report.failed.push(Refusal {
                         id: e.id,
                         code: "InvalidParameterException".into(),
                         message: detail,
-                        kind: RefusalKind::Permanent,
+                        kind: if permanent {
+                            RefusalKind::Permanent
+                        } else {
+                            RefusalKind::Retryable
+                        },
                     });
+                }
+                Err(CallError::Invalid(detail)) if !self.stored_once.load(Ordering::SeqCst) => {
+                    // Every part of the call is refused and nothing was ever stored: not the events.
+                    let stop = Stop::from(CallError::Fatal(format!(
+                        "{detail} (every call is refused as invalid: check CLOUDWATCH_LOG_GROUP and CLOUDWATCH_LOG_STREAM)"
+                    )));
+                    stop.refuse(call, report);
+                    round.stop = Some(stop);
                 }
                 Err(e) => {
                     let stop = Stop::from(e);
@@ -277,9 +293,11 @@ impl Sink for CloudWatchLogsSink {
                 kind: RefusalKind::Retryable,
             });
         }
-        // Nothing stored and nothing refused on its own: the call as a whole failed.
+        // Nothing stored, and nothing refused on its own or the cause is the configuration: the put
+        // as a whole failed.
         if let Some(stop) = round.stop.take() {
-            if report.successful.is_empty() && round.own_refusals == 0 && report.failed.iter().all(|r| r.code == stop.code) {
+            let only_stopped = round.own_refusals == 0 && report.failed.iter().all(|r| r.code == stop.code);
+            if report.successful.is_empty() && (only_stopped || stop.fatal) {
                 return Err(stop.into_error());
             }
         }

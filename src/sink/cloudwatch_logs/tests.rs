@@ -362,8 +362,14 @@ async fn one_invalid_event_is_isolated_and_refused_for_good_once_others_were_sto
     api.with(|s| s.poison = Some("poison".into()));
     let mut lone = ev("p0", 60_000);
     lone.event_data = lone.event_data.replace("\"UID\"", "\"poison\":1,\"UID\"");
-    let report = sink.put(std::slice::from_ref(&lone)).await;
-    assert!(matches!(report, Err(SinkError::Transient(_))), "{report:?}");
+    let report = sink.put(std::slice::from_ref(&lone)).await.unwrap();
+    assert_eq!((report.failed.len(), report.failed[0].kind), (1, RefusalKind::Retryable));
+    // The invalid event first in line does not hold back the others.
+    let mut first = vec![lone.clone()];
+    first.extend((0..7).map(|i| ev(&format!("f{i}"), 60_000)));
+    let report = sink.put(&first).await.unwrap();
+    assert_eq!(report.successful.len(), 7);
+    assert_eq!(report.failed.len(), 1);
 
     let mut events: Vec<AuditEvent> = (0..64).map(|i| ev(&format!("e{i}"), 60_000 + i)).collect();
     events[37].event_data = events[37].event_data.replace("\"UID\"", "\"poison\":1,\"UID\"");
@@ -375,7 +381,22 @@ async fn one_invalid_event_is_isolated_and_refused_for_good_once_others_were_sto
         ("e37", RefusalKind::Permanent)
     );
     assert!(report.failed[0].message.contains("bad event"));
-    assert!(api.with(|s| s.calls) <= 2 + 2 * 7, "found by halving");
+    assert!(api.with(|s| s.calls) <= 6 + 1 + 2 * 7, "found by halving");
+    // Now that events were stored, the lone invalid event is refused for good.
+    let report = sink.put(std::slice::from_ref(&lone)).await.unwrap();
+    assert_eq!(report.failed[0].kind, RefusalKind::Permanent);
+}
+
+#[tokio::test]
+async fn a_service_that_calls_every_event_invalid_stops_the_run_instead_of_dead_lettering() {
+    let api = Service::ready();
+    api.with(|s| s.poison = Some("\"UID\"".into()));
+    let events: Vec<AuditEvent> = (0..5000).map(|i| ev(&format!("e{i}"), 60_000)).collect();
+    match sink_over(&api).put(&events).await {
+        Err(SinkError::Fatal(text)) => assert!(text.contains("every call is refused as invalid"), "{text}"),
+        other => panic!("{other:?}"),
+    }
+    assert!(api.with(|s| s.calls) <= 1 + 2 * HALVING_BUDGET);
 }
 
 #[tokio::test]
