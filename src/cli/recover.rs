@@ -38,12 +38,11 @@ struct Wrapped {
 /// a CloudWatch Logs event, or what follows the timestamp of a line exported to S3.
 pub fn event_data_of(line: &str) -> String {
     let line = line.trim();
-    if !line.starts_with('{') {
-        if let Some((stamp, rest)) = line.split_once(' ') {
-            if chrono::DateTime::parse_from_rfc3339(stamp).is_ok() {
-                return rest.trim().to_string();
-            }
-        }
+    if !line.starts_with('{')
+        && let Some((stamp, rest)) = line.split_once(' ')
+        && chrono::DateTime::parse_from_rfc3339(stamp).is_ok()
+    {
+        return rest.trim().to_string();
     }
     let wrapped = match serde_json::from_str::<Wrapped>(line) {
         Ok(w) if w.additional_event_data.is_none() => w,

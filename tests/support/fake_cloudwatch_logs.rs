@@ -251,10 +251,10 @@ fn put_log_events(s: &mut LogsState, request: &Value) -> Response {
             "The batch of log events in a single PutLogEvents request cannot span more than 24 hours.".into(),
         );
     }
-    if let Some(p) = s.poison.clone() {
-        if events.iter().any(|e| e["message"].as_str().unwrap_or_default().contains(&p)) {
-            return error(400, "InvalidParameterException", "Log event message is not valid (injected).");
-        }
+    if let Some(p) = s.poison.clone()
+        && events.iter().any(|e| e["message"].as_str().unwrap_or_default().contains(&p))
+    {
+        return error(400, "InvalidParameterException", "Log event message is not valid (injected).");
     }
     let now = now_ms();
     let expired_before = retention.map(|d| now - d * DAY_MS);

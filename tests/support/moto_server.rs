@@ -46,10 +46,9 @@ impl MotoServer {
                     .split("Running on http://127.0.0.1:")
                     .nth(1)
                     .and_then(|rest| rest.trim().parse::<u16>().ok())
+                    && let Some(tx) = tx.take()
                 {
-                    if let Some(tx) = tx.take() {
-                        let _ = tx.send(port);
-                    }
+                    let _ = tx.send(port);
                 }
             }
         });

@@ -75,10 +75,10 @@ impl LogsApi for Service {
                 .push(format!("{} events, {bytes} bytes, ordered {ordered}, span {span}", events.len()));
             return Err(CallError::Invalid("InvalidParameterException".into()));
         }
-        if let Some(p) = s.poison.clone() {
-            if events.iter().any(|e| e.message.contains(&p)) {
-                return Err(CallError::Invalid("PutLogEvents: InvalidParameterException: bad event".into()));
-            }
+        if let Some(p) = s.poison.clone()
+            && events.iter().any(|e| e.message.contains(&p))
+        {
+            return Err(CallError::Invalid("PutLogEvents: InvalidParameterException: bad event".into()));
         }
         let expired_before = s.retention_days.map(|d| now - d * DAY);
         let (mut info, mut keep) = (Skipped::default(), Vec::new());
