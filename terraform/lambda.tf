@@ -10,7 +10,7 @@ resource "aws_lambda_function" "this" {
   #checkov:skip=CKV_AWS_272:The artifact is built by this repository's CI (cargo lambda build / Dockerfile) and deployed by the same pipeline; AWS Signer code signing needs a signing profile outside this module. Deployers who use Signer can add code_signing_config_arn.
 
   function_name = var.name
-  description   = "Ships Kong Gateway Enterprise Admin API audit entries to CloudTrail Lake (PutAuditEvents)"
+  description   = local.to_logs ? "Ships Kong Gateway Enterprise Admin API audit entries to CloudWatch Logs (PutLogEvents)" : "Ships Kong Gateway Enterprise Admin API audit entries to CloudTrail Lake (PutAuditEvents)"
   role          = aws_iam_role.this.arn
   architectures = var.architectures
   timeout       = var.lambda_timeout
@@ -54,14 +54,15 @@ resource "aws_lambda_function" "this" {
   depends_on = [
     # ENI permissions must exist before Lambda creates the VPC attachment.
     aws_iam_role_policy.this,
+    aws_iam_role_policy.cloudwatch_logs,
     aws_secretsmanager_secret_version.kong_admin_token,
     aws_secretsmanager_secret_version.redis_auth_token,
   ]
 
   lifecycle {
     precondition {
-      condition     = var.create_channel ? var.channel_arn == "" : var.channel_arn != ""
-      error_message = "Set channel_arn (an existing channel), or create_channel = true with event_data_store_arn, but not both."
+      condition     = local.to_logs || (var.create_channel ? var.channel_arn == "" : var.channel_arn != "")
+      error_message = "Set channel_arn (an existing channel), or create_channel = true with event_data_store_arn, but not both (or destination = \"cloudwatch_logs\")."
     }
     precondition {
       condition     = local.create_redis || length(var.redis_cidrs) > 0
