@@ -40,6 +40,20 @@ impl Measured {
     fn rate(&self) -> f64 {
         self.shipped as f64 / self.seconds.max(0.001)
     }
+
+    /// One row of the table.
+    fn row(&self, scenario: &str, entries: &str) -> String {
+        format!(
+            "| {scenario} | {entries} | {:.2} | {:.0} | {} | {} | {} | {:.1} | {} |",
+            self.seconds,
+            self.rate(),
+            self.pages,
+            self.put_calls,
+            self.store_round_trips,
+            self.peak_rss_mib,
+            self.throttled
+        )
+    }
 }
 
 fn binary() -> std::path::PathBuf {
@@ -151,7 +165,7 @@ async fn fakes(requests: usize) -> (FakeKong, FakeCloudTrail, Vec<Value>, Vec<Va
     (kong, ct, r, o)
 }
 
-/// Marks every entry shipped and saves the watermarks, as after earlier runs.
+/// Marks every entry shipped and saves the watermarks and the last sweep, as after earlier runs.
 async fn pre_ship(redis: &RedisServer, requests: &[Value], objects: &[Value]) {
     use kong_audit_shipper::dedup::{DedupStore, Mark, RedisStore, Settlement};
     let store = RedisStore::connect(&redis.config()).await.unwrap();
@@ -179,11 +193,18 @@ async fn pre_ship(redis: &RedisServer, requests: &[Value], objects: &[Value]) {
                 .unwrap();
         }
         let newest = entries.iter().filter_map(|e| e["request_timestamp"].as_i64()).max().unwrap();
+        let read_at = chrono::Utc::now().timestamp() - 3_600;
         store
-            .put(&format!("kong-audit-shipper:watermark:{kind}"), &newest.to_string(), None)
+            .put(
+                &format!("kong-audit-shipper:watermark:{kind}"),
+                &format!("{newest}@{read_at}"),
+                None,
+            )
             .await
             .unwrap();
     }
+    let swept = (chrono::Utc::now().timestamp() - 3_600).to_string();
+    store.put("kong-audit-shipper:watermark:sweep", &swept, None).await.unwrap();
 }
 
 #[tokio::main]
@@ -210,28 +231,36 @@ async fn main() {
     let total = r.len() + o.len();
     drop((kong, ct, redis));
 
-    table.push(format!(
-        "| backfill, defaults | {total} | {:.1} | {:.0} | {} | {} | {} | {:.1} | {} |",
-        ours.seconds,
-        ours.rate(),
-        ours.pages,
-        ours.put_calls,
-        ours.store_round_trips,
-        ours.peak_rss_mib,
-        ours.throttled
-    ));
-    table.push(format!(
-        "| backfill, proof-of-concept settings | {total} | {:.1} | {:.0} | {} | {} | {} | {:.1} | {} |",
-        poc.seconds,
-        poc.rate(),
-        poc.pages,
-        poc.put_calls,
-        poc.store_round_trips,
-        poc.peak_rss_mib,
-        poc.throttled
-    ));
+    table.push(ours.row("backfill, defaults", &total.to_string()));
+    table.push(poc.row("backfill, proof-of-concept settings", &total.to_string()));
 
-    // 2b. The same backfill to CloudWatch Logs: the fake PutLogEvents answers in 30 ms (its calls carry
+    // 2b. The same backfill while CloudTrail throttles 5 % of events and fails 5 % of calls (500).
+    let (kong, ct, _, _) = fakes(n(100_000)).await;
+    ct.with(|s| {
+        s.random_event_refusal = Some((0.05, "Throttling"));
+        s.random_call_failure = Some((0.05, 500, "InternalServerException"));
+        s.rng = Some(fastrand::Rng::with_seed(42));
+    });
+    let redis = RedisServer::start();
+    let faulty = ship(&bin, &env(&kong, &ct, &redis), &kong, &ct).await;
+    eprintln!("backfill (5 % throttled, 5 % 500): {:.0} entries/s", faulty.rate());
+    table.push(faulty.row("backfill, 5 % events throttled + 5 % calls 500", &total.to_string()));
+    drop((kong, ct, redis));
+
+    // 2c. One run with a time budget in a long backlog of both endpoints.
+    let (kong, ct, r, o) = fakes(n(250_000)).await;
+    let redis = RedisServer::start();
+    let mut budget_env = env(&kong, &ct, &redis);
+    budget_env.extend([("MAX_RUN_SECONDS", "30"), ("DEADLINE_MARGIN_SECONDS", "10")].map(|(k, v)| (k.to_string(), v.to_string())));
+    let budgeted = ship(&bin, &budget_env, &kong, &ct).await;
+    let shipped_requests = ct.with(|s| s.accepted_request_count);
+    table.push(budgeted.row(
+        "one run, MAX_RUN_SECONDS=30, backlog",
+        &format!("{} of {}", budgeted.shipped, r.len() + o.len()),
+    ));
+    drop((kong, ct, redis));
+
+    // 2d. The same backfill to CloudWatch Logs: the fake PutLogEvents answers in 30 ms (its calls carry
     //     up to 10,000 events and 1 MiB), every call checked against the service's limits.
     let (kong, ct, r, o) = fakes(n(100_000)).await;
     let logs = fake_cloudwatch_logs::FakeLogs::start().await;
@@ -244,21 +273,15 @@ async fn main() {
     logs_env.remove("CHANNEL_ARN");
     logs_env.insert("CLOUDWATCH_LOG_GROUP".into(), fake_cloudwatch_logs::GROUP.into());
     logs_env.insert("AWS_ENDPOINT_URL_CLOUDWATCH_LOGS".into(), logs.url());
-    let to_logs = ship(&bin, &logs_env, &kong, &ct).await;
-    let (log_calls, log_throttled, log_violations) = logs.with(|s| (s.put_calls, s.throttled_calls, s.violations.len()));
-    assert_eq!(log_violations, 0, "the shipper broke a PutLogEvents rule");
+    let mut to_logs = ship(&bin, &logs_env, &kong, &ct).await;
+    let violations = logs.with(|s| {
+        // The calls column counts what reached the service: PutLogEvents calls, and those throttled.
+        (to_logs.put_calls, to_logs.throttled) = (s.put_calls, s.throttled_calls);
+        s.violations.len()
+    });
+    assert_eq!(violations, 0, "the shipper broke a PutLogEvents rule");
     eprintln!("backfill to CloudWatch Logs: {:.0} entries/s", to_logs.rate());
-    table.push(format!(
-        "| backfill, CloudWatch Logs (PutLogEvents calls) | {} | {:.1} | {:.0} | {} | {} | {} | {:.1} | {} |",
-        r.len() + o.len(),
-        to_logs.seconds,
-        to_logs.rate(),
-        to_logs.pages,
-        log_calls,
-        to_logs.store_round_trips,
-        to_logs.peak_rss_mib,
-        log_throttled
-    ));
+    table.push(to_logs.row("backfill, CloudWatch Logs (PutLogEvents calls)", &(r.len() + o.len()).to_string()));
     drop((kong, ct, logs, redis));
 
     // 3. Steady state: 500,000 retained and shipped, 1,000 new.
@@ -290,45 +313,21 @@ async fn main() {
     let mut full_env = env(&kong, &ct, &redis);
     full_env.insert("FULL_READ".into(), "true".into());
     let full = ship(&bin, &full_env, &kong, &ct).await;
+    // The daily sweep: an incremental run whose last sweep is a day old reads the whole trail.
+    let day_ago = (chrono::Utc::now().timestamp() - 86_401).to_string();
+    redis.cli(&["SET", "kong-audit-shipper:watermark:sweep", &day_ago]);
+    let sweep = ship(&bin, &env(&kong, &ct, &redis), &kong, &ct).await;
     drop((kong, ct, redis));
-    table.push(format!(
-        "| steady state, incremental | {retained} + {} new | {:.2} | {:.0} | {} | {} | {} | {:.1} | {} |",
-        new_r.len() + new_o.len(),
-        incremental.seconds,
-        incremental.rate(),
-        incremental.pages,
-        incremental.put_calls,
-        incremental.store_round_trips,
-        incremental.peak_rss_mib,
-        incremental.throttled
-    ));
-    table.push(format!(
-        "| steady state, full read | {retained} + {} new | {:.2} | {:.0} | {} | {} | {} | {:.1} | {} |",
-        new_r.len() + new_o.len(),
-        full.seconds,
-        full.rate(),
-        full.pages,
-        full.put_calls,
-        full.store_round_trips,
-        full.peak_rss_mib,
-        full.throttled
-    ));
+    let fresh = format!("{retained} + {} new", new_r.len() + new_o.len());
+    table.push(incremental.row("steady state, incremental", &fresh));
+    table.push(full.row("steady state, full read", &fresh));
+    table.push(sweep.row("steady state, daily sweep", &fresh));
 
     // 4. Peak RSS of a 1,000,000-entry backfill.
     let (kong, ct, r, o) = fakes(n(500_000)).await;
     let redis = RedisServer::start();
     let million = ship(&bin, &env(&kong, &ct, &redis), &kong, &ct).await;
-    table.push(format!(
-        "| backfill, 1M | {} | {:.1} | {:.0} | {} | {} | {} | {:.1} | {} |",
-        r.len() + o.len(),
-        million.seconds,
-        million.rate(),
-        million.pages,
-        million.put_calls,
-        million.store_round_trips,
-        million.peak_rss_mib,
-        million.throttled
-    ));
+    table.push(million.row("backfill, 1M", &(r.len() + o.len()).to_string()));
     drop((kong, ct, redis));
 
     println!(
@@ -352,12 +351,26 @@ async fn main() {
         to_logs.rate() / ours.rate().max(0.001)
     );
     println!(
-        "Steady state: incremental read {} pages in {:.2} s; full read {} pages in {:.2} s ({:.1}× the pages).",
+        "Partial throttling (5 % of events, 5 % of calls 500): {:.0} entries/s, {:.2}× the clean rate of {:.0}/s.",
+        faulty.rate(),
+        faulty.rate() / ours.rate().max(0.001),
+        ours.rate()
+    );
+    println!(
+        "One budgeted run (30 s, stops claiming after 20 s) in a backlog: {} shipped, {} requests and {} objects.",
+        budgeted.shipped,
+        shipped_requests,
+        budgeted.shipped - shipped_requests
+    );
+    println!(
+        "Steady state: incremental read {} pages in {:.2} s; full read {} pages in {:.2} s ({:.1}× the pages); the daily sweep {} pages in {:.2} s.",
         incremental.pages,
         incremental.seconds,
         full.pages,
         full.seconds,
-        full.pages as f64 / incremental.pages.max(1) as f64
+        full.pages as f64 / incremental.pages.max(1) as f64,
+        sweep.pages,
+        sweep.seconds
     );
     let _ = (ours.read, million.read);
 }

@@ -20,7 +20,6 @@ use serde_json::{Value, json};
 use support::*;
 
 const VERSION: &str = "3.8.1.0";
-const PREFIX: &str = "kong-audit-shipper:";
 
 /// PutAuditEvents ids of a trail.
 fn ids(requests: &[Value], objects: &[Value]) -> HashSet<String> {
@@ -50,47 +49,6 @@ fn exactly_once(ct: &FakeCloudTrail, want: &HashSet<String>) {
     let missing: Vec<_> = want.difference(&got).collect();
     let extra: Vec<_> = got.difference(want).collect();
     assert!(missing.is_empty() && extra.is_empty(), "missing {missing:?}, unexpected {extra:?}");
-}
-
-/// Keys that still hold a run's claim.
-fn inflight(redis: &RedisServer) -> usize {
-    redis
-        .cli(&[
-            "EVAL",
-            "local n = 0 for _, k in ipairs(redis.call('KEYS', '*')) do local v = redis.call('GET', k) if v and string.sub(v, 1, 9) == 'inflight:' then n = n + 1 end end return n",
-            "0",
-        ])
-        .unwrap()
-        .parse()
-        .unwrap()
-}
-
-/// Makes every claim lapse now, exactly as Redis does when a lease runs out (PEXPIRE instead of
-/// waiting CLAIM_LEASE_SECONDS).
-fn lapse_claims(redis: &RedisServer) -> usize {
-    redis
-        .cli(&[
-            "EVAL",
-            "local n = 0 for _, k in ipairs(redis.call('KEYS', '*')) do local v = redis.call('GET', k) if v and string.sub(v, 1, 9) == 'inflight:' then redis.call('PEXPIRE', k, 1) n = n + 1 end end return n",
-            "0",
-        ])
-        .unwrap()
-        .parse()
-        .unwrap()
-}
-
-fn marked(redis: &RedisServer, value: &str) -> usize {
-    redis
-        .cli(&[
-            "EVAL",
-            "local n = 0 for _, k in ipairs(redis.call('KEYS', ARGV[1])) do if redis.call('GET', k) == ARGV[2] then n = n + 1 end end return n",
-            "0",
-            "kong-audit-shipper:*",
-            value,
-        ])
-        .unwrap()
-        .parse()
-        .unwrap()
 }
 
 fn spawn_bin(args: &[&str], env: &HashMap<String, String>) -> tokio::process::Child {
@@ -234,7 +192,7 @@ async fn a_kong_that_times_out_fails_the_run_cleanly_and_one_slow_answer_is_retr
     );
     assert_eq!(stuck.summary()["status"], "failed");
     assert!(s.ct.accepted().is_empty());
-    assert_eq!(inflight(&s.redis), 0);
+    assert_eq!(s.redis.inflight(), 0);
 
     // One slow answer: retried, everything ships once.
     s.kong.with(|k| {
@@ -284,7 +242,7 @@ async fn an_html_page_or_broken_json_stops_the_run_clearly_and_the_next_run_comp
         first.count("read"),
         "what was claimed before the bad page is shipped"
     );
-    assert_eq!(inflight(&s.redis), 0, "no claim is left behind");
+    assert_eq!(s.redis.inflight(), 0, "no claim is left behind");
 
     // Next: a page whose JSON is broken.
     requests_next([
@@ -294,7 +252,7 @@ async fn an_html_page_or_broken_json_stops_the_run_clearly_and_the_next_run_comp
     let second = run_bin(&["run"], &env).await;
     assert_eq!(second.code, 1, "{}", second.stderr);
     assert!(second.stderr.contains("did not answer with Kong's JSON"), "{}", second.stderr);
-    assert_eq!(inflight(&s.redis), 0);
+    assert_eq!(s.redis.inflight(), 0);
 
     let third = run_bin(&["run"], &env).await;
     assert_eq!(third.code, 0, "{}", third.stderr);
@@ -349,8 +307,8 @@ async fn an_offset_that_stops_working_fails_the_run_keeps_what_shipped_and_the_n
     );
     let shipped = first.count("shipped");
     assert!(shipped > 0 && shipped == first.count("read"), "{}", first.stderr);
-    assert_eq!(marked(&s.redis, "shipped"), shipped as usize, "what shipped stays marked shipped");
-    assert_eq!(inflight(&s.redis), 0);
+    assert_eq!(s.redis.marked("shipped"), shipped as usize, "what shipped stays marked shipped");
+    assert_eq!(s.redis.inflight(), 0);
 
     let second = run_bin(&["run"], &env).await;
     assert_eq!(second.code, 0, "{}", second.stderr);
@@ -440,7 +398,7 @@ async fn redis_down_mid_run_fails_the_run_and_after_a_restart_with_its_data_noth
     assert!(!lost_settle.is_empty());
 
     let _back = Restarted::on(s.redis.port, s.redis.dir.path());
-    let held = inflight(&s.redis);
+    let held = s.redis.inflight();
     assert!(held >= lost_settle.len(), "the snapshot has the dead run's claims ({held})");
     let second = run_bin(&["run"], &env).await;
     assert_eq!(second.code, 1, "held entries are not shipped: {}", second.stderr);
@@ -456,7 +414,7 @@ async fn redis_down_mid_run_fails_the_run_and_after_a_restart_with_its_data_noth
         "no duplicate while the dead run's claims hold"
     );
 
-    assert_eq!(lapse_claims(&s.redis), held);
+    assert_eq!(s.redis.lapse_claims(), held);
     let third = run_bin(&["run"], &env).await;
     assert_eq!(third.code, 0, "{}", third.stderr);
     assert_eq!(third.count("shipped"), held as u64);
@@ -504,21 +462,77 @@ async fn redis_restarted_empty_ships_everything_again_and_a_surviving_watermark_
         .parse()
         .unwrap();
     assert_eq!(deleted, s.want.len());
-    let watermark = |kind: &str| -> i64 { s.redis.get(&format!("{PREFIX}watermark:{kind}")).parse().unwrap() };
-    let (wr, wo) = (watermark("request"), watermark("object"));
+    // Reads resume at the watermark, less the overlap where rows could still arrive late.
+    let resume = |kind: &str| {
+        let (at, read_at) = s.redis.watermark(kind).unwrap();
+        at.min(read_at.unwrap() - 3)
+    };
+    let (wr, wo) = (resume("request"), resume("object"));
     let mut env = s.env.clone();
     env.insert("OVERLAP_SECONDS".into(), "3".into());
     let third = run_bin(&["run"], &env).await;
     assert_eq!(third.code, 0, "{}", third.stderr);
     adds_up(&third);
-    let since = |entries: &[Value], w: i64| entries.iter().filter(|e| e["request_timestamp"].as_i64().unwrap() >= w - 3).count();
+    let since = |entries: &[Value], w: i64| entries.iter().filter(|e| e["request_timestamp"].as_i64().unwrap() >= w).count();
     let window = since(&s.requests, wr) + since(&s.objects, wo);
     assert_eq!(
         third.count("shipped"),
         window as u64,
-        "exactly the entries of the overlap window, again"
+        "exactly the entries from where reads resume, again"
     );
     assert!(window < s.want.len() / 4, "{window} of {}", s.want.len());
+}
+
+/// A store rebuilt empty without a flood: `run --since T` ships only what is newer than `T`, and no
+/// later run (the daily sweep included) goes back before it.
+#[tokio::test]
+async fn a_rebuilt_store_with_run_since_ships_nothing_older_than_the_floor() {
+    let mut s = setup(60).await;
+    let first = run_bin(&["run"], &s.env).await;
+    assert_eq!(first.code, 0, "{}", first.stderr);
+
+    let port = s.redis.port;
+    s.redis.stop();
+    let empty = tempfile::tempdir().unwrap();
+    let _fresh = Restarted::on(port, empty.path());
+    // Entries written while the store was being rebuilt.
+    let now = chrono::Utc::now().timestamp();
+    let new: Vec<Value> = (0..5)
+        .map(|i| json!({"request_id": format!("AFTER{i:027}"), "request_timestamp": now - 30, "method": "GET", "path": "/", "status": 200, "ttl": 2_591_000}))
+        .collect();
+    s.kong.add("requests", &new);
+    let since = (now - 60).to_string();
+    let ran = run_bin(&["run", "--since", &since], &s.env).await;
+    assert_eq!((ran.code, ran.count("shipped"), ran.count("read")), (0, 5, 5), "{}", ran.stderr);
+    assert!(
+        s.kong
+            .audit_queries()
+            .iter()
+            .rev()
+            .take(2)
+            .all(|q| q.contains(&format!("after={since}"))),
+        "Kong is asked for nothing older: {:?}",
+        s.kong.audit_queries()
+    );
+    // A later run, and a full read, respect the floor too.
+    let later = run_bin(&["run"], &s.env).await;
+    assert_eq!((later.code, later.count("shipped")), (0, 0), "{}", later.stderr);
+    let mut full = s.env.clone();
+    full.insert("FULL_READ".into(), "true".into());
+    let whole = run_bin(&["run"], &full).await;
+    assert_eq!(
+        (whole.code, whole.count("shipped"), whole.count("read")),
+        (0, 0, 5),
+        "{}",
+        whole.stderr
+    );
+    let counts = s.ct.accepted_ids();
+    assert!(counts.values().all(|n| *n == 1), "no entry shipped twice");
+    assert_eq!(counts.len(), s.want.len() + 5);
+
+    let future = run_bin(&["run", "--since", &(now + 3_600).to_string()], &s.env).await;
+    assert_eq!(future.code, 2, "{}", future.stderr);
+    assert!(future.stderr.contains("in the future"), "{}", future.stderr);
 }
 
 #[tokio::test]
@@ -610,7 +624,7 @@ async fn per_event_throttling_and_internal_failures_are_retried_and_exhausted_re
     assert_eq!(gave_up.code, 1, "{}", gave_up.stderr);
     adds_up(&gave_up);
     assert!(gave_up.count("failed") > 0);
-    assert_eq!(inflight(&fresh.redis), 0, "released for the next run");
+    assert_eq!(fresh.redis.inflight(), 0, "released for the next run");
     let next = run_bin(&["run"], &env).await;
     assert_eq!(next.code, 0, "{}", next.stderr);
     assert_eq!(next.count("shipped"), gave_up.count("failed"));
@@ -644,7 +658,7 @@ async fn permanent_per_event_errors_are_dead_lettered_with_their_code_and_never_
     let got: HashSet<&str> = letters.iter().map(|l| l["code"].as_str().unwrap()).collect();
     assert_eq!(got, codes.into_iter().collect());
     for code in codes {
-        assert_eq!(marked(&s.redis, &format!("rejected:{code}")), 1);
+        assert_eq!(s.redis.marked(&format!("rejected:{code}")), 1);
     }
     let calls = s.ct.with(|c| c.calls);
     let again = run_bin(&["run"], &env).await;
@@ -689,8 +703,8 @@ async fn a_wrong_channel_fails_naming_channel_arn_and_releases_every_claim() {
     adds_up(&ran);
     assert!(ran.stderr.contains("CHANNEL_ARN"), "{}", ran.stderr);
     assert!(s.ct.accepted().is_empty());
-    assert_eq!(inflight(&s.redis), 0, "every claim released");
-    assert_eq!(marked(&s.redis, "shipped"), 0);
+    assert_eq!(s.redis.inflight(), 0, "every claim released");
+    assert_eq!(s.redis.marked("shipped"), 0);
     let fixed = run_bin(&["run"], &s.env).await;
     assert_eq!(fixed.code, 0, "{}", fixed.stderr);
     exactly_once(&s.ct, &s.want);
@@ -704,7 +718,7 @@ async fn a_missing_external_id_fails_naming_channel_external_id() {
     assert_ne!(ran.code, 0);
     adds_up(&ran);
     assert!(ran.stderr.contains("CHANNEL_EXTERNAL_ID"), "{}", ran.stderr);
-    assert_eq!(inflight(&s.redis), 0);
+    assert_eq!(s.redis.inflight(), 0);
     let mut env = s.env.clone();
     env.insert("CHANNEL_EXTERNAL_ID".into(), "kong-audit-ext-42".into());
     let fixed = run_bin(&["run"], &env).await;
@@ -754,7 +768,7 @@ async fn a_process_killed_between_put_and_settle_duplicates_only_the_accepted_ba
     let killed = finished(child).await;
     assert_eq!(killed.code, -1, "killed by a signal");
     let accepted: HashSet<String> = s.ct.with(|c| c.lost_batches.concat()).into_iter().collect();
-    let held = inflight(&s.redis);
+    let held = s.redis.inflight();
     assert!(held >= accepted.len(), "the accepted batch is still claimed ({held})");
 
     let right_after = run_bin(&["run"], &env).await;
@@ -771,7 +785,7 @@ async fn a_process_killed_between_put_and_settle_duplicates_only_the_accepted_ba
         "nothing shipped twice while the claims hold"
     );
 
-    assert_eq!(lapse_claims(&s.redis), held, "the lease ends");
+    assert_eq!(s.redis.lapse_claims(), held, "the lease ends");
     let after_lease = run_bin(&["run"], &env).await;
     assert_eq!(after_lease.code, 0, "{}", after_lease.stderr);
     let counts = s.ct.accepted_ids();

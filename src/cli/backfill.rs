@@ -80,6 +80,8 @@ pub async fn main(settings: &Settings, args: BackfillArgs) -> ExitCode {
         until: args.until,
     };
     opts.incremental = false;
+    // The window is the operator's choice, even below a floor set by `run --since`.
+    opts.respect_floor = false;
     opts.claim = !args.dry_run;
     if args.dry_run {
         // One call at a time: the events come out oldest first.

@@ -32,7 +32,7 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// One cycle from the shell: exactly what the Lambda does on each invocation, within MAX_RUN_SECONDS
-    Run,
+    Run(run::RunArgs),
     /// The original Kong entries from shipped eventData (NDJSON, any order; parts reassembled)
     Recover {
         /// eventData lines, or CloudTrail Lake query rows with an `eventData` member; `-` for stdin
@@ -65,7 +65,7 @@ pub async fn main(cli: Cli) -> ExitCode {
         return ExitCode::from(EXIT_CONFIG);
     };
     match command {
-        Command::Run => run::main(&cli.settings).await,
+        Command::Run(args) => run::main(&cli.settings, args).await,
         Command::Recover { input, output } => recover::main(&input, &output),
         Command::Redrive { input } => redrive::main(&cli.settings, input).await,
         Command::Backfill(args) => backfill::main(&cli.settings, args).await,

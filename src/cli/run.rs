@@ -4,17 +4,40 @@
 use std::process::ExitCode;
 use std::sync::Arc;
 
+use clap::Args;
+
 use crate::config::Settings;
 use crate::runner;
 use crate::setup::{SinkChoice, StoreChoice, build};
+use crate::ship::{Keys, set_floor};
 use crate::summary::Counters;
 
-pub async fn main(settings: &Settings) -> ExitCode {
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// After the store was lost (a new Redis): ship nothing stamped before this, in this run and every
+    /// later one, sweeps included, instead of Kong's whole retained trail again. RFC 3339 or epoch seconds
+    #[arg(long, value_parser = super::backfill::parse_time)]
+    pub since: Option<i64>,
+}
+
+pub async fn main(settings: &Settings, args: RunArgs) -> ExitCode {
+    if let Some(since) = args.since.filter(|s| *s > chrono::Utc::now().timestamp()) {
+        eprintln!("kong-audit-shipper: --since {since} is in the future");
+        return ExitCode::from(runner::EXIT_CONFIG);
+    }
     let shipper = match build(settings, StoreChoice::Redis, SinkChoice::Destination).await {
         Ok(s) => s,
         Err(e) => return super::setup_failed(&e),
     };
     let mut opts = runner::ship_options(settings);
+    if let Some(since) = args.since {
+        if let Err(e) = set_floor(shipper.store.as_ref(), &Keys::new(opts.key_prefix.clone()), since).await {
+            tracing::error!(error = %e, "cannot set the floor");
+            eprintln!("kong-audit-shipper: cannot set the floor: {e}");
+            return ExitCode::from(runner::EXIT_INCOMPLETE);
+        }
+        tracing::info!(since, "floor set: no run reads entries stamped before it");
+    }
     opts.limits = Some(runner::time_budget(settings));
     let summary = shipper.run(&opts, Arc::new(Counters::default())).await;
     runner::report(&summary, opts.lease.as_secs());

@@ -37,6 +37,11 @@ impl Keys {
         format!("{}watermark:sweep", self.prefix)
     }
 
+    /// The oldest entry time any run reads (set by `run --since` after the store was lost).
+    pub fn floor(&self) -> String {
+        format!("{}watermark:floor", self.prefix)
+    }
+
     /// When the sweep in progress began.
     pub fn sweeping_since(&self) -> String {
         format!("{}watermark:sweep:since", self.prefix)
@@ -220,7 +225,20 @@ pub async fn claim_chunk(run: &Run, chunk: Chunk) -> Result<Vec<Item>, StoreErro
             retried: false,
         });
     }
-    recall_accepted_parts(run, &mut items).await?;
+    if let Err(e) = recall_accepted_parts(run, &mut items).await {
+        // Without the record, parts accepted earlier would ship twice: these entries wait for the
+        // next run (their claims are released, or lapse with the lease if the store is gone).
+        Counters::add(&c.failed, items.len());
+        for item in &items {
+            run.unhandled(&item.entry, item.event_time);
+        }
+        let release = crate::dedup::Settlement {
+            releases: items.iter().map(|i| i.key.clone()).collect(),
+            ..Default::default()
+        };
+        let _ = run.store.settle(&release, &run.token).await;
+        return Err(e);
+    }
     Ok(items)
 }
 
@@ -260,6 +278,7 @@ mod tests {
         assert_eq!(k.entry(EntryKind::Object, "o1"), "p:object:o1");
         assert_eq!(k.watermark(EntryKind::Object), "p:watermark:object");
         assert_eq!(k.sweep(), "p:watermark:sweep");
+        assert_eq!(k.floor(), "p:watermark:floor");
         assert_eq!(k.sweep_position(EntryKind::Request), "p:watermark:sweep:at:request");
         assert_eq!(k.parts(EntryKind::Object, "o1"), "p:parts:object:o1");
     }

@@ -247,14 +247,10 @@ pub struct Delivery {
     waiting: Vec<Item>,
     /// Pending events and bytes in `queue` and `waiting`.
     queued: (usize, usize),
-    tasks: JoinSet<Finished>,
-    calls_in_flight: usize,
-}
-
-/// What a task hands back: entries to put again, and whether it was a call.
-struct Finished {
-    again: Vec<Item>,
-    was_call: bool,
+    /// Calls and settlements in flight; a task hands back the entries to put again.
+    tasks: JoinSet<Vec<Item>>,
+    /// The tasks that are calls.
+    calls: HashSet<tokio::task::Id>,
 }
 
 impl Delivery {
@@ -265,7 +261,7 @@ impl Delivery {
             waiting: Vec::new(),
             queued: (0, 0),
             tasks: JoinSet::new(),
-            calls_in_flight: 0,
+            calls: HashSet::new(),
         }
     }
 
@@ -317,8 +313,9 @@ impl Delivery {
         self.queued.0 >= l.max_events || self.queued.1 >= l.max_bytes
     }
 
-    /// Starts every call that can start now. Calls go out full, unless `flush` (nothing more is
-    /// coming). Past `finish_by`, or once puts are aborted, nothing starts: queued entries are released.
+    /// Starts every call that can start now. Calls go out full; once nothing more is coming
+    /// (`flush`), a partial call goes out when no call is in flight, so that what those calls fail
+    /// joins it. Past `finish_by`, or once puts are aborted, nothing starts: queued entries are released.
     pub fn dispatch(&mut self, flush: bool) {
         let now = Instant::now();
         let run = self.run.clone();
@@ -356,21 +353,19 @@ impl Delivery {
                 .collect();
             self.settle_apart(done);
         }
-        while self.calls_in_flight < run.opts.put_concurrency.max(1) && !self.queue.is_empty() && (flush || self.full_call_queued()) {
+        while self.calls.len() < run.opts.put_concurrency.max(1)
+            && !self.queue.is_empty()
+            && (self.full_call_queued() || (flush && self.calls.is_empty()))
+        {
             let limits = self.limits();
             let call = take_call(&mut self.queue, limits);
             for (item, _) in &call {
                 self.queued.0 -= item.pending_events();
                 self.queued.1 -= item.pending_bytes();
             }
-            self.calls_in_flight += 1;
             let run = run.clone();
-            self.tasks.spawn(async move {
-                Finished {
-                    again: put(&run, call).await,
-                    was_call: true,
-                }
-            });
+            let task = self.tasks.spawn(async move { put(&run, call).await });
+            self.calls.insert(task.id());
         }
     }
 
@@ -385,15 +380,15 @@ impl Delivery {
                 .filter(|_| !self.queue.is_empty() || !self.waiting.is_empty()),
         );
         tokio::select! {
-            Some(joined) = self.tasks.join_next(), if !self.tasks.is_empty() => match joined {
-                Ok(finished) => {
-                    if finished.was_call {
-                        self.calls_in_flight -= 1;
-                    }
-                    for item in finished.again {
+            Some(joined) = self.tasks.join_next_with_id(), if !self.tasks.is_empty() => match joined {
+                Ok((id, again)) => {
+                    self.calls.remove(&id);
+                    let now = Instant::now();
+                    // In their order, ahead of the entries queued meanwhile: they are older.
+                    for item in again.into_iter().rev() {
                         self.queued.0 += item.pending_events();
                         self.queued.1 += item.pending_bytes();
-                        if item.not_before.is_some_and(|t| t > Instant::now()) {
+                        if item.not_before.is_some_and(|t| t > now) {
                             self.waiting.push(item);
                         } else {
                             self.queue.push_front(item);
@@ -402,7 +397,7 @@ impl Delivery {
                 }
                 Err(e) => {
                     // A panicked task took its entries with it: their claims lapse with the lease.
-                    self.calls_in_flight = self.calls_in_flight.saturating_sub(1);
+                    self.calls.remove(&e.id());
                     self.run.stop(super::ShipError::Task(e.to_string()));
                 }
             },
@@ -428,10 +423,7 @@ impl Delivery {
         let run = self.run.clone();
         self.tasks.spawn(async move {
             settle(&run, done).await;
-            Finished {
-                again: Vec::new(),
-                was_call: false,
-            }
+            Vec::new()
         });
     }
 }
@@ -502,8 +494,21 @@ async fn put(run: &Run, call: Call) -> Vec<Item> {
             }
         }
     }
-    if let Some(problem) = again.iter().find_map(|i| i.problem.clone()) {
-        tracing::warn!(entries = again.len(), problem = %problem, rate = format!("{:.1}/s", run.pacer.rate()), "retrying entries in the next call");
+    // Throttling is routine under load (the pacer answers it; those entries go again at once);
+    // other failures wait for a retry and are worth a warning.
+    let failures: Vec<&str> = again
+        .iter()
+        .filter(|i| i.not_before.is_some())
+        .filter_map(|i| i.problem.as_deref())
+        .collect();
+    if let Some(problem) = failures.first() {
+        tracing::warn!(entries = failures.len(), problem = %problem, "retrying entries in a later call");
+    } else if !again.is_empty() {
+        tracing::debug!(
+            entries = again.len(),
+            rate = format!("{:.1}/s", run.pacer.rate()),
+            "throttled entries rejoin the next call"
+        );
     }
     settle(run, done).await;
     again

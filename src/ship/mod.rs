@@ -31,7 +31,7 @@ pub use deadline::{RunLimits, Tail, run_limits};
 pub use deliver::{Pacer, Signal, next_rate};
 pub use read::Window;
 pub use settle::commit_ttl;
-pub use watermark::{Progress, next_watermark, sweep_due};
+pub use watermark::{Position, Progress, next_watermark, set_floor, sweep_due};
 
 use crate::dead_letter::DeadLetterSink;
 use crate::dedup::{DedupStore, StoreError, claim_token};
@@ -63,6 +63,8 @@ pub struct ShipOptions {
     pub sweep_interval: Option<Duration>,
     /// Most calls per second to the destination.
     pub put_rate: f64,
+    /// Read nothing older than the store's floor (`run --since`); a backfill's own window does not.
+    pub respect_floor: bool,
 }
 
 impl Default for ShipOptions {
@@ -80,6 +82,7 @@ impl Default for ShipOptions {
             overlap: Duration::from_secs(300),
             sweep_interval: Some(Duration::from_secs(86_400)),
             put_rate: 95.0,
+            respect_floor: true,
         }
     }
 }
@@ -207,13 +210,29 @@ impl Shipper {
             }
         };
         describe_capabilities(&info);
+        let keys = Keys::new(opts.key_prefix.clone());
+        let mut opts = opts.clone();
+        if opts.respect_floor && opts.claim {
+            match watermark::floor(self.store.as_ref(), &keys).await {
+                Ok(Some(floor)) => {
+                    tracing::info!(floor, "nothing stamped before the floor set by `run --since` is read");
+                    opts.window.since = opts.window.since.max(Some(floor));
+                }
+                Ok(None) => {}
+                Err(e) => {
+                    tracing::error!(error = %e, "stopping the run");
+                    return summary(None, Some(ShipError::Watermark(e).to_string()), false);
+                }
+            }
+        }
+        let opts = &opts;
         let run = Arc::new(Run {
             store: self.store.clone(),
             sink: self.sink.clone(),
             dead_letters: self.dead_letters.clone(),
             counters: counters.clone(),
             token: claim_token(&run_id),
-            keys: Keys::new(opts.key_prefix.clone()),
+            keys,
             limits: opts.limits,
             recipient_account_id: self.recipient_account_id.clone(),
             record_ttl: info.record_ttl,
@@ -275,7 +294,7 @@ impl Shipper {
         for (kind, from) in &starts {
             // Entries not read before the budget ran out are pending too: from the newest claimed on.
             let p = progress.get(kind).copied().unwrap_or_default();
-            let unread_from = p.newest_read.or(*from).or(stored.watermarks.get(kind).copied());
+            let unread_from = p.newest_read.or(*from).or(stored.watermarks.get(kind).map(|w| w.at));
             if let (false, Some(t)) = (p.complete, unread_from) {
                 counters.pending(t);
             }
@@ -368,7 +387,7 @@ impl Shipper {
             let p = progress.get(&kind).copied().unwrap_or_default();
             let current = stored.watermarks.get(&kind).copied();
             match watermark::next_watermark(current, &p, run_started) {
-                Some(next) if Some(next) != current => writes.push((keys.watermark(kind), next.to_string())),
+                Some(next) if Some(next) != current => writes.push((keys.watermark(kind), next.render())),
                 _ => {}
             }
             if sweep {
@@ -376,13 +395,13 @@ impl Shipper {
                 match watermark::next_sweep_position(at, &p, run_started) {
                     None => {
                         if let watermark::SweepAt::Reached(position) = at {
-                            deletes.push((keys.sweep_position(kind), position.to_string()));
+                            deletes.push((keys.sweep_position(kind), position.render()));
                         }
                     }
                     Some(next) => {
                         swept = false;
                         if let (watermark::SweepAt::Reached(position), true) = (next, next != at) {
-                            writes.push((keys.sweep_position(kind), position.to_string()));
+                            writes.push((keys.sweep_position(kind), position.render()));
                         }
                     }
                 }

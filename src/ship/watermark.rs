@@ -40,6 +40,49 @@ impl Progress {
     }
 }
 
+/// A point of an endpoint's trail (a watermark, or how far a sweep got), and when the run that got
+/// there read the entries just below it. Stored as `<at>@<read_at>` (or `<at>` from older versions).
+///
+/// The overlap is there for rows that reach Kong's table after their region was read: stamped by a
+/// clock a little behind, or inserted a little late, they can be at most `overlap` older than the
+/// moment they appear. So the region below a point needs reading again only as far as it lies within
+/// `overlap` of when it was read: after a run that stopped in an old backlog, the next one goes on
+/// where it stopped instead of spending its time on the overlap again.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Position {
+    pub at: i64,
+    pub read_at: Option<i64>,
+}
+
+impl Position {
+    pub fn parse(text: &str) -> Option<Position> {
+        let (at, read_at) = match text.trim().split_once('@') {
+            Some((at, read_at)) => (at, Some(read_at.parse().ok()?)),
+            None => (text.trim(), None),
+        };
+        Some(Position {
+            at: at.parse().ok()?,
+            read_at,
+        })
+    }
+
+    pub fn render(&self) -> String {
+        match self.read_at {
+            Some(t) => format!("{}@{t}", self.at),
+            None => self.at.to_string(),
+        }
+    }
+
+    /// Where a read that must not miss late rows below this point starts (inclusive).
+    pub fn resume_from(&self, overlap: Duration) -> i64 {
+        let o = overlap.as_secs() as i64;
+        match self.read_at {
+            Some(t) => self.at.min(self.at.saturating_sub(o).max(t.saturating_sub(o))),
+            None => self.at.saturating_sub(o),
+        }
+    }
+}
+
 /// The next watermark of an endpoint, or `None` to leave it as it is.
 ///
 /// What is known handled: everything below the current watermark (earlier runs), and everything this
@@ -47,14 +90,22 @@ impl Progress {
 /// the oldest entry not handled, and never past `run_started` (the shipper's clock when the run
 /// began). It stays at the newest entry rather than moving to the end of a complete read: the
 /// next run then reads that entry's second again, and rows a little late in it are not missed.
-pub fn next_watermark(current: Option<i64>, progress: &Progress, run_started: i64) -> Option<i64> {
-    let reached = progress.newest_read;
-    let covered = match (current, reached) {
+pub fn next_watermark(current: Option<Position>, progress: &Progress, run_started: i64) -> Option<Position> {
+    let covered = match (current.map(|c| c.at), progress.newest_read) {
         (Some(c), Some(r)) => c.max(r),
         (c, r) => c.or(r)?,
     };
     let held_back = progress.oldest_unhandled.map_or(covered, |u| covered.min(u));
-    Some(held_back.min(run_started))
+    // This run read the region below the new watermark when it read up to (or past) the old one.
+    let reread = progress.newest_read.is_some_and(|n| current.is_none_or(|c| n >= c.at));
+    Some(Position {
+        at: held_back.min(run_started),
+        read_at: if reread {
+            Some(run_started)
+        } else {
+            current.and_then(|c| c.read_at)
+        },
+    })
 }
 
 /// Whether a sweep is due: none on record, or the last began `interval` ago.
@@ -62,24 +113,26 @@ pub fn sweep_due(last_sweep: Option<i64>, now: i64, interval: Duration) -> bool 
     last_sweep.is_none_or(|last| now.saturating_sub(last) >= interval.as_secs() as i64)
 }
 
-/// Where a read of an endpoint starts (inclusive), or `None` for the beginning of the trail: an
-/// overlap before the watermark, or, while sweeping, before where the sweep has got to (which starts
-/// at the beginning).
-pub fn read_from(watermark: Option<i64>, overlap: Duration, sweep: Option<SweepAt>) -> Option<i64> {
-    let start = match sweep {
-        None => watermark,
-        Some(SweepAt::Beginning) => None,
-        Some(SweepAt::Reached(p)) => Some(watermark.map_or(p, |w| w.min(p))),
-    };
-    start.map(|s| s.saturating_sub(overlap.as_secs() as i64))
-}
-
 /// How far a sweep in progress has read an endpoint.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SweepAt {
     Beginning,
-    /// Every entry stamped before this was read by the sweep.
-    Reached(i64),
+    /// Every entry stamped before this point was read by the sweep.
+    Reached(Position),
+}
+
+/// Where a read of an endpoint starts (inclusive), or `None` for the beginning of the trail: before
+/// the watermark, or, while sweeping, before where the sweep has got to (if that is earlier).
+pub fn read_from(watermark: Option<Position>, overlap: Duration, sweep: Option<SweepAt>) -> Option<i64> {
+    let after_watermark = watermark.map(|w| w.resume_from(overlap));
+    match sweep {
+        None => after_watermark,
+        Some(SweepAt::Beginning) => None,
+        Some(SweepAt::Reached(p)) => {
+            let after_sweep = p.resume_from(overlap);
+            Some(after_watermark.map_or(after_sweep, |w| w.min(after_sweep)))
+        }
+    }
 }
 
 /// Where the sweep of an endpoint stands after a run that swept it: `None` once it read to the end.
@@ -88,22 +141,28 @@ pub fn next_sweep_position(current: SweepAt, progress: &Progress, run_started: i
         return None;
     }
     let reached = progress.newest_read.map(|n| n.min(run_started));
+    let moved = |at| {
+        SweepAt::Reached(Position {
+            at,
+            read_at: Some(run_started),
+        })
+    };
     Some(match (current, reached) {
-        (SweepAt::Reached(p), Some(r)) => SweepAt::Reached(p.max(r)),
-        (SweepAt::Beginning, Some(r)) => SweepAt::Reached(r),
-        (current, None) => current,
+        (SweepAt::Reached(p), Some(r)) if r > p.at => moved(r),
+        (SweepAt::Beginning, Some(r)) => moved(r),
+        (current, _) => current,
     })
 }
 
 /// What the store holds for the next run.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct Stored {
-    pub watermarks: HashMap<EntryKind, i64>,
+    pub watermarks: HashMap<EntryKind, Position>,
     /// When the last complete sweep began.
     pub last_sweep: Option<i64>,
     /// A sweep in progress: when it began, and how far it has read each endpoint (absent: not yet).
     pub sweeping_since: Option<i64>,
-    pub sweep_positions: HashMap<EntryKind, i64>,
+    pub sweep_positions: HashMap<EntryKind, Position>,
 }
 
 impl Stored {
@@ -113,19 +172,19 @@ impl Stored {
     }
 }
 
-/// The store's values as numbers.
 pub async fn load(store: &dyn DedupStore, keys: &Keys) -> Result<Stored, StoreError> {
     let mut names: Vec<String> = EntryKind::ALL.iter().map(|k| keys.watermark(*k)).collect();
     names.extend(EntryKind::ALL.iter().map(|k| keys.sweep_position(*k)));
     names.extend([keys.sweep(), keys.sweeping_since()]);
     let values = store.get_many(&names).await?;
-    let number = |i: usize| values.get(i).and_then(|v| v.as_deref()).and_then(|v| v.trim().parse::<i64>().ok());
+    let text = |i: usize| values.get(i).and_then(|v| v.as_deref());
+    let number = |i: usize| text(i).and_then(|v| v.trim().parse::<i64>().ok());
     let n = EntryKind::ALL.len();
     let per_kind = |offset: usize| {
         EntryKind::ALL
             .iter()
             .enumerate()
-            .filter_map(|(i, k)| number(offset + i).map(|v| (*k, v)))
+            .filter_map(|(i, k)| text(offset + i).and_then(Position::parse).map(|p| (*k, p)))
             .collect()
     };
     Ok(Stored {
@@ -134,6 +193,17 @@ pub async fn load(store: &dyn DedupStore, keys: &Keys) -> Result<Stored, StoreEr
         last_sweep: number(2 * n),
         sweeping_since: number(2 * n + 1),
     })
+}
+
+/// Sets the floor: no run that respects it reads entries stamped before `since`. For a store that
+/// was lost (a new Redis): without it, the first run would ship Kong's whole retained trail again.
+pub async fn set_floor(store: &dyn DedupStore, keys: &Keys, since: i64) -> Result<(), StoreError> {
+    store.put(&keys.floor(), &since.to_string(), None).await
+}
+
+/// The floor, if one was set.
+pub async fn floor(store: &dyn DedupStore, keys: &Keys) -> Result<Option<i64>, StoreError> {
+    Ok(store.get(&keys.floor()).await?.and_then(|v| v.trim().parse().ok()))
 }
 
 /// Writes `(key, value)` pairs and deletes `(key, value it holds)` pairs, giving up at `until`.
@@ -173,6 +243,7 @@ mod tests {
     use super::*;
 
     const NOW: i64 = 1_700_000_000;
+    const OVERLAP: Duration = Duration::from_secs(300);
 
     fn progress(complete: bool, newest_read: Option<i64>, oldest_unhandled: Option<i64>) -> Progress {
         Progress {
@@ -182,49 +253,98 @@ mod tests {
         }
     }
 
+    fn at(at: i64) -> Option<Position> {
+        Some(Position { at, read_at: None })
+    }
+
+    fn next(current: Option<Position>, p: Progress) -> Option<i64> {
+        next_watermark(current, &p, NOW).map(|w| w.at)
+    }
+
     #[test]
     fn the_watermark_moves_to_the_newest_entry_read_but_never_past_our_own_clock() {
-        assert_eq!(
-            next_watermark(Some(NOW - 3_600), &progress(true, Some(NOW - 60), None), NOW),
-            Some(NOW - 60)
-        );
+        assert_eq!(next(at(NOW - 3_600), progress(true, Some(NOW - 60), None)), Some(NOW - 60));
         // A node an hour ahead stamped a row NOW + 3600: the watermark stops at our own clock.
-        let p = progress(true, Some(NOW + 3_600), None);
-        assert_eq!(next_watermark(Some(NOW - 3_600), &p, NOW), Some(NOW));
+        assert_eq!(next(at(NOW - 3_600), progress(true, Some(NOW + 3_600), None)), Some(NOW));
         // A quiet Kong: nothing read, nothing moves.
-        assert_eq!(
-            next_watermark(Some(NOW - 3_600), &progress(true, None, None), NOW),
-            Some(NOW - 3_600)
-        );
-        assert_eq!(next_watermark(None, &progress(true, None, None), NOW), None);
+        assert_eq!(next(at(NOW - 3_600), progress(true, None, None)), Some(NOW - 3_600));
+        assert_eq!(next(None, progress(true, None, None)), None);
     }
 
     #[test]
     fn a_watermark_left_in_the_future_is_pulled_back_to_our_clock() {
-        assert_eq!(next_watermark(Some(NOW + 3_300), &progress(false, None, None), NOW), Some(NOW));
+        assert_eq!(next(at(NOW + 3_300), progress(false, None, None)), Some(NOW));
     }
 
     #[test]
     fn an_entry_not_handled_holds_the_watermark_back_even_below_the_current_one() {
         let p = progress(true, Some(NOW - 10), Some(NOW - 500));
-        assert_eq!(next_watermark(None, &p, NOW), Some(NOW - 500));
-        assert_eq!(next_watermark(Some(NOW - 400), &p, NOW), Some(NOW - 500));
+        assert_eq!(next(at(NOW - 400), p), Some(NOW - 500));
+        assert_eq!(next(None, p), Some(NOW - 500));
         // A future row that failed holds nothing back beyond our clock.
-        let p = progress(true, Some(NOW + 3_600), Some(NOW + 3_600));
-        assert_eq!(next_watermark(Some(NOW - 400), &p, NOW), Some(NOW));
+        assert_eq!(next(at(NOW - 400), progress(true, Some(NOW + 3_600), Some(NOW + 3_600))), Some(NOW));
     }
 
     #[test]
     fn a_read_stopped_early_moves_only_as_far_as_it_claimed_and_never_back() {
-        // Stopped at the budget after claiming up to NOW - 2000: entries after it are unread.
-        let p = progress(false, Some(NOW - 2_000), None);
-        assert_eq!(next_watermark(Some(NOW - 5_000), &p, NOW), Some(NOW - 2_000));
+        assert_eq!(next(at(NOW - 5_000), progress(false, Some(NOW - 2_000), None)), Some(NOW - 2_000));
         // A run that read only the overlap before stopping keeps what earlier runs established.
-        let p = progress(false, Some(NOW - 5_100), None);
-        assert_eq!(next_watermark(Some(NOW - 5_000), &p, NOW), Some(NOW - 5_000));
-        // Nothing read, nothing known.
-        assert_eq!(next_watermark(None, &progress(false, None, None), NOW), None);
-        assert_eq!(next_watermark(Some(NOW - 5), &progress(false, None, None), NOW), Some(NOW - 5));
+        assert_eq!(next(at(NOW - 5_000), progress(false, Some(NOW - 5_100), None)), Some(NOW - 5_000));
+        assert_eq!(next(None, progress(false, None, None)), None);
+        assert_eq!(next(at(NOW - 5), progress(false, None, None)), Some(NOW - 5));
+    }
+
+    #[test]
+    fn a_watermark_remembers_when_its_region_was_read() {
+        let old = Some(Position {
+            at: NOW - 5_000,
+            read_at: Some(NOW - 3_600),
+        });
+        let reached = next_watermark(old, &progress(false, Some(NOW - 2_000), None), NOW).unwrap();
+        assert_eq!(reached.read_at, Some(NOW), "read up to it in this run");
+        let fell_short = next_watermark(old, &progress(false, Some(NOW - 5_100), None), NOW).unwrap();
+        assert_eq!(fell_short.read_at, Some(NOW - 3_600), "not read again: the old time stands");
+    }
+
+    #[test]
+    fn positions_round_trip_and_older_plain_values_still_parse() {
+        let p = Position {
+            at: NOW,
+            read_at: Some(NOW + 5),
+        };
+        assert_eq!(Position::parse(&p.render()), Some(p));
+        assert_eq!(Position::parse("1700000000"), at(NOW));
+        assert_eq!(Position::parse("junk"), None);
+        assert_eq!(Position::parse("1@junk"), None);
+    }
+
+    #[test]
+    fn the_overlap_is_read_again_only_where_rows_could_still_arrive_late() {
+        // Read just now up to a recent entry: rows may still land below it.
+        let recent = Position {
+            at: NOW - 60,
+            read_at: Some(NOW),
+        };
+        assert_eq!(recent.resume_from(OVERLAP), NOW - 300, "rows can only be late by the overlap");
+        // Stopped in an old backlog: nothing can arrive that far back (the sweep is for that).
+        let backlog = Position {
+            at: NOW - 86_400,
+            read_at: Some(NOW),
+        };
+        assert_eq!(backlog.resume_from(OVERLAP), NOW - 86_400);
+        // Partly within the overlap of the read.
+        let edge = Position {
+            at: NOW - 100,
+            read_at: Some(NOW - 60),
+        };
+        assert_eq!(edge.resume_from(OVERLAP), NOW - 360);
+        let edge = Position {
+            at: NOW - 300,
+            read_at: Some(NOW - 200),
+        };
+        assert_eq!(edge.resume_from(OVERLAP), NOW - 500);
+        // Unknown read time (older versions): the whole overlap.
+        assert_eq!(at(NOW - 86_400).unwrap().resume_from(OVERLAP), NOW - 86_700);
     }
 
     #[test]
@@ -238,43 +358,39 @@ mod tests {
     }
 
     #[test]
-    fn reads_start_an_overlap_before_the_watermark_or_where_the_sweep_has_got_to() {
-        let overlap = Duration::from_secs(300);
-        assert_eq!(read_from(Some(NOW), overlap, None), Some(NOW - 300));
-        assert_eq!(read_from(None, overlap, None), None);
-        assert_eq!(read_from(Some(NOW), overlap, Some(SweepAt::Beginning)), None);
-        assert_eq!(
-            read_from(Some(NOW), overlap, Some(SweepAt::Reached(NOW - 5_000))),
-            Some(NOW - 5_300)
-        );
+    fn reads_start_before_the_watermark_or_where_the_sweep_has_got_to() {
+        let w = Some(Position {
+            at: NOW,
+            read_at: Some(NOW),
+        });
+        assert_eq!(read_from(w, OVERLAP, None), Some(NOW - 300));
+        assert_eq!(read_from(None, OVERLAP, None), None);
+        assert_eq!(read_from(w, OVERLAP, Some(SweepAt::Beginning)), None);
+        let swept = SweepAt::Reached(Position {
+            at: NOW - 5_000,
+            read_at: Some(NOW - 10),
+        });
+        assert_eq!(read_from(w, OVERLAP, Some(swept)), Some(NOW - 5_000));
         // A watermark held back below the sweep's position (a failed entry) is read from.
-        assert_eq!(
-            read_from(Some(NOW - 9_000), overlap, Some(SweepAt::Reached(NOW - 5_000))),
-            Some(NOW - 9_300)
-        );
+        assert_eq!(read_from(at(NOW - 9_000), OVERLAP, Some(swept)), Some(NOW - 9_300));
     }
 
     #[test]
     fn a_sweep_cut_short_goes_on_from_where_it_stopped_and_ends_when_read_to_the_end() {
+        let reached = |at| Some(SweepAt::Reached(Position { at, read_at: Some(NOW) }));
         let cut = progress(false, Some(NOW - 20_000), None);
-        assert_eq!(
-            next_sweep_position(SweepAt::Beginning, &cut, NOW),
-            Some(SweepAt::Reached(NOW - 20_000))
-        );
+        assert_eq!(next_sweep_position(SweepAt::Beginning, &cut, NOW), reached(NOW - 20_000));
+        let before = SweepAt::Reached(Position {
+            at: NOW - 20_000,
+            read_at: Some(NOW - 3_600),
+        });
         let only_the_overlap = progress(false, Some(NOW - 20_100), None);
-        assert_eq!(
-            next_sweep_position(SweepAt::Reached(NOW - 20_000), &only_the_overlap, NOW),
-            Some(SweepAt::Reached(NOW - 20_000)),
-            "never back"
-        );
+        assert_eq!(next_sweep_position(before, &only_the_overlap, NOW), Some(before), "never back");
         let nothing = progress(false, None, None);
         assert_eq!(next_sweep_position(SweepAt::Beginning, &nothing, NOW), Some(SweepAt::Beginning));
-        assert_eq!(
-            next_sweep_position(SweepAt::Reached(NOW - 5), &progress(true, None, None), NOW),
-            None
-        );
+        assert_eq!(next_sweep_position(before, &progress(true, None, None), NOW), None);
         let future = progress(false, Some(NOW + 3_600), None);
-        assert_eq!(next_sweep_position(SweepAt::Beginning, &future, NOW), Some(SweepAt::Reached(NOW)));
+        assert_eq!(next_sweep_position(SweepAt::Beginning, &future, NOW), reached(NOW));
     }
 
     #[tokio::test]
@@ -282,22 +398,26 @@ mod tests {
         let store = crate::dedup::MemoryStore::new();
         let keys = Keys::new("p:");
         assert_eq!(load(&store, &keys).await.unwrap(), Stored::default());
+        let p = |at| Position {
+            at,
+            read_at: Some(NOW + 1),
+        };
         let writes = [
-            (keys.watermark(EntryKind::Object), NOW.to_string()),
+            (keys.watermark(EntryKind::Object), p(NOW).render()),
             (keys.sweep(), (NOW - 1).to_string()),
-            (keys.sweep_position(EntryKind::Request), (NOW - 7).to_string()),
+            (keys.sweep_position(EntryKind::Request), p(NOW - 7).render()),
             (keys.sweeping_since(), (NOW - 9).to_string()),
-            (keys.sweep_position(EntryKind::Object), (NOW - 8).to_string()),
+            (keys.sweep_position(EntryKind::Object), p(NOW - 8).render()),
         ];
         save(&store, &writes, &[], None).await.unwrap();
-        let deletes = [(keys.sweep_position(EntryKind::Object), (NOW - 8).to_string())];
+        let deletes = [(keys.sweep_position(EntryKind::Object), p(NOW - 8).render())];
         save(&store, &[], &deletes, None).await.unwrap();
         let stored = load(&store, &keys).await.unwrap();
-        assert_eq!(stored.watermarks.get(&EntryKind::Object), Some(&NOW));
+        assert_eq!(stored.watermarks.get(&EntryKind::Object), Some(&p(NOW)));
         assert_eq!(stored.watermarks.get(&EntryKind::Request), None);
         assert_eq!(stored.last_sweep, Some(NOW - 1));
         assert_eq!(stored.sweeping_since, Some(NOW - 9));
-        assert_eq!(stored.sweep_at(EntryKind::Request), SweepAt::Reached(NOW - 7));
+        assert_eq!(stored.sweep_at(EntryKind::Request), SweepAt::Reached(p(NOW - 7)));
         assert_eq!(stored.sweep_at(EntryKind::Object), SweepAt::Beginning);
     }
 }

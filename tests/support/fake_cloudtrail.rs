@@ -60,6 +60,16 @@ pub struct CloudTrailState {
     /// Keep only counts, not event bodies (benchmarks).
     pub count_only: bool,
     pub accepted_count: u64,
+    /// Of `accepted_count`, the events of `/audit/requests` entries (ids `req-…`).
+    pub accepted_request_count: u64,
+    /// A share of events (0..1) refused with this per-event code, at random (seeded).
+    pub random_event_refusal: Option<(f64, &'static str)>,
+    /// A share of calls (0..1) failed whole with this status and error type, at random (seeded).
+    pub random_call_failure: Option<(f64, u16, &'static str)>,
+    /// The random faults' generator; seed it for a repeatable run.
+    pub rng: Option<fastrand::Rng>,
+    /// Events per call, one entry per call that was answered event by event.
+    pub call_sizes: Vec<usize>,
 }
 
 #[derive(Clone)]
@@ -188,6 +198,11 @@ fn answer(state: &Mutex<CloudTrailState>, query: Option<String>, body: Bytes) ->
             );
         }
     }
+    if let Some((share, status, kind)) = s.random_call_failure {
+        if s.rng.get_or_insert_with(fastrand::Rng::new).f64() < share {
+            return (None, error(status, kind, "injected at random"));
+        }
+    }
     let fault = s.faults.pop_front();
     match fault {
         Some(CallFault::Status(status, kind)) => return (None, error(status, kind, "injected")),
@@ -206,10 +221,13 @@ fn answer(state: &Mutex<CloudTrailState>, query: Option<String>, body: Bytes) ->
     for (n, e) in events.iter().enumerate() {
         let id = e["id"].as_str().unwrap_or_default().to_string();
         let data = e["eventData"].as_str().unwrap_or_default();
+        let random = s
+            .random_event_refusal
+            .and_then(|(share, code)| (s.rng.get_or_insert_with(fastrand::Rng::new).f64() < share).then_some(code));
         let injected = match &fault {
             Some(CallFault::EveryEvent(code)) => Some(*code),
             Some(CallFault::FirstEvents(k, code)) if n < *k => Some(*code),
-            _ => s.refuse.get(&id).copied(),
+            _ => s.refuse.get(&id).copied().or(random),
         };
         let verdict = injected
             .map(|c| (c, "injected".to_string()))
@@ -223,6 +241,7 @@ fn answer(state: &Mutex<CloudTrailState>, query: Option<String>, body: Bytes) ->
             }
             None => {
                 s.accepted_count += 1;
+                s.accepted_request_count += u64::from(id.starts_with("req-"));
                 if !s.count_only {
                     s.accepted.push((id.clone(), data.to_string()));
                 }
@@ -230,6 +249,7 @@ fn answer(state: &Mutex<CloudTrailState>, query: Option<String>, body: Bytes) ->
             }
         }
     }
+    s.call_sizes.push(events.len());
     let ok = (
         StatusCode::OK,
         [("content-type", "application/json")],

@@ -35,6 +35,8 @@ pub struct SqsState {
     pub messages: Vec<Message>,
     /// Whole calls to fail with HTTP 500 before answering normally.
     pub fail_next_calls: u32,
+    /// How long every call waits before it is answered (a queue that hangs).
+    pub latency: std::time::Duration,
     /// Calls received, by operation.
     pub calls: Vec<String>,
     pub deleted: u64,
@@ -54,6 +56,7 @@ impl FakeSqs {
             max_message_size: 262_144,
             messages: Vec::new(),
             fail_next_calls: 0,
+            latency: std::time::Duration::ZERO,
             calls: Vec::new(),
             deleted: 0,
             next_id: 0,
@@ -116,6 +119,10 @@ async fn handle(State(state): State<Arc<Mutex<SqsState>>>, headers: HeaderMap, b
         Ok(v) => v,
         Err(_) => return error(400, "SerializationException", "bad body"),
     };
+    let latency = state.lock().unwrap().latency;
+    if !latency.is_zero() {
+        tokio::time::sleep(latency).await;
+    }
     let mut s = state.lock().unwrap();
     s.calls.push(target.clone());
     if s.fail_next_calls > 0 {

@@ -134,6 +134,45 @@ impl RedisServer {
         self.cli(&["TTL", key]).unwrap_or_default().parse().unwrap_or(-3)
     }
 
+    /// An endpoint's watermark (`request` or `object`): the entry time it stands at, and when the
+    /// run that set it read there (stored as `<at>@<read_at>`).
+    pub fn watermark(&self, kind: &str) -> Option<(i64, Option<i64>)> {
+        let value = self.get(&format!("kong-audit-shipper:watermark:{kind}"));
+        let (at, read_at) = value.split_once('@').map_or((value.as_str(), None), |(a, r)| (a, Some(r)));
+        Some((at.parse().ok()?, read_at.and_then(|r| r.parse().ok())))
+    }
+
+    /// Keys that hold a run's claim (`inflight:…`).
+    pub fn inflight(&self) -> usize {
+        self.eval_count(
+            "local n = 0 for _, k in ipairs(redis.call('KEYS', '*')) do local v = redis.call('GET', k) if v and string.sub(v, 1, 9) == 'inflight:' then n = n + 1 end end return n",
+            &[],
+        )
+    }
+
+    /// Makes every claim lapse now, exactly as Redis does when a lease runs out (PEXPIRE instead of
+    /// waiting CLAIM_LEASE_SECONDS). Returns how many.
+    pub fn lapse_claims(&self) -> usize {
+        self.eval_count(
+            "local n = 0 for _, k in ipairs(redis.call('KEYS', '*')) do local v = redis.call('GET', k) if v and string.sub(v, 1, 9) == 'inflight:' then redis.call('PEXPIRE', k, 1) n = n + 1 end end return n",
+            &[],
+        )
+    }
+
+    /// Entry keys (`kong-audit-shipper:*`) that hold exactly `value`.
+    pub fn marked(&self, value: &str) -> usize {
+        self.eval_count(
+            "local n = 0 for _, k in ipairs(redis.call('KEYS', ARGV[1])) do if redis.call('GET', k) == ARGV[2] then n = n + 1 end end return n",
+            &["kong-audit-shipper:*", value],
+        )
+    }
+
+    fn eval_count(&self, script: &str, args: &[&str]) -> usize {
+        let mut all = vec!["EVAL", script, "0"];
+        all.extend_from_slice(args);
+        self.cli(&all).unwrap().parse().unwrap()
+    }
+
     pub fn stop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
