@@ -61,6 +61,13 @@ pub struct Settings {
     #[arg(long, env = "CHANNEL_EXTERNAL_ID", global = true)]
     pub channel_external_id: Option<String>,
 
+    /// CloudWatch Logs log group to ship to instead of a CloudTrail Lake channel (its name; it must exist)
+    #[arg(long, env = "CLOUDWATCH_LOG_GROUP", global = true)]
+    pub cloudwatch_log_group: Option<String>,
+    /// Log stream in CLOUDWATCH_LOG_GROUP; created when it does not exist
+    #[arg(long, env = "CLOUDWATCH_LOG_STREAM", default_value = DEFAULT_LOG_STREAM, global = true)]
+    pub cloudwatch_log_stream: String,
+
     /// Redis URL: redis://[user:password@]host[:port][/db] or rediss:// for TLS
     #[arg(long, env = "REDIS_URL", hide_env_values = true, global = true)]
     pub redis_url: Option<Sensitive>,
@@ -399,6 +406,77 @@ impl Settings {
     }
 }
 
+/// The CloudWatch Logs stream used when `CLOUDWATCH_LOG_STREAM` is not set.
+pub const DEFAULT_LOG_STREAM: &str = "kong-audit-shipper";
+
+/// A CloudWatch Logs destination: the operator's log group, and the stream this program writes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LogsConfig {
+    pub group: String,
+    pub stream: String,
+}
+
+/// The one destination the settings name.
+#[derive(Debug, Clone)]
+pub enum Destination {
+    CloudTrail(ChannelConfig),
+    CloudWatchLogs(LogsConfig),
+}
+
+impl Settings {
+    /// CloudTrail Lake (`CHANNEL_ARN`) or CloudWatch Logs (`CLOUDWATCH_LOG_GROUP`): exactly one.
+    pub fn destination(&self) -> Result<Destination, ConfigError> {
+        let channel_set = self.channel_arn.as_deref().is_some_and(|s| !s.trim().is_empty());
+        match (channel_set, self.cloudwatch_logs_config()?) {
+            (true, Some(_)) => Err(invalid(
+                "CHANNEL_ARN (--channel-arn) and CLOUDWATCH_LOG_GROUP (--cloudwatch-log-group)",
+                "both are set, and events go to exactly one destination: unset CHANNEL_ARN to ship to CloudWatch Logs, or CLOUDWATCH_LOG_GROUP to ship to CloudTrail Lake",
+            )),
+            (false, Some(logs)) => Ok(Destination::CloudWatchLogs(logs)),
+            (_, None) => self.channel_config().map(Destination::CloudTrail).map_err(|mut e| {
+                if !channel_set {
+                    e.problem
+                        .push_str(" (or set CLOUDWATCH_LOG_GROUP to ship to CloudWatch Logs instead)");
+                }
+                e
+            }),
+        }
+    }
+
+    /// `Ok(None)` when `CLOUDWATCH_LOG_GROUP` is not set.
+    pub fn cloudwatch_logs_config(&self) -> Result<Option<LogsConfig>, ConfigError> {
+        const GROUP: &str = "CLOUDWATCH_LOG_GROUP (--cloudwatch-log-group)";
+        const STREAM: &str = "CLOUDWATCH_LOG_STREAM (--cloudwatch-log-stream)";
+        let Some(group) = self.cloudwatch_log_group.as_deref().map(str::trim).filter(|s| !s.is_empty()) else {
+            return Ok(None);
+        };
+        if group.starts_with("arn:") {
+            return Err(invalid(
+                GROUP,
+                format!("'{group}' is an ARN: give the log group's name (the part after log-group:)"),
+            ));
+        }
+        let group_chars = group.chars().all(|c| c.is_ascii_alphanumeric() || "._-/#".contains(c));
+        if group.len() > 512 || !group_chars {
+            return Err(invalid(
+                GROUP,
+                format!("'{group}' is not a log group name: 1-512 characters of letters, digits and ._-/#"),
+            ));
+        }
+        let stream = self.cloudwatch_log_stream.trim();
+        if stream.is_empty() || stream.len() > 512 || stream.contains([':', '*']) {
+            return Err(invalid(
+                STREAM,
+                format!("'{stream}' is not a log stream name: 1-512 characters, without ':' or '*'"),
+            ));
+        }
+        Ok(Some(LogsConfig {
+            group: group.to_string(),
+            stream: stream.to_string(),
+        }))
+    }
+}
+
 /// `(region, account id)` of a CloudTrail channel ARN.
 pub fn parse_channel_arn(arn: &str) -> Result<(String, String), &'static str> {
     let parts: Vec<&str> = arn.splitn(6, ':').collect();
@@ -514,6 +592,60 @@ mod tests {
         }
         let err = settings(&[]).channel_config().unwrap_err().to_string();
         assert!(err.contains("CHANNEL_ARN") && err.contains("not set"), "{err}");
+    }
+
+    #[test]
+    fn exactly_one_destination_is_configured() {
+        const ARN: &str = "arn:aws:cloudtrail:eu-west-1:123456789012:channel/abc-123";
+        let logs = settings(&["--cloudwatch-log-group", "/kong/audit"]);
+        match logs.destination().unwrap() {
+            Destination::CloudWatchLogs(l) => assert_eq!((l.group.as_str(), l.stream.as_str()), ("/kong/audit", DEFAULT_LOG_STREAM)),
+            other => panic!("{other:?}"),
+        }
+        let named = settings(&["--cloudwatch-log-group", "g", "--cloudwatch-log-stream", "eu-cp"]);
+        assert!(matches!(named.destination().unwrap(), Destination::CloudWatchLogs(l) if l.stream == "eu-cp"));
+        assert!(matches!(
+            settings(&["--channel-arn", ARN]).destination().unwrap(),
+            Destination::CloudTrail(c) if c.account_id == "123456789012"
+        ));
+        let both = settings(&["--channel-arn", ARN, "--cloudwatch-log-group", "g"])
+            .destination()
+            .unwrap_err()
+            .to_string();
+        assert!(
+            both.contains("CHANNEL_ARN") && both.contains("CLOUDWATCH_LOG_GROUP") && both.contains("both"),
+            "{both}"
+        );
+        let neither = settings(&[]).destination().unwrap_err().to_string();
+        assert!(
+            neither.starts_with("CHANNEL_ARN") && neither.contains("not set") && neither.contains("CLOUDWATCH_LOG_GROUP"),
+            "{neither}"
+        );
+        // An empty setting is no setting.
+        assert!(matches!(
+            settings(&["--channel-arn", ARN, "--cloudwatch-log-group", " "])
+                .destination()
+                .unwrap(),
+            Destination::CloudTrail(_)
+        ));
+        for (args, setting) in [
+            (
+                vec!["--cloudwatch-log-group", "arn:aws:logs:eu-west-1:123456789012:log-group:g"],
+                "CLOUDWATCH_LOG_GROUP",
+            ),
+            (vec!["--cloudwatch-log-group", "kong audit"], "CLOUDWATCH_LOG_GROUP"),
+            (
+                vec!["--cloudwatch-log-group", "g", "--cloudwatch-log-stream", "a:b"],
+                "CLOUDWATCH_LOG_STREAM",
+            ),
+            (
+                vec!["--cloudwatch-log-group", "g", "--cloudwatch-log-stream", ""],
+                "CLOUDWATCH_LOG_STREAM",
+            ),
+        ] {
+            let err = settings(&args).destination().unwrap_err().to_string();
+            assert!(err.starts_with(setting), "{args:?}: {err}");
+        }
     }
 
     #[test]

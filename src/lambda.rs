@@ -40,7 +40,7 @@ pub async fn main(settings: Settings) -> ExitCode {
         );
         return ExitCode::from(EXIT_CONFIG);
     }
-    let shipper = match setup::build(&settings, StoreChoice::Redis, SinkChoice::CloudTrail).await {
+    let shipper = match setup::build(&settings, StoreChoice::Redis, SinkChoice::Destination).await {
         Ok(s) => s,
         Err(e) => {
             tracing::error!(error = %e, "cannot start the Lambda handler: {e}");

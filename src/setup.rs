@@ -2,13 +2,13 @@
 
 use std::sync::Arc;
 
-use crate::config::{ConfigError, Settings};
+use crate::config::{ConfigError, Destination, Settings};
 use crate::dead_letter::{DeadLetterSink, LogDeadLetters};
 use crate::dedup::{DedupStore, FileStore, MemoryStore, RedisStore, StoreError};
 use crate::kong::{KongClient, KongError};
 use crate::secret::Secret;
 use crate::ship::Shipper;
-use crate::sink::{CloudTrailSink, NdjsonSink, Sink};
+use crate::sink::{CloudTrailSink, CloudWatchLogsSink, NdjsonSink, Sink};
 
 /// Why the program could not start; each names the setting or service to fix.
 #[derive(Debug, thiserror::Error)]
@@ -21,6 +21,9 @@ pub enum SetupError {
     Store(#[from] StoreError),
     #[error("{setting}: cannot read the secret: {detail}")]
     Secret { setting: &'static str, detail: String },
+    /// The destination cannot be used (a missing log group, no permission): the text names the fix.
+    #[error("{0}")]
+    Destination(String),
 }
 
 /// Which dedup store a command needs.
@@ -37,7 +40,9 @@ pub enum StoreChoice {
 
 /// Where events go.
 pub enum SinkChoice {
-    CloudTrail,
+    /// The destination the settings name: CloudTrail Lake (`CHANNEL_ARN`) or CloudWatch Logs
+    /// (`CLOUDWATCH_LOG_GROUP`), exactly one.
+    Destination,
     /// Dry run: eventData lines to this writer.
     Ndjson(Box<dyn std::io::Write + Send>, String),
 }
@@ -50,9 +55,13 @@ pub async fn build(settings: &Settings, store: StoreChoice, sink: SinkChoice) ->
         check_dead_letters_in_lambda(settings)?;
     }
     let mut kong = settings.kong_config()?;
-    let channel = match sink {
-        SinkChoice::CloudTrail => Some(settings.channel_config()?),
-        SinkChoice::Ndjson(..) => settings.channel_config().ok(),
+    let destination = match sink {
+        SinkChoice::Destination => Some(settings.destination()?),
+        SinkChoice::Ndjson(..) => settings.destination().ok(),
+    };
+    let channel = match &destination {
+        Some(Destination::CloudTrail(c)) => Some(c.clone()),
+        _ => None,
     };
     let mut redis = settings.redis_config()?;
     let aws = Aws::new(channel.as_ref().map(|c| c.region.clone()));
@@ -91,13 +100,22 @@ pub async fn build(settings: &Settings, store: StoreChoice, sink: SinkChoice) ->
         }
     };
     let source = Arc::new(KongClient::new(&kong, settings.backoff())?);
-    let recipient_account_id = channel
-        .as_ref()
-        .map_or_else(|| "000000000000".to_string(), |c| c.account_id.clone());
-    let sink: Arc<dyn Sink> = match (sink, &channel) {
-        (SinkChoice::Ndjson(out, name), _) => Arc::new(NdjsonSink::new(out, name)),
-        (SinkChoice::CloudTrail, Some(c)) => Arc::new(CloudTrailSink::new(aws.config().await, c)),
-        (SinkChoice::CloudTrail, None) => unreachable!("the channel is required for CloudTrail and was validated above"),
+    let (sink, recipient_account_id): (Arc<dyn Sink>, String) = match (sink, destination) {
+        (SinkChoice::Ndjson(out, name), _) => (
+            Arc::new(NdjsonSink::new(out, name)),
+            channel.map_or_else(|| "000000000000".to_string(), |c| c.account_id),
+        ),
+        (SinkChoice::Destination, Some(Destination::CloudTrail(c))) => {
+            (Arc::new(CloudTrailSink::new(aws.config().await, &c)), c.account_id)
+        }
+        (SinkChoice::Destination, Some(Destination::CloudWatchLogs(logs))) => {
+            // The group must exist and the stream is made ready before any entry is claimed; the
+            // group owner's account is every event's recipientAccountId.
+            let sink = CloudWatchLogsSink::new(aws.config().await, &logs);
+            let account = sink.prepare(&settings.backoff()).await.map_err(SetupError::Destination)?;
+            (Arc::new(sink), account)
+        }
+        (SinkChoice::Destination, None) => unreachable!("the destination is required and was validated above"),
     };
     let dead_letters: Arc<dyn DeadLetterSink> = if dry_run {
         Arc::new(NoDeadLettersInADryRun)

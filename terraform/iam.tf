@@ -23,10 +23,14 @@ data "aws_iam_policy_document" "this" {
   #checkov:skip=CKV_AWS_111:Only the Lambda VPC statement has write actions on "*": Lambda manages the function's ENIs with ec2:Create/DeleteNetworkInterface and Assign/UnassignPrivateIpAddresses under this role, and those calls are not scoped by resource in Lambda's own documented policy (AWSLambdaVPCAccessExecutionRole uses "*" too).
   #checkov:skip=CKV_AWS_356:"*" appears only in the Lambda VPC ENI statement (ec2:*NetworkInterface*, required by Lambda on "*") and the X-Ray statement (xray:PutTraceSegments/PutTelemetryRecords have no resource-level permissions).
 
-  statement {
-    sid       = "PutAuditEventsToTheChannel"
-    actions   = ["cloudtrail-data:PutAuditEvents"]
-    resources = [local.channel_arn]
+  dynamic "statement" {
+    # With destination = "cloudwatch_logs", cloudwatch_logs.tf grants the log group instead.
+    for_each = local.to_logs ? [] : [1]
+    content {
+      sid       = "PutAuditEventsToTheChannel"
+      actions   = ["cloudtrail-data:PutAuditEvents"]
+      resources = [local.channel_arn]
+    }
   }
 
   statement {

@@ -22,7 +22,8 @@ resource "aws_kms_key" "this" {
         Resource  = "*"
       },
       {
-        # CloudWatch Logs encrypts the function's log group, and only it.
+        # CloudWatch Logs encrypts the function's log group and, with
+        # destination = "cloudwatch_logs", the audit log group; nothing else.
         Sid       = "CloudWatchLogsForThisLogGroup"
         Effect    = "Allow"
         Principal = { Service = "logs.${local.region}.${data.aws_partition.current.dns_suffix}" }
@@ -36,7 +37,10 @@ resource "aws_kms_key" "this" {
         Resource = "*"
         Condition = {
           ArnEquals = {
-            "kms:EncryptionContext:aws:logs:arn" = "arn:${local.partition}:logs:${local.region}:${local.account_id}:log-group:${local.log_group_name}"
+            "kms:EncryptionContext:aws:logs:arn" = concat(
+              ["arn:${local.partition}:logs:${local.region}:${local.account_id}:log-group:${local.log_group_name}"],
+              local.to_logs ? [local.audit_log_group_arn] : [],
+            )
           }
         }
       },

@@ -20,7 +20,7 @@ resource "aws_lambda_function" "this" {
   #checkov:skip=CKV_AWS_272:The artifact is built by this repository's CI (cargo lambda build / Dockerfile) and deployed by the same pipeline; AWS Signer code signing needs a signing profile outside this module. Deployers who use Signer can add code_signing_config_arn.
 
   function_name = var.name
-  description   = "Ships Kong Gateway Enterprise Admin API audit entries to CloudTrail Lake (PutAuditEvents)"
+  description   = local.to_logs ? "Ships Kong Gateway Enterprise Admin API audit entries to CloudWatch Logs (PutLogEvents)" : "Ships Kong Gateway Enterprise Admin API audit entries to CloudTrail Lake (PutAuditEvents)"
   role          = aws_iam_role.this.arn
   architectures = var.architectures
   timeout       = var.lambda_timeout
@@ -66,14 +66,15 @@ resource "aws_lambda_function" "this" {
   depends_on = [
     # ENI permissions must exist before Lambda creates the VPC attachment.
     aws_iam_role_policy.this,
+    aws_iam_role_policy.cloudwatch_logs,
     aws_secretsmanager_secret_version.kong_admin_token,
     aws_secretsmanager_secret_version.redis_auth_token,
   ]
 
   lifecycle {
     precondition {
-      condition     = var.create_channel ? var.channel_arn == "" : var.channel_arn != ""
-      error_message = "Set channel_arn (an existing channel), or create_channel = true with event_data_store_arn, but not both."
+      condition     = local.to_logs || (var.create_channel ? var.channel_arn == "" : var.channel_arn != "")
+      error_message = "Set channel_arn (an existing channel), or create_channel = true with event_data_store_arn, but not both (or destination = \"cloudwatch_logs\")."
     }
     precondition {
       condition     = local.create_redis || length(var.redis_cidrs) > 0
@@ -82,7 +83,8 @@ resource "aws_lambda_function" "this" {
     precondition {
       # CloudTrail Data (PutAuditEvents) has no interface VPC endpoint: only
       # the control plane, com.amazonaws.<region>.cloudtrail, has one.
-      condition     = var.aws_api_access == "nat"
+      # CloudWatch Logs does (com.amazonaws.<region>.logs).
+      condition     = local.to_logs || var.aws_api_access == "nat"
       error_message = "aws_api_access = \"vpc_endpoints\" cannot reach CloudTrail Lake: CloudTrail Data (cloudtrail-data.<region>.amazonaws.com, where PutAuditEvents goes) has no interface VPC endpoint. Give the Lambda subnets a NAT gateway (or another route to the internet) and set aws_api_access = \"nat\"."
     }
     precondition {

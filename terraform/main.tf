@@ -74,16 +74,16 @@ locals {
     {
       KONG_ADMIN_API              = var.kong_admin_api
       KONG_ADMIN_TOKEN_SECRET_ARN = local.kong_token_secret_arn
-      CHANNEL_ARN                 = local.channel_arn
       REDIS_URL                   = local.redis_url
       REDIS_KEY_PREFIX            = var.redis_key_prefix
       DEADLINE_MARGIN_SECONDS     = tostring(var.deadline_margin_seconds)
       OVERLAP_SECONDS             = tostring(var.overlap_seconds)
       DEAD_LETTER_QUEUE_URL       = aws_sqs_queue.dead_letter.url
     },
+    local.destination_environment,
     local.has_redis_password ? { REDIS_PASSWORD_SECRET_ARN = local.redis_password_secret_arn } : {},
     var.kong_root_ca_pem != "" ? { KONG_ROOT_CA = var.kong_root_ca_pem } : {},
-    var.channel_external_id != "" ? { CHANNEL_EXTERNAL_ID = var.channel_external_id } : {},
+    var.channel_external_id != "" && !local.to_logs ? { CHANNEL_EXTERNAL_ID = var.channel_external_id } : {},
     var.rust_log != "" ? { RUST_LOG = var.rust_log } : {},
   )
 }

@@ -167,7 +167,7 @@ variable "https_egress_cidrs" {
 }
 
 variable "aws_api_access" {
-  description = "How the Lambda subnets reach the AWS APIs: \"nat\" (a NAT gateway, or another default route to the internet such as a transit gateway to a central egress VPC) or \"vpc_endpoints\" (interface endpoints only). CloudTrail Data, where PutAuditEvents goes, has no interface VPC endpoint (only the CloudTrail control plane, com.amazonaws.<region>.cloudtrail, has one), so with CloudTrail Lake as the destination only \"nat\" is accepted. Secrets Manager, SQS and X-Ray do have endpoints (com.amazonaws.<region>.secretsmanager, .sqs, .xray); they can spare NAT traffic but not replace it."
+  description = "How the Lambda subnets reach the AWS APIs: \"nat\" (a NAT gateway, or another default route to the internet such as a transit gateway to a central egress VPC) or \"vpc_endpoints\" (interface endpoints only). CloudTrail Data, where PutAuditEvents goes, has no interface VPC endpoint (only the CloudTrail control plane, com.amazonaws.<region>.cloudtrail, has one), so with CloudTrail Lake as the destination only \"nat\" is accepted. With destination = \"cloudwatch_logs\", interface endpoints for logs, secretsmanager and sqs (and xray with tracing) are enough: com.amazonaws.<region>.logs, .secretsmanager, .sqs, .xray."
   type        = string
   default     = "nat"
 

@@ -65,7 +65,7 @@ pub async fn main(settings: &Settings, args: BackfillArgs) -> ExitCode {
         };
         (StoreChoice::Nothing, SinkChoice::Ndjson(out, name))
     } else {
-        (StoreChoice::RedisOrFile, SinkChoice::CloudTrail)
+        (StoreChoice::RedisOrFile, SinkChoice::Destination)
     };
     if args.dry_run && settings.channel_arn.is_none() {
         tracing::warn!("CHANNEL_ARN is not set: recipientAccountId is shown as 000000000000 in this dry run");

@@ -63,7 +63,7 @@ pub async fn main(settings: &Settings) -> ExitCode {
     let secrets = aws_sdk_secretsmanager::Client::new(&sdk);
     kong_checks(settings, &secrets, &mut report).await;
     store_check(settings, &secrets, &mut report).await;
-    let channel = channel_check(settings, &mut report);
+    let channel = destination_check(settings, &sdk, &mut report).await;
     aws_checks(settings, &sdk, channel.as_ref(), &mut report).await;
 
     let total = report.passed + report.failed;
@@ -407,6 +407,69 @@ async fn probe(store: &dyn DedupStore, prefix: &str) -> Result<(), String> {
     }
 }
 
+/// The destination the settings name: the channel's ARN, or the CloudWatch Logs group (which must
+/// answer a DescribeLogStreams). Both set is a failure naming both.
+async fn destination_check(settings: &Settings, sdk: &aws_config::SdkConfig, report: &mut Report) -> Option<ChannelConfig> {
+    if settings.cloudwatch_log_group.as_deref().is_none_or(|g| g.trim().is_empty()) {
+        return channel_check(settings, report);
+    }
+    if let Err(e) = settings.destination() {
+        report.line("Destination", fail(e.to_string(), format!("change {}", e.setting)));
+        return None;
+    }
+    logs_check(settings, sdk, report).await;
+    None
+}
+
+const LOGS: &str = "CloudWatch Logs";
+const LOGS_IAM: &str = "grant the role logs:DescribeLogStreams, logs:CreateLogStream and logs:PutLogEvents on the log group (the Terraform module does, with destination = \"cloudwatch_logs\")";
+
+async fn logs_check(settings: &Settings, sdk: &aws_config::SdkConfig, report: &mut Report) {
+    use crate::sink::cloudwatch_logs::CallError;
+    let logs = match settings.cloudwatch_logs_config() {
+        Ok(Some(logs)) => logs,
+        Ok(None) => return,
+        Err(e) => return report.line(LOGS, config_fail(&e)),
+    };
+    let sink = crate::sink::CloudWatchLogsSink::new(sdk, &logs);
+    let where_ = sdk.region().map(|r| format!(" in {r}")).unwrap_or_default();
+    let outcome = match tokio::time::timeout(Duration::from_secs(30), sink.health()).await {
+        Err(_) => fail(
+            "DescribeLogStreams did not answer within 30 s",
+            "check AWS_REGION and that this machine reaches CloudWatch Logs (a VPC endpoint for logs, or AWS_ENDPOINT_URL_CLOUDWATCH_LOGS)",
+        ),
+        Ok(Ok(health)) => Outcome::Pass(format!(
+            "log group {}{where_} exists; stream {} {}; recipient account {}",
+            logs.group,
+            logs.stream,
+            if health.stream_exists {
+                "exists"
+            } else {
+                "will be created by the first run"
+            },
+            health.account_id.as_deref().unwrap_or("not named by the service")
+        )),
+        Ok(Err(e)) => {
+            let fix = match &e {
+                CallError::Fatal(text) if text.starts_with("CLOUDWATCH_LOG_GROUP") => format!(
+                    "create the log group {}{where_} (the Terraform module does, with destination = \"cloudwatch_logs\"), or set CLOUDWATCH_LOG_GROUP and AWS_REGION to an existing one",
+                    logs.group
+                ),
+                CallError::Fatal(text) if text.contains("access denied") => LOGS_IAM.to_string(),
+                CallError::Fatal(text) if text.contains("credentials") => {
+                    "give this process valid AWS credentials (see the AWS credentials line)".to_string()
+                }
+                CallError::Throttled(_) | CallError::Transient(_) => {
+                    "CloudWatch Logs did not answer: run `kong-audit-shipper check` again in a minute".to_string()
+                }
+                _ => format!("check CLOUDWATCH_LOG_GROUP ({}) and AWS_REGION; {LOGS_IAM}", logs.group),
+            };
+            fail(e.text(), fix)
+        }
+    };
+    report.line(LOGS, outcome);
+}
+
 fn channel_check(settings: &Settings, report: &mut Report) -> Option<ChannelConfig> {
     match settings.channel_config() {
         Ok(c) => {
@@ -468,6 +531,8 @@ async fn aws_checks(settings: &Settings, sdk: &aws_config::SdkConfig, channel: O
         (None, _) => fail(
             if needs_secrets {
                 "none set, and Secrets Manager needs one"
+            } else if settings.cloudwatch_log_group.as_deref().is_some_and(|g| !g.trim().is_empty()) {
+                "none set, and CloudWatch Logs needs one"
             } else {
                 "none set, and no valid CHANNEL_ARN to take it from"
             },

@@ -3,7 +3,8 @@
 //!
 //! Input: one event per line, in any order: the `eventData` JSON itself, or an object with an
 //! `eventData` member holding it as an object or as a JSON string (the shapes CloudTrail Lake query
-//! results and exports give). Output: each entry's JSON text exactly as Kong served it, one per line;
+//! results and exports give), or CloudWatch Logs' shapes: an event with a `message` member holding it
+//! (`aws logs filter-log-events` / `get-log-events`), or a `TIMESTAMP MESSAGE` line (an export to S3). Output: each entry's JSON text exactly as Kong served it, one per line;
 //! parts are reassembled and checked against their SHA-256; an entry shipped twice (an unavoidable
 //! duplicate) is written once; an entry shipped in two versions (read twice: its `ttl` differs) is
 //! written in both, and counted as `other_versions`. Problems (junk lines, missing parts, checksum mismatches) go to stderr
@@ -26,13 +27,29 @@ use crate::event::recover;
 struct Wrapped {
     #[serde(rename = "eventData")]
     event_data: Option<Box<RawValue>>,
+    /// A CloudWatch Logs event: the eventData text is its message.
+    message: Option<Box<RawValue>>,
+    /// Present when the line is the eventData itself.
+    #[serde(rename = "additionalEventData")]
+    additional_event_data: Option<serde::de::IgnoredAny>,
 }
 
-/// The `eventData` text of one input line: the line itself, or its `eventData` member.
+/// The `eventData` text of one input line: the line itself, its `eventData` member, the `message` of
+/// a CloudWatch Logs event, or what follows the timestamp of a line exported to S3.
 pub fn event_data_of(line: &str) -> String {
     let line = line.trim();
-    match serde_json::from_str::<Wrapped>(line) {
-        Ok(Wrapped { event_data: Some(raw) }) => {
+    if !line.starts_with('{')
+        && let Some((stamp, rest)) = line.split_once(' ')
+        && chrono::DateTime::parse_from_rfc3339(stamp).is_ok()
+    {
+        return rest.trim().to_string();
+    }
+    let wrapped = match serde_json::from_str::<Wrapped>(line) {
+        Ok(w) if w.additional_event_data.is_none() => w,
+        _ => return line.to_string(),
+    };
+    match (wrapped.event_data, wrapped.message) {
+        (Some(raw), _) | (None, Some(raw)) => {
             let text = raw.get();
             // A JSON string holding the eventData text, or the object itself.
             serde_json::from_str::<String>(text).unwrap_or_else(|_| text.to_string())
@@ -135,5 +152,17 @@ mod tests {
         let as_string = serde_json::to_string(data).unwrap();
         assert_eq!(event_data_of(&format!(r#"{{"eventData":{as_string},"eventTime":"t"}}"#)), data);
         assert_eq!(event_data_of("  junk  "), "junk");
+    }
+
+    #[test]
+    fn cloudwatch_logs_events_and_s3_export_lines_give_the_event_data() {
+        let data = r#"{"UID":"a","eventTime":"2026-01-02T03:04:05Z","additionalEventData":{"x":1}}"#;
+        let event = serde_json::json!({"logStreamName": "s", "timestamp": 1, "message": data, "eventId": "9"});
+        assert_eq!(event_data_of(&event.to_string()), data);
+        assert_eq!(event_data_of(&format!("2026-01-02T03:04:05.000Z {data}")), data);
+        // The eventData itself is never mistaken for a wrapper, whatever members it has.
+        let with_message = r#"{"message":"m","additionalEventData":{"x":1}}"#;
+        assert_eq!(event_data_of(with_message), with_message);
+        assert_eq!(event_data_of("2026 is not a timestamp"), "2026 is not a timestamp");
     }
 }

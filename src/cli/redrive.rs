@@ -16,7 +16,7 @@ use crate::setup::{SinkChoice, StoreChoice, build};
 pub async fn main(settings: &Settings, input: Option<PathBuf>) -> ExitCode {
     // Redis when one is configured (where `run` and the Lambda mark entries), else the embedded
     // store (where a CLI `backfill` without Redis marks them).
-    let shipper = match build(settings, StoreChoice::RedisOrFile, SinkChoice::CloudTrail).await {
+    let shipper = match build(settings, StoreChoice::RedisOrFile, SinkChoice::Destination).await {
         Ok(s) => s,
         Err(e) => return super::setup_failed(&e),
     };

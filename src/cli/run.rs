@@ -25,7 +25,7 @@ pub async fn main(settings: &Settings, args: RunArgs) -> ExitCode {
         eprintln!("kong-audit-shipper: --since {since} is in the future");
         return ExitCode::from(runner::EXIT_CONFIG);
     }
-    let shipper = match build(settings, StoreChoice::Redis, SinkChoice::CloudTrail).await {
+    let shipper = match build(settings, StoreChoice::Redis, SinkChoice::Destination).await {
         Ok(s) => s,
         Err(e) => return super::setup_failed(&e),
     };

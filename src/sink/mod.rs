@@ -1,7 +1,8 @@
-//! Where events go. CloudTrail Lake today; the trait keeps other destinations possible.
+//! Where events go: CloudTrail Lake (PutAuditEvents) or CloudWatch Logs (PutLogEvents), behind one trait.
 
 mod batch;
 mod cloudtrail;
+pub mod cloudwatch_logs;
 mod memory;
 mod ndjson;
 
@@ -9,6 +10,7 @@ use async_trait::async_trait;
 
 pub use batch::{MAX_BATCH_BYTES, MAX_BATCH_EVENTS, split_into_calls, wire_size};
 pub use cloudtrail::{CloudTrailSink, checksum, load_sdk_config};
+pub use cloudwatch_logs::CloudWatchLogsSink;
 pub use memory::MemorySink;
 pub use ndjson::NdjsonSink;
 
