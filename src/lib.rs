@@ -15,5 +15,6 @@ pub mod runner;
 pub mod secret;
 pub mod setup;
 pub mod ship;
+pub mod signature;
 pub mod sink;
 pub mod summary;
