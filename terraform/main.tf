@@ -68,5 +68,6 @@ locals {
     var.kong_root_ca_pem != "" ? { KONG_ROOT_CA = var.kong_root_ca_pem } : {},
     var.channel_external_id != "" ? { CHANNEL_EXTERNAL_ID = var.channel_external_id } : {},
     var.rust_log != "" ? { RUST_LOG = var.rust_log } : {},
+    local.signature_environment,
   )
 }
