@@ -216,7 +216,7 @@ pub fn map_entry_detailed(entry: &Entry, ctx: &MapContext) -> Result<Mapped, Map
     let source_ip = entry.str_field("client_ip").filter(|ip| ip.parse::<std::net::IpAddr>().is_ok());
     let sha = hex_sha256(entry.raw.get().as_bytes());
     let head_id = event_id(entry.kind, &entry.key);
-    let signature = ctx.signatures.check(entry);
+    let signature = entry.signature.clone().unwrap_or_else(|| ctx.signatures.check(entry));
 
     let render = |extra: Extra<'_>, with_parameters: bool| -> Result<String, MapError> {
         let data = EventData {

@@ -96,7 +96,7 @@ pub async fn build(settings: &Settings, store: StoreChoice, sink: SinkChoice) ->
             .into());
         }
     };
-    let source = Arc::new(KongClient::new(&kong, settings.backoff())?);
+    let source = crate::signature::VerifyingSource::wrap(Arc::new(KongClient::new(&kong, settings.backoff())?), &signatures);
     let recipient_account_id = channel
         .as_ref()
         .map_or_else(|| "000000000000".to_string(), |c| c.account_id.clone());

@@ -37,7 +37,7 @@ pub async fn main(settings: &Settings, args: VerifyArgs) -> ExitCode {
         ExitCode::from(super::EXIT_CONFIG)
     };
     let verifier = match settings.signature_verifier() {
-        Ok(v) if v.has_keys() => v,
+        Ok(v) if v.has_keys() => Arc::new(v),
         Ok(_) => {
             return fail(format!(
                 "{SIGNING_KEY_SETTING}: not set: give Kong's audit signing public key(s), as PEM text or the path of a PEM file"
@@ -86,7 +86,7 @@ pub async fn main(settings: &Settings, args: VerifyArgs) -> ExitCode {
 
 async fn from_kong(
     settings: &Settings,
-    verifier: &Verifier,
+    verifier: &Arc<Verifier>,
     since: Option<i64>,
     until: Option<i64>,
     print: &mut (dyn FnMut(&Finding) + Send),

@@ -9,14 +9,17 @@
 //! - `canonical`: the text Kong signs for a row;
 //! - `keys`: the public keys, from PEM, and their fingerprints;
 //! - `verify`: the verdict on one row;
+//! - `source`: verdicts made as pages arrive, beside the cycle;
 //! - `trail`: verdicts over a whole trail, for the `verify` command.
 
 pub mod canonical;
 pub mod keys;
+pub mod source;
 pub mod trail;
 pub mod verify;
 
 pub use keys::{KeyError, PublicKey};
+pub use source::VerifyingSource;
 pub use trail::{Finding, TrailReport, verify_export, verify_kong};
 pub use verify::{Verdict, Verifier};
 

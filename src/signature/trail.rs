@@ -6,6 +6,7 @@ use std::collections::{BTreeMap, HashSet};
 use std::fmt;
 use std::sync::Arc;
 
+use super::source::VerifyingSource;
 use super::verify::{Verdict, Verifier};
 use crate::event::{MapContext, event_time, recover};
 use crate::kong::{AuditSource, Entry, EntryKind, KongError};
@@ -110,13 +111,14 @@ impl TrailReport {
     }
 }
 
-/// The verdict on an entry read back, also when it is no JSON object (no Kong row is that).
+/// The verdict on an entry read back (made already when its source verified it), also when it is
+/// no JSON object (no Kong row is that).
 fn verdict_of(verifier: &Verifier, entry: &Entry) -> Verdict {
     match &entry.problem {
         Some(problem) if entry.fields.is_empty() => Verdict::Invalid {
             reason: format!("not a Kong audit row: {problem}"),
         },
-        _ => verifier.check(entry),
+        _ => entry.signature.clone().unwrap_or_else(|| verifier.check(entry)),
     }
 }
 
@@ -126,7 +128,7 @@ fn verdict_of(verifier: &Verifier, entry: &Entry) -> Verdict {
 /// its `error`.
 pub async fn verify_kong(
     source: Arc<dyn AuditSource>,
-    verifier: &Verifier,
+    verifier: &Arc<Verifier>,
     window: Window,
     page_size: u32,
     on_finding: &mut (dyn FnMut(&Finding) + Send),
@@ -137,6 +139,8 @@ pub async fn verify_kong(
         .iter()
         .map(|kind| first_page(*kind, &info, page_size, &window, None))
         .collect();
+    // Pages are verified as they arrive, beside this loop.
+    let source = VerifyingSource::wrap(source, verifier);
     let mut chunks = read_trail(source, firsts, by_time, page_size as usize, Arc::new(Counters::default()));
     let ctx = MapContext {
         recipient_account_id: String::new(),
