@@ -666,3 +666,34 @@ async fn a_malformed_key_setting_stops_every_command_with_exit_2_naming_the_sett
         ran.stderr
     );
 }
+
+#[tokio::test]
+async fn check_reads_the_keys_and_names_the_setting_when_they_are_malformed() {
+    let kong = FakeKong::start("3.8.1.0").await;
+    let ct = FakeCloudTrail::start().await;
+    let signer = KongSigner::generate();
+    let ran = run_bin(&["check"], &with_key(env_for(&kong, &ct, None), &signer.rsa_public_key_pem())).await;
+    let line = ran
+        .stdout
+        .lines()
+        .find(|l| l.contains("Kong audit signing keys"))
+        .unwrap_or_else(|| panic!("{}", ran.stdout));
+    assert!(
+        line.starts_with('✓') && line.contains(&format!("RSA-2048 {}", signer.fingerprint())),
+        "{line}"
+    );
+    let ran = run_bin(&["check"], &with_key(env_for(&kong, &ct, None), "/no/such/kong.pub")).await;
+    assert_eq!(ran.code, 1);
+    assert!(
+        ran.stdout
+            .contains("✗ Kong audit signing keys: KONG_AUDIT_SIGNING_PUBLIC_KEY (--kong-audit-signing-public-key): not PEM text, and not a readable file '/no/such/kong.pub'"),
+        "{}",
+        ran.stdout
+    );
+    let without = run_bin(&["check"], &env_for(&kong, &ct, None)).await;
+    assert!(
+        !without.stdout.contains("signing keys"),
+        "no line without the setting: {}",
+        without.stdout
+    );
+}
