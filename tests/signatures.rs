@@ -81,6 +81,9 @@ fn status(v: &Value) -> &str {
     v["status"].as_str().unwrap_or("none")
 }
 
+/// A change made to a row after Kong signed it.
+type Alteration = Box<dyn Fn(&mut Value)>;
+
 #[test]
 fn rows_altered_after_signing_are_invalid_on_both_endpoints_and_fields_added_later_change_nothing() {
     let kong = KongSigner::generate();
@@ -104,7 +107,7 @@ fn rows_altered_after_signing_are_invalid_on_both_endpoints_and_fields_added_lat
     renumbered["ttl"] = Value::Null;
     assert_eq!(shipped_verdict(&ctx, EntryKind::Object, &renumbered.to_string()), valid);
 
-    let altered_requests: Vec<(&str, Box<dyn Fn(&mut Value)>)> = vec![
+    let altered_requests: Vec<(&str, Alteration)> = vec![
         ("a path", Box::new(|r| r["path"] = json!("/default/services?tags=dev"))),
         (
             "a payload byte",
@@ -127,7 +130,7 @@ fn rows_altered_after_signing_are_invalid_on_both_endpoints_and_fields_added_lat
         assert!(v["reason"].as_str().unwrap().contains("altered after Kong signed it"), "{v}");
         assert!(v.get("keyFingerprint").is_none());
     }
-    let altered_objects: Vec<(&str, Box<dyn Fn(&mut Value)>)> = vec![
+    let altered_objects: Vec<(&str, Alteration)> = vec![
         ("the operation", Box::new(|o| o["operation"] = json!("delete"))),
         (
             "an entity byte",
@@ -362,9 +365,17 @@ proptest! {
 
 // ---- the real binary ----
 
+/// What `signing_kong_fixture` loaded: the signer, the trail, and the rows altered after signing.
+struct SignedTrail {
+    signer: Arc<KongSigner>,
+    requests: Vec<Value>,
+    objects: Vec<Value>,
+    altered: Vec<(&'static str, String)>,
+}
+
 /// A fake Kong whose rows are signed three in four, with two requests and one object altered after
-/// signing (all three in the trail's first ten seconds). Returns the signer and the altered keys.
-fn signing_kong_fixture(kong: &FakeKong, n: usize) -> (Arc<KongSigner>, Vec<Value>, Vec<Value>, Vec<(&'static str, String)>) {
+/// signing (all three in the trail's first ten seconds).
+fn signing_kong_fixture(kong: &FakeKong, n: usize) -> SignedTrail {
     let signer = kong.sign_rows(0.75);
     let (requests, objects) = load_trail(kong, n, true);
     let mut altered = Vec::new();
@@ -401,7 +412,12 @@ fn signing_kong_fixture(kong: &FakeKong, n: usize) -> (Arc<KongSigner>, Vec<Valu
         }
     }
     assert_eq!(altered.len(), 3, "two requests and one object altered: {altered:?}");
-    (signer, requests, objects, altered)
+    SignedTrail {
+        signer,
+        requests,
+        objects,
+        altered,
+    }
 }
 
 fn with_key(mut env: HashMap<String, String>, pem: &str) -> HashMap<String, String> {
@@ -430,7 +446,12 @@ async fn a_run_ships_every_row_with_its_verdict_counts_them_and_still_exits_0() 
     let kong = FakeKong::start("3.8.1.0").await;
     let ct = FakeCloudTrail::start().await;
     let redis = RedisServer::start();
-    let (signer, requests, objects, altered) = signing_kong_fixture(&kong, 120);
+    let SignedTrail {
+        signer,
+        requests,
+        objects,
+        altered,
+    } = signing_kong_fixture(&kong, 120);
     let ran = run_bin(&["run"], &with_key(env_for(&kong, &ct, Some(&redis)), &signer.public_key_pem())).await;
     assert_eq!(ran.code, 0, "invalid signatures do not change the exit status:\n{}", ran.stderr);
     let total = requests.len() + objects.len();
@@ -498,7 +519,12 @@ async fn a_run_ships_every_row_with_its_verdict_counts_them_and_still_exits_0() 
 #[tokio::test]
 async fn verify_reads_kong_names_each_invalid_row_and_exits_1_and_0_when_the_window_has_none() {
     let kong = FakeKong::start("3.8.1.0").await;
-    let (signer, requests, objects, altered) = signing_kong_fixture(&kong, 150);
+    let SignedTrail {
+        signer,
+        requests,
+        objects,
+        altered,
+    } = signing_kong_fixture(&kong, 150);
     let (env, state) = verify_env(&kong, &signer.public_key_pem());
     let ran = run_bin(&["verify"], &env).await;
     assert_eq!(ran.code, 1, "{}\n{}", ran.stdout, ran.stderr);

@@ -45,10 +45,10 @@ pub async fn main(settings: &Settings, args: VerifyArgs) -> ExitCode {
         }
         Err(e) => return fail(e.to_string()),
     };
-    if let (Some(since), Some(until)) = (args.since, args.until) {
-        if since >= until {
-            return fail("--since must be before --until".into());
-        }
+    if let (Some(since), Some(until)) = (args.since, args.until)
+        && since >= until
+    {
+        return fail("--since must be before --until".into());
     }
     let require_signed = args.require_signed;
     let mut print = move |f: &Finding| {

@@ -94,7 +94,7 @@ fn format_g14(x: f64) -> String {
     let scientific = format!("{:.*e}", (PRECISION - 1) as usize, x);
     let (mantissa, exponent) = scientific.split_once('e').expect("`e` formatting has an exponent");
     let exponent: i32 = exponent.parse().expect("`e` formatting has a numeric exponent");
-    if exponent < -4 || exponent >= PRECISION {
+    if !(-4..PRECISION).contains(&exponent) {
         let sign = if exponent < 0 { '-' } else { '+' };
         format!("{}e{sign}{:02}", strip_zeros(mantissa), exponent.abs())
     } else {
