@@ -147,6 +147,11 @@ pub struct Settings {
     /// log (cut at 256 KB a line) or in a file that goes with the container, and cannot be redriven
     #[arg(long, env = "ALLOW_EPHEMERAL_DEAD_LETTERS", global = true)]
     pub allow_ephemeral_dead_letters: bool,
+
+    /// Kong's audit signing public key(s), to verify every row's signature: PEM text or the path of
+    /// a PEM file, with one or more PUBLIC KEY or RSA PUBLIC KEY blocks (several during a rotation)
+    #[arg(long, env = "KONG_AUDIT_SIGNING_PUBLIC_KEY", hide_env_values = true, global = true)]
+    pub kong_audit_signing_public_key: Option<String>,
 }
 
 /// A setting that holds a secret, or may (a URL with a password in it). `Debug` shows `"***"`, or the
@@ -476,6 +481,20 @@ impl Settings {
         }))
     }
 }
+
+impl Settings {
+    /// Kong's signing keys; without the setting, a verifier that checks nothing (`unchecked`).
+    pub fn signature_verifier(&self) -> Result<crate::signature::Verifier, ConfigError> {
+        match self.kong_audit_signing_public_key.as_deref().map(str::trim) {
+            None => Ok(crate::signature::Verifier::default()),
+            Some("") => Err(invalid(SIGNING_KEY_SETTING, "is set but empty")),
+            Some(value) => crate::signature::Verifier::from_setting(value).map_err(|e| invalid(SIGNING_KEY_SETTING, e.to_string())),
+        }
+    }
+}
+
+/// The setting that holds Kong's audit signing public keys.
+pub const SIGNING_KEY_SETTING: &str = "KONG_AUDIT_SIGNING_PUBLIC_KEY (--kong-audit-signing-public-key)";
 
 /// `(region, account id)` of a CloudTrail channel ARN.
 pub fn parse_channel_arn(arn: &str) -> Result<(String, String), &'static str> {

@@ -12,6 +12,7 @@
 
 use std::borrow::Cow;
 use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -20,6 +21,7 @@ use serde_json::{Map, Value, json};
 use sha2::{Digest, Sha256};
 
 use crate::kong::{Entry, EntryKind};
+use crate::signature::{Verdict, Verifier};
 
 /// Nesting of an embedded entry beyond which it travels as text (numbered parts) instead: parsers
 /// stop at some depth (serde_json at 128), and the entry sits two levels down in `eventData`.
@@ -52,6 +54,8 @@ pub struct MapContext {
     pub record_ttl: i64,
     /// Now, in epoch seconds.
     pub now: i64,
+    /// Kong's signing keys: every event records the verdict on its entry's signature.
+    pub signatures: Arc<Verifier>,
 }
 
 /// One PutAuditEvents item: its `id` and the `eventData` JSON text.
@@ -165,6 +169,7 @@ struct Extra<'a> {
     kong_audit_entry_text: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     kong_audit_entry_ttl: Option<TtlCut<'a>>,
+    kong_signature: &'a Verdict,
     event_time_source: &'static str,
     shipper: &'static str,
 }
@@ -184,6 +189,8 @@ pub struct Mapped {
     pub events: Vec<AuditEvent>,
     /// For an entry shipped in parts: the SHA-256 of the text they carry, the same on every read.
     pub parts_sha256: Option<String>,
+    /// The verdict on Kong's signature, which every event of the entry carries.
+    pub signature: Verdict,
 }
 
 /// The events that carry one entry: one, or several parts when the entry is too large for one.
@@ -209,6 +216,7 @@ pub fn map_entry_detailed(entry: &Entry, ctx: &MapContext) -> Result<Mapped, Map
     let source_ip = entry.str_field("client_ip").filter(|ip| ip.parse::<std::net::IpAddr>().is_ok());
     let sha = hex_sha256(entry.raw.get().as_bytes());
     let head_id = event_id(entry.kind, &entry.key);
+    let signature = entry.signature.clone().unwrap_or_else(|| ctx.signatures.check(entry));
 
     let render = |extra: Extra<'_>, with_parameters: bool| -> Result<String, MapError> {
         let data = EventData {
@@ -235,6 +243,7 @@ pub fn map_entry_detailed(entry: &Entry, ctx: &MapContext) -> Result<Mapped, Map
         kong_audit_entry_parts: part.map(|p| p.1),
         kong_audit_entry_text: None,
         kong_audit_entry_ttl: None,
+        kong_signature: &signature,
         event_time_source: time_source,
         shipper: SHIPPER,
     };
@@ -254,6 +263,7 @@ pub fn map_entry_detailed(entry: &Entry, ctx: &MapContext) -> Result<Mapped, Map
                 event_data: render(whole, true)?,
             }],
             parts_sha256: None,
+            signature,
         });
     }
 
@@ -279,6 +289,7 @@ pub fn map_entry_detailed(entry: &Entry, ctx: &MapContext) -> Result<Mapped, Map
     Ok(Mapped {
         events,
         parts_sha256: Some(parts_sha),
+        signature,
     })
 }
 
@@ -764,6 +775,7 @@ mod tests {
             recipient_account_id: "123456789012".into(),
             record_ttl: 2_592_000,
             now: 1_700_000_600,
+            signatures: Default::default(),
         }
     }
 

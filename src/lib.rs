@@ -16,5 +16,6 @@ pub mod runner;
 pub mod secret;
 pub mod setup;
 pub mod ship;
+pub mod signature;
 pub mod sink;
 pub mod summary;

@@ -64,6 +64,16 @@ pub async fn build(settings: &Settings, store: StoreChoice, sink: SinkChoice) ->
         _ => None,
     };
     let mut redis = settings.redis_config()?;
+    let signatures = Arc::new(settings.signature_verifier()?);
+    match signatures.keys() {
+        [] => tracing::info!(
+            "KONG_AUDIT_SIGNING_PUBLIC_KEY is not set: Kong's audit signatures are not checked (events say kongSignature unchecked or unsigned)"
+        ),
+        keys => tracing::info!(
+            keys = %keys.iter().map(|k| k.fingerprint()).collect::<Vec<_>>().join(","),
+            "Kong's audit signatures are verified; every event records the verdict"
+        ),
+    }
     let aws = Aws::new(channel.as_ref().map(|c| c.region.clone()));
     if settings.kong_admin_token_secret_arn.is_some() || settings.redis_password_secret_arn.is_some() {
         let secrets = aws_sdk_secretsmanager::Client::new(aws.config().await);
@@ -99,7 +109,7 @@ pub async fn build(settings: &Settings, store: StoreChoice, sink: SinkChoice) ->
             .into());
         }
     };
-    let source = Arc::new(KongClient::new(&kong, settings.backoff())?);
+    let source = crate::signature::VerifyingSource::wrap(Arc::new(KongClient::new(&kong, settings.backoff())?), &signatures);
     let (sink, recipient_account_id): (Arc<dyn Sink>, String) = match (sink, destination) {
         (SinkChoice::Ndjson(out, name), _) => (
             Arc::new(NdjsonSink::new(out, name)),
@@ -128,6 +138,7 @@ pub async fn build(settings: &Settings, store: StoreChoice, sink: SinkChoice) ->
         sink,
         dead_letters,
         recipient_account_id,
+        signatures,
     })
 }
 

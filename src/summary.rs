@@ -20,6 +20,9 @@ pub struct Counters {
     pub store_round_trips: AtomicU64,
     /// `eventTime` of the oldest entry this run knows is not shipped yet, epoch seconds (0: none).
     pub oldest_pending_time: AtomicI64,
+    /// Entries of this run whose Kong signature verified, and whose signature did not.
+    pub signatures_valid: AtomicU64,
+    pub signatures_invalid: AtomicU64,
 }
 
 impl Counters {
@@ -57,6 +60,8 @@ impl Counters {
             },
             stopped_early: false,
             error: None,
+            signatures_valid: self.signatures_valid.load(Relaxed),
+            signatures_invalid: self.signatures_invalid.load(Relaxed),
         }
     }
 }
@@ -82,6 +87,13 @@ pub struct Summary {
     pub stopped_early: bool,
     /// Why the run stopped, when something stopped it.
     pub error: Option<String>,
+    /// Entries this run mapped whose Kong signature verified under a configured key.
+    #[serde(default)]
+    pub signatures_valid: u64,
+    /// Entries this run mapped whose Kong signature did not verify: shipped all the same, logged
+    /// at error level. They do not change the status: shipping them is the right thing to do.
+    #[serde(default)]
+    pub signatures_invalid: u64,
 }
 
 impl Summary {
@@ -123,6 +135,10 @@ impl Summary {
             self.store_round_trips,
             self.lag_seconds
         );
+        line.push_str(&format!(
+            " signatures_valid={} signatures_invalid={}",
+            self.signatures_valid, self.signatures_invalid
+        ));
         if self.stopped_early {
             line.push_str(" stopped_early=true");
         }
@@ -143,6 +159,8 @@ impl Summary {
             ("Rejected", self.rejected as i64, "Count"),
             ("Failed", self.failed as i64, "Count"),
             ("LagSeconds", self.lag_seconds, "Seconds"),
+            ("SignaturesValid", self.signatures_valid as i64, "Count"),
+            ("SignaturesInvalid", self.signatures_invalid as i64, "Count"),
         ];
         let mut record = serde_json::json!({
             "_aws": {
@@ -246,5 +264,38 @@ mod tests {
             (Some(5), Some(1), Some(42))
         );
         assert_eq!(v["FunctionName"], "fn");
+    }
+
+    #[test]
+    fn signature_counts_are_in_the_line_the_json_and_the_emf_without_changing_the_status() {
+        let c = Counters::default();
+        Counters::add(&c.signatures_valid, 3);
+        Counters::add(&c.signatures_invalid, 1);
+        let s = c.snapshot(0.0);
+        assert_eq!((s.signatures_valid, s.signatures_invalid, s.status()), (3, 1, "ok"));
+        assert!(
+            s.line().contains(" lag_seconds=0 signatures_valid=3 signatures_invalid=1"),
+            "{}",
+            s.line()
+        );
+        let json = serde_json::to_value(&s).unwrap();
+        assert_eq!(
+            (json["signatures_valid"].as_u64(), json["signatures_invalid"].as_u64()),
+            (Some(3), Some(1))
+        );
+        let older: Summary = serde_json::from_str(r#"{"read":1,"shipped":1,"already_shipped":0,"held":0,"retried":0,"rejected":0,"failed":0,"seconds":0.1,"pages":1,"put_calls":1,"store_round_trips":1,"lag_seconds":0,"stopped_early":false,"error":null}"#).unwrap();
+        assert_eq!(older.signatures_invalid, 0);
+        let v: serde_json::Value = serde_json::from_str(&s.emf("fn", 1)).unwrap();
+        assert_eq!((v["SignaturesValid"].as_i64(), v["SignaturesInvalid"].as_i64()), (Some(3), Some(1)));
+        let names: Vec<&str> = v["_aws"]["CloudWatchMetrics"][0]["Metrics"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(|m| m["Name"].as_str())
+            .collect();
+        assert!(
+            names.contains(&"SignaturesInvalid") && names.contains(&"SignaturesValid"),
+            "{names:?}"
+        );
     }
 }

@@ -85,5 +85,6 @@ locals {
     var.kong_root_ca_pem != "" ? { KONG_ROOT_CA = var.kong_root_ca_pem } : {},
     var.channel_external_id != "" && !local.to_logs ? { CHANNEL_EXTERNAL_ID = var.channel_external_id } : {},
     var.rust_log != "" ? { RUST_LOG = var.rust_log } : {},
+    local.signature_environment,
   )
 }

@@ -630,6 +630,7 @@ async fn the_lambda_handler_ships_to_logs_and_its_metrics_count_the_same() {
         sink: Arc::new(sink),
         dead_letters: Arc::new(kong_audit_shipper::dead_letter::FileDeadLetters::new(dir.path().join("dl.ndjson"))),
         recipient_account_id: account,
+        signatures: Default::default(),
     };
     let handler = Handler::new(shipper, &settings, "kong-audit-shipper".into());
     let answer = handler.invoke(LambdaEvent::new(json!({}), Context::default())).await;

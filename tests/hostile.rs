@@ -26,6 +26,7 @@ fn ctx() -> MapContext {
         recipient_account_id: fake_cloudtrail::ACCOUNT.into(),
         record_ttl: 2_592_000,
         now: chrono::Utc::now().timestamp(),
+        signatures: Default::default(),
     }
 }
 

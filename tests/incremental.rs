@@ -221,6 +221,7 @@ async fn library_shipper(kong: &FakeKong, redis: &RedisServer, sink: Arc<MemoryS
         sink,
         dead_letters: Arc::new(LogDeadLetters),
         recipient_account_id: fake_cloudtrail::ACCOUNT.into(),
+        signatures: Default::default(),
     }
 }
 

@@ -20,6 +20,7 @@ fn ctx() -> MapContext {
         recipient_account_id: "123456789012".into(),
         record_ttl: 2_592_000,
         now: 1_750_000_000,
+        signatures: Default::default(),
     }
 }
 

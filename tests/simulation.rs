@@ -305,6 +305,7 @@ impl World {
             sink: self.sink.clone(),
             dead_letters: self.letters.clone(),
             recipient_account_id: "123456789012".into(),
+            signatures: Default::default(),
         }
     }
 
@@ -640,6 +641,7 @@ fn lease_world(n: usize, latency: Duration) -> (Arc<SimKong>, Arc<MemoryStore>, 
         sink: sink.clone(),
         dead_letters: Arc::new(Letters::default()),
         recipient_account_id: "123456789012".into(),
+        signatures: Default::default(),
     };
     (kong, store, sink, shipper)
 }

@@ -54,6 +54,31 @@ impl Report {
     }
 }
 
+/// Only when the setting is given: Kong's audit signing public keys can be read.
+fn signing_key_check(settings: &Settings, report: &mut Report) {
+    if settings.kong_audit_signing_public_key.is_none() {
+        return;
+    }
+    let outcome = match settings.signature_verifier() {
+        Ok(v) => {
+            let keys: Vec<String> = v.keys().iter().map(|k| format!("RSA-{} {}", k.bits(), k.fingerprint())).collect();
+            Outcome::Pass(format!(
+                "{} key(s): {}; every shipped row records its verdict",
+                keys.len(),
+                keys.join(", ")
+            ))
+        }
+        Err(e) => fail(
+            e.to_string(),
+            format!(
+                "set {} to the PEM of Kong's audit signing public key (openssl rsa -in private.pem -pubout), or the path of a file holding it",
+                e.setting
+            ),
+        ),
+    };
+    report.line("Kong audit signing keys", outcome);
+}
+
 pub async fn main(settings: &Settings) -> ExitCode {
     let mut report = Report::default();
     if let Err(e) = settings.check_key_prefix() {
@@ -62,6 +87,7 @@ pub async fn main(settings: &Settings) -> ExitCode {
     let sdk = crate::sink::load_sdk_config(settings.channel_config().ok().map(|c| c.region).as_deref()).await;
     let secrets = aws_sdk_secretsmanager::Client::new(&sdk);
     kong_checks(settings, &secrets, &mut report).await;
+    signing_key_check(settings, &mut report);
     store_check(settings, &secrets, &mut report).await;
     let channel = destination_check(settings, &sdk, &mut report).await;
     aws_checks(settings, &sdk, channel.as_ref(), &mut report).await;

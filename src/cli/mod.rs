@@ -7,6 +7,7 @@ mod migrate;
 mod recover;
 mod redrive;
 mod run;
+mod verify;
 
 use std::process::ExitCode;
 
@@ -54,6 +55,8 @@ pub enum Command {
     Check,
     /// Carry over the Redis marks of Kong's 2023 proof of concept, so the switch ships no request twice
     MigratePocKeys,
+    /// Check Kong's signatures over its audit trail (or, with --input, over an export of shipped events); exit 1 when any row is invalid
+    Verify(verify::VerifyArgs),
 }
 
 pub use crate::runner::{EXIT_CONFIG, EXIT_INCOMPLETE, exit_code};
@@ -71,6 +74,7 @@ pub async fn main(cli: Cli) -> ExitCode {
         Command::Backfill(args) => backfill::main(&cli.settings, args).await,
         Command::Check => check::main(&cli.settings).await,
         Command::MigratePocKeys => migrate::main(&cli.settings).await,
+        Command::Verify(args) => verify::main(&cli.settings, args).await,
     }
 }
 

@@ -58,16 +58,14 @@ pub fn event_data_of(line: &str) -> String {
     }
 }
 
-pub fn main(input: &str, output: &str) -> ExitCode {
+/// The `eventData` text of every line of `input` (`-`: stdin), one per input line so that line
+/// numbers hold, and the lines that are not text.
+pub fn read_event_lines(input: &str) -> std::io::Result<(Vec<String>, Vec<String>)> {
     let mut bytes = Vec::new();
-    let read = if input == "-" {
-        std::io::stdin().read_to_end(&mut bytes).map(|_| ())
+    if input == "-" {
+        std::io::stdin().read_to_end(&mut bytes)?;
     } else {
-        std::fs::File::open(input).and_then(|mut f| f.read_to_end(&mut bytes).map(|_| ()))
-    };
-    if let Err(e) = read {
-        eprintln!("kong-audit-shipper recover: cannot read {input}: {e}");
-        return ExitCode::from(super::EXIT_CONFIG);
+        std::fs::File::open(input)?.read_to_end(&mut bytes)?;
     }
     let mut problems = Vec::new();
     let lines: Vec<String> = bytes
@@ -81,6 +79,17 @@ pub fn main(input: &str, output: &str) -> ExitCode {
             }
         })
         .collect();
+    Ok((lines, problems))
+}
+
+pub fn main(input: &str, output: &str) -> ExitCode {
+    let (lines, mut problems) = match read_event_lines(input) {
+        Ok(read) => read,
+        Err(e) => {
+            eprintln!("kong-audit-shipper recover: cannot read {input}: {e}");
+            return ExitCode::from(super::EXIT_CONFIG);
+        }
+    };
     let events = lines.iter().filter(|l| !l.trim().is_empty()).count();
     let recovery = recover(lines.iter().map(String::as_str));
     problems.extend(recovery.problems);

@@ -56,6 +56,8 @@ pub struct Entry {
     pub fields: Map<String, Value>,
     /// Why this entry cannot be shipped as an event, if it cannot.
     pub problem: Option<String>,
+    /// The verdict on Kong's signature, when the source has checked it already.
+    pub signature: Option<crate::signature::Verdict>,
 }
 
 impl Entry {
@@ -77,6 +79,7 @@ impl Entry {
                     key,
                     fields: Map::new(),
                     problem: Some(problem),
+                    signature: None,
                 };
             }
         };
@@ -100,6 +103,7 @@ impl Entry {
             key,
             fields,
             problem,
+            signature: None,
         }
     }
 

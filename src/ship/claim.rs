@@ -150,6 +150,7 @@ pub async fn claim_chunk(run: &Run, chunk: Chunk) -> Result<Vec<Item>, StoreErro
         recipient_account_id: run.recipient_account_id.clone(),
         record_ttl: run.record_ttl,
         now: chrono::Utc::now().timestamp(),
+        signatures: run.signatures.clone(),
     };
     let entries: Vec<ReadEntry> = chunk
         .entries
@@ -200,7 +201,10 @@ pub async fn claim_chunk(run: &Run, chunk: Chunk) -> Result<Vec<Item>, StoreErro
             continue;
         }
         let (mapped, unshippable) = match map_entry_detailed(&entry, &ctx) {
-            Ok(m) => (Some(m), None),
+            Ok(m) => {
+                crate::signature::note(c, &entry, &m.signature);
+                (Some(m), None)
+            }
             Err(e) => (None, Some(("Unmappable".to_string(), e.0))),
         };
         let (events, parts_sha256) = mapped.map_or((Vec::new(), None), |m| (m.events, m.parts_sha256));

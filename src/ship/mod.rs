@@ -29,7 +29,7 @@ use std::time::{Duration, Instant};
 pub use claim::{Item, Keys, accepted_parts, parts_record};
 pub use deadline::{RunLimits, Tail, run_limits};
 pub use deliver::{Pacer, Signal, next_rate};
-pub use read::Window;
+pub use read::{Chunk, ReadEntry, Window, first_page, spawn as read_trail};
 pub use settle::commit_ttl;
 pub use watermark::{Position, Progress, next_watermark, set_floor, sweep_due};
 
@@ -37,6 +37,7 @@ use crate::dead_letter::DeadLetterSink;
 use crate::dedup::{DedupStore, StoreError, claim_token};
 use crate::kong::{AuditSource, Entry, EntryKind, KongError, KongInfo};
 use crate::retry::Backoff;
+use crate::signature::Verifier;
 use crate::sink::Sink;
 use crate::summary::{Counters, Summary};
 
@@ -114,6 +115,8 @@ pub struct Shipper {
     pub dead_letters: Arc<dyn DeadLetterSink>,
     /// The channel owner's account, `recipientAccountId` of every event.
     pub recipient_account_id: String,
+    /// Kong's signing keys, to record a verdict on every entry shipped.
+    pub signatures: Arc<Verifier>,
 }
 
 /// What every stage of one run shares.
@@ -127,6 +130,7 @@ pub(crate) struct Run {
     keys: Keys,
     limits: Option<RunLimits>,
     recipient_account_id: String,
+    signatures: Arc<Verifier>,
     record_ttl: i64,
     pacer: Pacer,
     /// The first error that stopped the run.
@@ -235,6 +239,7 @@ impl Shipper {
             keys,
             limits: opts.limits,
             recipient_account_id: self.recipient_account_id.clone(),
+            signatures: self.signatures.clone(),
             record_ttl: info.record_ttl,
             pacer: Pacer::new(opts.put_rate),
             opts: opts.clone(),

@@ -1,6 +1,10 @@
 //! A loopback fake of Kong's Admin API audit endpoints: versioned behaviour, keyset paging, filters,
-//! RBAC token, fault injection. Shared by the tests, the `fake-kong` example and the benchmark.
+//! RBAC token, fault injection, rows signed as Kong signs them. Shared by the tests, the `fake-kong`
+//! example and the benchmark.
 #![allow(dead_code)]
+
+#[path = "kong_signer.rs"]
+pub mod kong_signer;
 
 use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
@@ -14,6 +18,8 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use base64::Engine;
 use serde_json::{Value, json};
+
+use kong_signer::KongSigner;
 
 /// An injected answer for the next audit request.
 #[derive(Debug, Clone)]
@@ -58,6 +64,17 @@ pub struct KongState {
     /// Path and query of every page answered with entries, in order (after `latency`).
     pub answered: Vec<String>,
     pub page_hits: u64,
+    /// Signs this share of the rows added from now on, as Kong does with `audit_log_signing_key`.
+    pub signing: Option<Signing>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Signing {
+    pub signer: Arc<KongSigner>,
+    /// 0.0 to 1.0, spread evenly over the rows in the order they are added.
+    pub share: f64,
+    /// Rows added since signing began.
+    pub added: u64,
 }
 
 #[derive(Clone)]
@@ -108,6 +125,7 @@ impl FakeKong {
             log: Vec::new(),
             answered: Vec::new(),
             page_hits: 0,
+            signing: None,
         }));
         let app = Router::new()
             .route("/", get(root))
@@ -150,7 +168,53 @@ impl FakeKong {
     }
 
     pub fn add(&self, kind: &str, entries: &[Value]) {
-        self.add_raw(kind, entries.iter().map(|e| e.to_string()));
+        let signing = self.with(|s| {
+            let now = s.signing.clone();
+            if let Some(g) = s.signing.as_mut() {
+                g.added += entries.len() as u64;
+            }
+            now
+        });
+        match signing {
+            None => self.add_raw(kind, entries.iter().map(|e| e.to_string())),
+            Some(g) => self.add_raw(kind, signed_texts(&g, kind, entries)),
+        }
+    }
+
+    /// From now on, signs `share` of the rows added (0.0 to 1.0) with a key generated here, and
+    /// returns the signer (its public key is what `KONG_AUDIT_SIGNING_PUBLIC_KEY` takes).
+    pub fn sign_rows(&self, share: f64) -> Arc<KongSigner> {
+        let signer = Arc::new(KongSigner::generate());
+        self.sign_rows_with(signer.clone(), share);
+        signer
+    }
+
+    /// Signs `share` of the rows added from now on with this signer (a rotated key, for example).
+    pub fn sign_rows_with(&self, signer: Arc<KongSigner>, share: f64) {
+        self.with(|s| {
+            s.signing = Some(Signing {
+                signer,
+                share: share.clamp(0.0, 1.0),
+                added: 0,
+            })
+        });
+    }
+
+    /// Changes a stored row, as someone with write access to Kong's database could; its signature
+    /// stays as it was. Returns false when no row has that key.
+    pub fn tamper(&self, kind: &str, key: &str, change: impl FnOnce(&mut Value)) -> bool {
+        self.with(|s| {
+            let rows = if kind == "requests" { &mut s.requests } else { &mut s.objects };
+            let Some(row) = rows.iter_mut().find(|r| r.key == key) else {
+                return false;
+            };
+            let mut value: Value = serde_json::from_str(&row.raw).expect("a stored row is JSON");
+            change(&mut value);
+            row.ts = value["request_timestamp"].as_i64();
+            row.raw = value.to_string();
+            s.sorted.clear();
+            true
+        })
     }
 
     /// Removes an entry, as Kong does when its TTL runs out.
@@ -275,6 +339,43 @@ async fn audit(
         }
         Err(message) => json_response(StatusCode::BAD_REQUEST, json!({ "message": message }).to_string()),
     }
+}
+
+/// The rows' JSON texts, `share` of them signed (row `n` since signing began is signed when the
+/// share's running total passes a whole number there). Signing is slow (about a millisecond a row),
+/// so large batches use every core.
+fn signed_texts(signing: &Signing, kind: &str, entries: &[Value]) -> Vec<String> {
+    let signed = |n: u64| ((n + 1) as f64 * signing.share).floor() > (n as f64 * signing.share).floor();
+    let one = |(i, e): (usize, &Value)| {
+        if signed(signing.added + i as u64) {
+            let mut row = e.clone();
+            signing.signer.sign(kind, &mut row);
+            row.to_string()
+        } else {
+            e.to_string()
+        }
+    };
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    if entries.len() < 64 || threads == 1 {
+        return entries.iter().enumerate().map(one).collect();
+    }
+    let per = entries.len().div_ceil(threads);
+    std::thread::scope(|scope| {
+        let parts: Vec<_> = entries
+            .chunks(per)
+            .enumerate()
+            .map(|(c, chunk)| {
+                scope.spawn(move || {
+                    chunk
+                        .iter()
+                        .enumerate()
+                        .map(|(i, e)| one((c * per + i, e)))
+                        .collect::<Vec<String>>()
+                })
+            })
+            .collect();
+        parts.into_iter().flat_map(|p| p.join().expect("a signing thread")).collect()
+    })
 }
 
 /// Keyset paging over `(sort value, key)`, like Kong's Postgres strategy.

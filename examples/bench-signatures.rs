@@ -1,0 +1,262 @@
+//! What verifying Kong's signatures costs: per row in-process, and on the backfill rate side by side.
+//!
+//!     cargo run --release --example bench-signatures            # 25,000 requests (about 50,000 entries)
+//!     cargo run --release --example bench-signatures -- 0.2     # a fifth of that
+//!
+//! 1. Per row: the verdict alone (signed text, base64, RSA-2048 PKCS#1 v1.5 SHA-256), and the whole
+//!    mapping of an entry without a key, with its verdict made beforehand (as the cycle maps: pages
+//!    are verified as they arrive, beside it), and with the verdict made inline; over the fakes'
+//!    realistic rows, every one signed.
+//! 2. Backfill: the release binary (`run`, as in `bench`) against the loopback fakes (Kong 5 ms per
+//!    page with every row signed, CloudTrail 20 ms per call and its 100 calls/s quota) and a real
+//!    redis-server, without and with KONG_AUDIT_SIGNING_PUBLIC_KEY, in turns (A B A B), the store
+//!    emptied before each run.
+
+#[path = "../tests/support/fake_cloudtrail.rs"]
+mod fake_cloudtrail;
+#[path = "../tests/support/fake_kong.rs"]
+mod fake_kong;
+#[path = "../tests/support/redis_server.rs"]
+mod redis_server;
+
+use std::collections::HashMap;
+use std::process::Stdio;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use fake_cloudtrail::FakeCloudTrail;
+use fake_kong::FakeKong;
+use fake_kong::kong_signer::KongSigner;
+use kong_audit_shipper::event::{MapContext, map_entry_detailed};
+use kong_audit_shipper::kong::{Entry, EntryKind};
+use kong_audit_shipper::signature::Verifier;
+use redis_server::RedisServer;
+use serde_json::Value;
+
+fn binary() -> std::path::PathBuf {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let status = std::process::Command::new(cargo)
+        .args(["build", "--release", "--bin", "kong-audit-shipper"])
+        .status()
+        .expect("cargo");
+    assert!(status.success(), "cargo build --release failed");
+    let exe = std::env::current_exe().unwrap();
+    exe.parent().unwrap().parent().unwrap().join("kong-audit-shipper")
+}
+
+/// Median of per-row microseconds over `rounds` passes of `f` over every row.
+fn per_row_micros(rows: usize, rounds: usize, mut f: impl FnMut()) -> f64 {
+    let mut samples: Vec<f64> = (0..rounds)
+        .map(|_| {
+            let t = Instant::now();
+            f();
+            t.elapsed().as_secs_f64() * 1e6 / rows as f64
+        })
+        .collect();
+    samples.sort_by(f64::total_cmp);
+    samples[samples.len() / 2]
+}
+
+fn micro(signer: &KongSigner, requests: &[Value], objects: &[Value]) -> (f64, f64, f64, f64) {
+    let sign = |kind: &str, rows: &[Value]| -> Vec<String> {
+        rows.iter()
+            .map(|r| {
+                let mut r = r.clone();
+                signer.sign(kind, &mut r);
+                r.to_string()
+            })
+            .collect()
+    };
+    let entries: Vec<Entry> = sign("requests", requests)
+        .iter()
+        .map(|t| Entry::parse(EntryKind::Request, t).unwrap())
+        .chain(sign("objects", objects).iter().map(|t| Entry::parse(EntryKind::Object, t).unwrap()))
+        .collect();
+    let verifier = Arc::new(Verifier::from_setting(&signer.public_key_pem()).unwrap());
+    let ctx = |signatures: Arc<Verifier>| MapContext {
+        recipient_account_id: fake_cloudtrail::ACCOUNT.into(),
+        record_ttl: 2_592_000,
+        now: chrono::Utc::now().timestamp(),
+        signatures,
+    };
+    let (with, without) = (ctx(verifier.clone()), ctx(Arc::new(Verifier::default())));
+    let n = entries.len();
+    let verdict = per_row_micros(n, 9, || {
+        for e in &entries {
+            assert_eq!(verifier.check(e).status(), "valid");
+        }
+    });
+    let mut verified = entries.clone();
+    kong_audit_shipper::signature::source::verify_all(&verifier, &mut verified);
+    let mut map_with = Vec::new();
+    let mut map_without = Vec::new();
+    let mut map_verified = Vec::new();
+    for _ in 0..5 {
+        map_without.push(per_row_micros(n, 1, || {
+            for e in &entries {
+                std::hint::black_box(map_entry_detailed(e, &without).unwrap());
+            }
+        }));
+        map_verified.push(per_row_micros(n, 1, || {
+            for e in &verified {
+                std::hint::black_box(map_entry_detailed(e, &with).unwrap());
+            }
+        }));
+        map_with.push(per_row_micros(n, 1, || {
+            for e in &entries {
+                std::hint::black_box(map_entry_detailed(e, &with).unwrap());
+            }
+        }));
+    }
+    for v in [&mut map_with, &mut map_without, &mut map_verified] {
+        v.sort_by(f64::total_cmp);
+    }
+    (verdict, map_without[2], map_verified[2], map_with[2])
+}
+
+fn env(kong: &FakeKong, ct: &FakeCloudTrail, redis: &RedisServer, key: Option<&str>) -> HashMap<String, String> {
+    let mut env: HashMap<String, String> = [
+        ("KONG_ADMIN_API", kong.url()),
+        ("CHANNEL_ARN", fake_cloudtrail::CHANNEL_ARN.to_string()),
+        ("AWS_ENDPOINT_URL_CLOUDTRAIL_DATA", ct.url()),
+        ("AWS_ACCESS_KEY_ID", "AKIDBENCH".into()),
+        ("AWS_SECRET_ACCESS_KEY", "bench".into()),
+        ("AWS_REGION", "us-east-1".into()),
+        ("AWS_EC2_METADATA_DISABLED", "true".into()),
+        ("AWS_CONFIG_FILE", "/dev/null".into()),
+        ("AWS_SHARED_CREDENTIALS_FILE", "/dev/null".into()),
+        ("REDIS_URL", redis.url()),
+        ("RUST_LOG", "warn,kong_audit_shipper=info".into()),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v))
+    .collect();
+    if let Some(pem) = key {
+        env.insert("KONG_AUDIT_SIGNING_PUBLIC_KEY".into(), pem.into());
+    }
+    env
+}
+
+struct Run {
+    seconds: f64,
+    shipped: u64,
+    valid: u64,
+    invalid: u64,
+}
+
+async fn ship(bin: &std::path::Path, env: &HashMap<String, String>) -> Run {
+    let started = Instant::now();
+    let out = tokio::process::Command::new(bin)
+        .arg("run")
+        .env_clear()
+        .envs(env)
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .output()
+        .await
+        .expect("binary runs");
+    let seconds = started.elapsed().as_secs_f64();
+    let text = String::from_utf8_lossy(&out.stderr);
+    let line = text
+        .lines()
+        .rev()
+        .find_map(|l| l.find("summary status=").map(|i| &l[i..]))
+        .unwrap_or_else(|| panic!("no summary:\n{text}"));
+    if !line.contains("status=ok") {
+        eprintln!("warning: run did not end ok: {line}");
+    }
+    let field = |name: &str| -> u64 {
+        line.split_whitespace()
+            .find_map(|kv| kv.strip_prefix(&format!("{name}=")))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0)
+    };
+    Run {
+        seconds,
+        shipped: field("shipped"),
+        valid: field("signatures_valid"),
+        invalid: field("signatures_invalid"),
+    }
+}
+
+#[tokio::main]
+async fn main() {
+    let scale: f64 = std::env::args().nth(1).and_then(|a| a.parse().ok()).unwrap_or(1.0);
+    let requests_n = ((25_000.0 * scale) as usize).max(100);
+    let bin = binary();
+
+    // 1. Per row, in-process.
+    let signer = KongSigner::generate();
+    let (sample_r, sample_o) = fake_kong::sample_trail(2_000, chrono::Utc::now().timestamp() - 86_400, true);
+    let (verdict_us, map_without_us, map_verified_us, map_with_us) = micro(&signer, &sample_r, &sample_o);
+    eprintln!(
+        "per row: verdict {verdict_us:.1} µs; mapping {map_without_us:.1} µs without a key, {map_verified_us:.1} µs verified beforehand, {map_with_us:.1} µs verified inline"
+    );
+
+    // 2. Backfill, side by side.
+    let kong = FakeKong::start("3.8.1.0").await;
+    let ct = FakeCloudTrail::start().await;
+    let redis = RedisServer::start();
+    let signer = kong.sign_rows(1.0);
+    let signing = Instant::now();
+    let (r, o) = fake_kong::sample_trail(requests_n, chrono::Utc::now().timestamp() - 86_400, true);
+    kong.add("requests", &r);
+    kong.add("objects", &o);
+    let total = r.len() + o.len();
+    eprintln!("{total} entries signed in {:.1} s", signing.elapsed().as_secs_f64());
+    kong.with(|s| s.latency = Duration::from_millis(5));
+    ct.with(|s| {
+        s.latency = Duration::from_millis(20);
+        s.quota_per_second = 100;
+        s.count_only = true;
+    });
+    let pem = signer.public_key_pem();
+    let mut without = Vec::new();
+    let mut with = Vec::new();
+    for round in 0..3 {
+        for key in [None, Some(pem.as_str())] {
+            redis.cli(&["FLUSHALL"]);
+            let run = ship(&bin, &env(&kong, &ct, &redis, key)).await;
+            assert_eq!(run.shipped, total as u64, "every entry shipped");
+            let rate = run.shipped as f64 / run.seconds;
+            eprintln!(
+                "round {} {}: {rate:.0} entries/s ({:.2} s; signatures_valid={} signatures_invalid={})",
+                round + 1,
+                if key.is_some() { "with the key" } else { "without a key" },
+                run.seconds,
+                run.valid,
+                run.invalid
+            );
+            if key.is_some() {
+                assert_eq!((run.valid, run.invalid), (total as u64, 0), "every row verified");
+                with.push(rate);
+            } else {
+                without.push(rate);
+            }
+        }
+    }
+    let mean = |v: &[f64]| v.iter().sum::<f64>() / v.len() as f64;
+    let (a, b) = (mean(&without), mean(&with));
+    println!(
+        "Machine: {} cores; scale {scale}; every row signed (RSA-2048); Kong 5 ms per page, CloudTrail 20 ms per call and 100 calls/s.\n",
+        std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0)
+    );
+    println!("| measure | without a key | with the key | change |");
+    println!("|---|---|---|---|");
+    println!("| verdict per row (signed text, base64, RSA verify), µs | — | {verdict_us:.1} | |");
+    println!(
+        "| mapping per row, verdict made beforehand (what the cycle does), µs | {map_without_us:.1} | {map_verified_us:.1} | {:+.1} µs |",
+        map_verified_us - map_without_us
+    );
+    println!(
+        "| mapping per row, verdict made inline, µs | {map_without_us:.1} | {map_with_us:.1} | {:+.1} µs |",
+        map_with_us - map_without_us
+    );
+    println!(
+        "| backfill of {total} entries, entries/s (mean of 3 runs each, in turns) | {a:.0} ({}) | {b:.0} ({}) | {:+.1} % |",
+        without.iter().map(|r| format!("{r:.0}")).collect::<Vec<_>>().join(", "),
+        with.iter().map(|r| format!("{r:.0}")).collect::<Vec<_>>().join(", "),
+        (b / a - 1.0) * 100.0
+    );
+}
