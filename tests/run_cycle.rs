@@ -206,9 +206,12 @@ async fn two_runs_at_the_same_moment_ship_every_entry_exactly_once() {
     let redis = RedisServer::start();
     let (requests, objects) = load_trail(&kong, 600, true);
     let total = requests.len() + objects.len();
-    ct.with(|s| s.latency = std::time::Duration::from_millis(15));
+    // Slow enough calls, one at a time, that each run takes over a second alone: however loaded the
+    // machine, the two processes are at work together.
+    ct.with(|s| s.latency = std::time::Duration::from_millis(100));
     let mut env = env_for(&kong, &ct, Some(&redis));
     env.insert("KONG_PAGE_SIZE".into(), "50".into());
+    env.insert("PUT_CONCURRENCY".into(), "1".into());
     let (a, b) = tokio::join!(run_bin(&["run"], &env), run_bin(&["run"], &env));
     for r in [&a, &b] {
         assert_eq!(r.code, i32::from(r.count("held") > 0), "{}", r.stderr);
