@@ -28,24 +28,6 @@ fn request(id: &str, ts: i64) -> Value {
     json!({"request_id": id, "request_timestamp": ts, "method": "PATCH", "path": "/routes/r1", "status": 200, "client_ip": "10.1.2.3", "ttl": 2_000_000})
 }
 
-fn exactly_once(ct: &FakeCloudTrail, want: &HashSet<String>) {
-    let counts = ct.accepted_ids();
-    let twice: Vec<_> = counts.iter().filter(|(_, n)| **n > 1).collect();
-    assert!(twice.is_empty(), "duplicates: {twice:?}");
-    let got: HashSet<String> = counts.into_keys().collect();
-    let missing: Vec<_> = want.difference(&got).collect();
-    let extra: Vec<_> = got.difference(want).collect();
-    assert!(missing.is_empty() && extra.is_empty(), "missing {missing:?}, unexpected {extra:?}");
-}
-
-fn ids(requests: &[Value], objects: &[Value]) -> HashSet<String> {
-    requests
-        .iter()
-        .map(|r| format!("req-{}", r["request_id"].as_str().unwrap()))
-        .chain(objects.iter().map(|o| format!("obj-{}", o["id"].as_str().unwrap())))
-        .collect()
-}
-
 struct Setup {
     kong: FakeKong,
     ct: FakeCloudTrail,

@@ -21,15 +21,6 @@ use support::*;
 
 const VERSION: &str = "3.8.1.0";
 
-/// PutAuditEvents ids of a trail.
-fn ids(requests: &[Value], objects: &[Value]) -> HashSet<String> {
-    requests
-        .iter()
-        .map(|r| format!("req-{}", r["request_id"].as_str().unwrap()))
-        .chain(objects.iter().map(|o| format!("obj-{}", o["id"].as_str().unwrap())))
-        .collect()
-}
-
 fn adds_up(ran: &Ran) {
     let s = |f| ran.count(f);
     assert_eq!(
@@ -38,17 +29,6 @@ fn adds_up(ran: &Ran) {
         "the summary adds up: {}",
         ran.stderr
     );
-}
-
-/// Every id in CloudTrail exactly once, and nothing else.
-fn exactly_once(ct: &FakeCloudTrail, want: &HashSet<String>) {
-    let counts = ct.accepted_ids();
-    let twice: Vec<_> = counts.iter().filter(|(_, n)| **n > 1).collect();
-    assert!(twice.is_empty(), "duplicates: {twice:?}");
-    let got: HashSet<String> = counts.into_keys().collect();
-    let missing: Vec<_> = want.difference(&got).collect();
-    let extra: Vec<_> = got.difference(want).collect();
-    assert!(missing.is_empty() && extra.is_empty(), "missing {missing:?}, unexpected {extra:?}");
 }
 
 fn spawn_bin(args: &[&str], env: &HashMap<String, String>) -> tokio::process::Child {

@@ -121,6 +121,38 @@ impl Item {
     }
 }
 
+#[cfg(test)]
+impl Item {
+    /// An entry of one event per size given, read and claimed now, for the stages' unit tests.
+    pub fn for_test(kind: EntryKind, key: &str, sizes: &[usize]) -> Item {
+        let text = format!(r#"{{"{}":"{key}"}}"#, kind.key_field());
+        Item {
+            entry: Entry::parse(kind, &text).unwrap(),
+            key: key.into(),
+            read_at: Instant::now(),
+            claimed_at: Instant::now(),
+            ttl: 100,
+            timestamp: None,
+            event_time: 0,
+            events: (0..sizes.len())
+                .map(|i| AuditEvent {
+                    id: format!("{key}-{i}"),
+                    event_data: "{}".into(),
+                })
+                .collect(),
+            sizes: sizes.to_vec(),
+            accepted: vec![false; sizes.len()],
+            parts_sha256: None,
+            unshippable: None,
+            failures: 0,
+            throttled_since: None,
+            not_before: None,
+            problem: None,
+            retried: false,
+        }
+    }
+}
+
 /// The record of an entry's accepted parts: `<sha256>:<part>,<part>,…` (parts numbered from 1).
 pub fn parts_record(sha256: &str, accepted: &[bool]) -> String {
     let parts: Vec<String> = (1..=accepted.len()).filter(|p| accepted[p - 1]).map(|p| p.to_string()).collect();

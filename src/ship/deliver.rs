@@ -517,33 +517,10 @@ async fn put(run: &Run, call: Call) -> Vec<Item> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::kong::{Entry, EntryKind};
+    use crate::kong::EntryKind;
 
     fn item(key: &str, sizes: &[usize]) -> Item {
-        Item {
-            entry: Entry::parse(EntryKind::Request, &format!(r#"{{"request_id":"{key}"}}"#)).unwrap(),
-            key: key.into(),
-            read_at: Instant::now(),
-            claimed_at: Instant::now(),
-            ttl: 100,
-            timestamp: None,
-            event_time: 0,
-            events: (0..sizes.len())
-                .map(|i| AuditEvent {
-                    id: format!("{key}-{i}"),
-                    event_data: "{}".into(),
-                })
-                .collect(),
-            sizes: sizes.to_vec(),
-            accepted: vec![false; sizes.len()],
-            parts_sha256: None,
-            unshippable: None,
-            failures: 0,
-            throttled_since: None,
-            not_before: None,
-            problem: None,
-            retried: false,
-        }
+        Item::for_test(EntryKind::Request, key, sizes)
     }
 
     const LIMITS: CallLimits = CallLimits {

@@ -199,34 +199,14 @@ async fn write(run: &Run, settlement: &Settlement, until: Option<Instant>) -> Re
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::event::AuditEvent;
-    use crate::kong::{Entry, EntryKind};
+    use crate::kong::EntryKind;
 
     fn item(key: &str, ttl: u64, read_at: Instant, parts: usize) -> Item {
-        Item {
-            entry: Entry::parse(EntryKind::Object, &format!(r#"{{"id":"{key}"}}"#)).unwrap(),
-            key: format!("p:object:{key}"),
-            read_at,
-            claimed_at: read_at,
-            ttl,
-            timestamp: None,
-            event_time: 0,
-            events: (0..parts)
-                .map(|i| AuditEvent {
-                    id: format!("obj-{key}-p{i}"),
-                    event_data: "{}".into(),
-                })
-                .collect(),
-            sizes: vec![1; parts],
-            accepted: vec![false; parts],
-            parts_sha256: (parts > 1).then(|| "sha".to_string()),
-            unshippable: None,
-            failures: 0,
-            throttled_since: None,
-            not_before: None,
-            problem: None,
-            retried: false,
-        }
+        let mut item = Item::for_test(EntryKind::Object, key, &vec![1; parts]);
+        item.key = format!("p:object:{key}");
+        (item.ttl, item.read_at) = (ttl, read_at);
+        item.parts_sha256 = (parts > 1).then(|| "sha".to_string());
+        item
     }
 
     #[test]

@@ -5,7 +5,7 @@ pub mod fake_cloudtrail;
 pub mod fake_kong;
 pub mod redis_server;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::process::Output;
 
 #[allow(unused_imports)]
@@ -102,4 +102,24 @@ pub fn load_trail(kong: &FakeKong, n: usize, with_object_timestamps: bool) -> (V
     kong.add("requests", &requests);
     kong.add("objects", &objects);
     (requests, objects)
+}
+
+/// PutAuditEvents ids of a trail.
+pub fn ids(requests: &[serde_json::Value], objects: &[serde_json::Value]) -> HashSet<String> {
+    requests
+        .iter()
+        .map(|r| format!("req-{}", r["request_id"].as_str().unwrap()))
+        .chain(objects.iter().map(|o| format!("obj-{}", o["id"].as_str().unwrap())))
+        .collect()
+}
+
+/// Every id in CloudTrail exactly once, and nothing else.
+pub fn exactly_once(ct: &FakeCloudTrail, want: &HashSet<String>) {
+    let counts = ct.accepted_ids();
+    let twice: Vec<_> = counts.iter().filter(|(_, n)| **n > 1).collect();
+    assert!(twice.is_empty(), "duplicates: {twice:?}");
+    let got: HashSet<String> = counts.into_keys().collect();
+    let missing: Vec<_> = want.difference(&got).collect();
+    let extra: Vec<_> = got.difference(want).collect();
+    assert!(missing.is_empty() && extra.is_empty(), "missing {missing:?}, unexpected {extra:?}");
 }
