@@ -42,6 +42,7 @@ struct Proc {
     child: Child,
     stdout: Arc<Mutex<Vec<String>>>,
     stderr: Arc<Mutex<Vec<String>>>,
+    readers: Vec<std::thread::JoinHandle<()>>,
 }
 
 impl Proc {
@@ -51,16 +52,37 @@ impl Proc {
         let collect = |stream: Box<dyn std::io::Read + Send>| {
             let lines = Arc::new(Mutex::new(Vec::new()));
             let sink = lines.clone();
-            std::thread::spawn(move || {
+            let reader = std::thread::spawn(move || {
                 for line in BufReader::new(stream).lines().map_while(Result::ok) {
                     sink.lock().unwrap().push(line);
                 }
             });
-            lines
+            (lines, reader)
         };
-        let stdout = collect(Box::new(child.stdout.take().unwrap()));
-        let stderr = collect(Box::new(child.stderr.take().unwrap()));
-        Proc { child, stdout, stderr }
+        let (stdout, out_reader) = collect(Box::new(child.stdout.take().unwrap()));
+        let (stderr, err_reader) = collect(Box::new(child.stderr.take().unwrap()));
+        Proc {
+            child,
+            stdout,
+            stderr,
+            readers: vec![out_reader, err_reader],
+        }
+    }
+
+    /// Waits for the process to exit on its own, and for every line it wrote to be read.
+    fn exited(&mut self, within: Duration, what: &str) -> std::process::ExitStatus {
+        let start = Instant::now();
+        let status = loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                break status;
+            }
+            assert!(start.elapsed() < within, "{what}");
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        for reader in self.readers.drain(..) {
+            reader.join().unwrap();
+        }
+        status
     }
 
     fn stdout(&self) -> Vec<String> {
@@ -491,15 +513,7 @@ async fn without_redis_the_handler_stops_before_serving_with_a_json_error() {
     // No emulator is needed: the handler must stop before it asks the Runtime API for anything.
     let runtime_api = format!("http://127.0.0.1:{}/.rt", free_port());
     let mut function = start_function(&env_for(&kong, &ct, None), &runtime_api);
-    let start = Instant::now();
-    let status = loop {
-        if let Some(status) = function.child.try_wait().unwrap() {
-            break status;
-        }
-        assert!(start.elapsed() < Duration::from_secs(20), "still running without Redis");
-        std::thread::sleep(Duration::from_millis(20));
-    };
-    std::thread::sleep(Duration::from_millis(50));
+    let status = function.exited(Duration::from_secs(20), "still running without Redis");
     assert_eq!(status.code(), Some(2), "{:?}", function.stderr());
     let logs = assert_json_logs(&function.stderr());
     let error = logs.iter().find(|l| l["level"] == "ERROR").expect("an error line");
@@ -520,18 +534,7 @@ async fn without_a_dead_letter_queue_the_handler_stops_before_serving_and_says_w
     env.insert("DEAD_LETTER_FILE".into(), "/tmp/dead-letters.ndjson".into());
     let runtime_api = format!("http://127.0.0.1:{}/.rt", free_port());
     let mut function = start_function(&env, &runtime_api);
-    let start = Instant::now();
-    let status = loop {
-        if let Some(status) = function.child.try_wait().unwrap() {
-            break status;
-        }
-        assert!(
-            start.elapsed() < Duration::from_secs(20),
-            "still running without a dead-letter queue"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    };
-    std::thread::sleep(Duration::from_millis(50));
+    let status = function.exited(Duration::from_secs(20), "still running without a dead-letter queue");
     assert_eq!(status.code(), Some(2), "{:?}", function.stderr());
     let logs = assert_json_logs(&function.stderr());
     let error = logs.iter().find(|l| l["level"] == "ERROR").expect("an error line");
