@@ -206,7 +206,7 @@ pub async fn claim_chunk(run: &Run, chunk: Chunk) -> Result<Vec<Item>, StoreErro
                 Counters::add(&c.read, entries.len());
                 Counters::add(&c.failed, entries.len());
                 for e in &entries {
-                    run.unhandled(&e.entry, event_time(&e.entry, &ctx).0);
+                    run.unhandled(e.entry.kind, e.entry.request_timestamp(), event_time(&e.entry, &ctx).0);
                 }
                 return Err(e);
             }
@@ -224,7 +224,7 @@ pub async fn claim_chunk(run: &Run, chunk: Chunk) -> Result<Vec<Item>, StoreErro
             Claim::Done => Counters::add(&c.already_shipped, 1),
             Claim::HeldByOther => {
                 Counters::add(&c.held, 1);
-                run.unhandled(&entry, time);
+                run.unhandled(entry.kind, entry.request_timestamp(), time);
             }
             Claim::Ours => {}
         }
@@ -241,9 +241,13 @@ pub async fn claim_chunk(run: &Run, chunk: Chunk) -> Result<Vec<Item>, StoreErro
         };
         let (events, parts_sha256) = mapped.map_or((Vec::new(), None), |m| (m.events, m.parts_sha256));
         let sizes = events.iter().map(|e| run.sink.event_size(e)).collect();
+        let (ttl, timestamp) = (remaining_ttl(&entry, &ctx), entry.request_timestamp());
+        // What is left to do needs the entry's bytes (for a dead letter), not its parsed view.
+        let mut entry = entry;
+        entry.fields = serde_json::Map::new();
         items.push(Item {
-            ttl: remaining_ttl(&entry, &ctx),
-            timestamp: entry.request_timestamp(),
+            ttl,
+            timestamp,
             event_time: time,
             accepted: vec![false; events.len()],
             events,
@@ -266,7 +270,7 @@ pub async fn claim_chunk(run: &Run, chunk: Chunk) -> Result<Vec<Item>, StoreErro
         // next run (their claims are released, or lapse with the lease if the store is gone).
         Counters::add(&c.failed, items.len());
         for item in &items {
-            run.unhandled(&item.entry, item.event_time);
+            run.unhandled(item.entry.kind, item.timestamp, item.event_time);
         }
         let release = crate::dedup::Settlement {
             releases: items.iter().map(|i| i.key.clone()).collect(),

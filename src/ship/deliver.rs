@@ -14,8 +14,9 @@ use std::time::{Duration, Instant};
 use tokio::task::JoinSet;
 
 use super::Run;
-use super::claim::Item;
+use super::claim::{Item, claim_chunk};
 use super::deadline::earliest;
+use super::read::Chunk;
 use super::settle::{Resolution, settle};
 use crate::event::AuditEvent;
 use crate::retry::Backoff;
@@ -247,10 +248,20 @@ pub struct Delivery {
     waiting: Vec<Item>,
     /// Pending events and bytes in `queue` and `waiting`.
     queued: (usize, usize),
-    /// Calls and settlements in flight; a task hands back the entries to put again.
-    tasks: JoinSet<Vec<Item>>,
+    /// Calls, settlements and claims in flight.
+    tasks: JoinSet<Finished>,
     /// The tasks that are calls.
     calls: HashSet<tokio::task::Id>,
+    /// The claim in flight, if any: one at a time, so entries join the queue in their order.
+    claiming: Option<tokio::task::Id>,
+}
+
+/// What a task hands back.
+enum Finished {
+    /// Entries of a call to put again (they go ahead of the queue: they are older).
+    Again(Vec<Item>),
+    /// Entries newly claimed (they join the end of the queue).
+    Claimed(Vec<Item>),
 }
 
 impl Delivery {
@@ -262,6 +273,7 @@ impl Delivery {
             queued: (0, 0),
             tasks: JoinSet::new(),
             calls: HashSet::new(),
+            claiming: None,
         }
     }
 
@@ -269,8 +281,30 @@ impl Delivery {
         self.run.sink.limits()
     }
 
+    /// Claims a chunk of the stream in a task of its own, so that calls keep going out meanwhile;
+    /// its entries join the queue when it is done. A store that fails stops the run's puts.
+    pub fn claim(&mut self, chunk: Chunk) {
+        let run = self.run.clone();
+        let task = self.tasks.spawn(async move {
+            match claim_chunk(&run, chunk).await {
+                Ok(items) => Finished::Claimed(items),
+                Err(e) => {
+                    // A put now could not be recorded and would only come back as a duplicate.
+                    run.abort_puts(super::ShipError::Claim(e));
+                    Finished::Claimed(Vec::new())
+                }
+            }
+        });
+        self.claiming = Some(task.id());
+    }
+
+    /// A claim is in flight.
+    pub fn claiming(&self) -> bool {
+        self.claiming.is_some()
+    }
+
     /// Claimed entries join the queue; those with nothing to send are settled at once.
-    pub fn push(&mut self, items: Vec<Item>) {
+    fn push(&mut self, items: Vec<Item>) {
         let mut done = Vec::new();
         for item in items {
             if let Some((code, reason)) = item.unshippable.clone() {
@@ -364,7 +398,7 @@ impl Delivery {
                 self.queued.1 -= item.pending_bytes();
             }
             let run = run.clone();
-            let task = self.tasks.spawn(async move { put(&run, call).await });
+            let task = self.tasks.spawn(async move { Finished::Again(put(&run, call).await) });
             self.calls.insert(task.id());
         }
     }
@@ -381,7 +415,11 @@ impl Delivery {
         );
         tokio::select! {
             Some(joined) = self.tasks.join_next_with_id(), if !self.tasks.is_empty() => match joined {
-                Ok((id, again)) => {
+                Ok((_, Finished::Claimed(items))) => {
+                    self.claiming = None;
+                    self.push(items);
+                }
+                Ok((id, Finished::Again(again))) => {
                     self.calls.remove(&id);
                     let now = Instant::now();
                     // In their order, ahead of the entries queued meanwhile: they are older.
@@ -398,6 +436,9 @@ impl Delivery {
                 Err(e) => {
                     // A panicked task took its entries with it: their claims lapse with the lease.
                     self.calls.remove(&e.id());
+                    if self.claiming == Some(e.id()) {
+                        self.claiming = None;
+                    }
                     self.run.stop(super::ShipError::Task(e.to_string()));
                 }
             },
@@ -423,7 +464,7 @@ impl Delivery {
         let run = self.run.clone();
         self.tasks.spawn(async move {
             settle(&run, done).await;
-            Vec::new()
+            Finished::Again(Vec::new())
         });
     }
 }

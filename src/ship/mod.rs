@@ -35,7 +35,7 @@ pub use watermark::{Position, Progress, next_watermark, set_floor, sweep_due};
 
 use crate::dead_letter::DeadLetterSink;
 use crate::dedup::{DedupStore, StoreError, claim_token};
-use crate::kong::{AuditSource, Entry, EntryKind, KongError, KongInfo};
+use crate::kong::{AuditSource, EntryKind, KongError, KongInfo};
 use crate::retry::Backoff;
 use crate::signature::Verifier;
 use crate::sink::Sink;
@@ -178,10 +178,11 @@ impl Run {
         update(self.progress.lock().unwrap().entry(kind).or_default());
     }
 
-    /// An entry read and left unshipped by this run: it holds the watermark back, and counts in the lag.
-    fn unhandled(&self, entry: &Entry, event_time: i64) {
-        if let Some(t) = entry.request_timestamp() {
-            self.note(entry.kind, |p| p.unhandled(t));
+    /// An entry read and left unshipped by this run: it holds the watermark back (by its
+    /// `request_timestamp`), and counts in the lag (by its `eventTime`).
+    fn unhandled(&self, kind: EntryKind, timestamp: Option<i64>, event_time: i64) {
+        if let Some(t) = timestamp {
+            self.note(kind, |p| p.unhandled(t));
         }
         self.counters.pending(event_time);
     }
@@ -336,7 +337,7 @@ impl Shipper {
                 break;
             }
             tokio::select! {
-                chunk = chunks.recv(), if reading && delivery.has_room() => match chunk {
+                chunk = chunks.recv(), if reading && delivery.has_room() && !delivery.claiming() => match chunk {
                     None => {
                         reading = false;
                         for kind in EntryKind::ALL {
@@ -351,15 +352,8 @@ impl Shipper {
                         for kind in &chunk.complete {
                             run.note(*kind, |p| p.complete = true);
                         }
-                        match claim::claim_chunk(run, chunk).await {
-                            Ok(items) => delivery.push(items),
-                            Err(e) => {
-                                // The store is failing: a put now could not be recorded and would
-                                // only come back as a duplicate.
-                                run.abort_puts(ShipError::Claim(e));
-                                reading = false;
-                            }
-                        }
+                        // Claimed (and mapped) beside the calls in flight, not in their way.
+                        delivery.claim(chunk);
                     }
                 },
                 () = delivery.progress() => {}

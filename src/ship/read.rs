@@ -93,15 +93,15 @@ pub fn spawn(
     };
     tokio::spawn(async move {
         loop {
-            let next = merge.next_chunk().await;
-            let last = !matches!(next, Ok(Some(_)));
-            let sent = match next {
-                Ok(Some(chunk)) => tx.send(Ok(chunk)).await,
+            // The next chunk is built once the last one was taken: one chunk waits, never two.
+            let Ok(slot) = tx.reserve().await else { return };
+            match merge.next_chunk().await {
+                Ok(Some(chunk)) => slot.send(Ok(chunk)),
                 Ok(None) => return,
-                Err(e) => tx.send(Err(e)).await,
-            };
-            if sent.is_err() || last {
-                return;
+                Err(e) => {
+                    slot.send(Err(e));
+                    return;
+                }
             }
         }
     });
@@ -249,18 +249,19 @@ impl Merge {
 }
 
 /// Fetches pages ahead of the consumer, one at a time, until the last page, an error, or until the
-/// consumer stops listening. An offset seen twice ends the read with an error instead of a loop.
+/// consumer stops listening: the next page is fetched as soon as the last one was taken, so one page
+/// is waiting or on its way, never more. An offset seen twice ends the read with an error instead of a
+/// loop.
 fn spawn_page_reader(source: Arc<dyn AuditSource>, first: PageRequest) -> mpsc::Receiver<(Result<Page, KongError>, Instant)> {
     let (tx, rx) = mpsc::channel(1);
     tokio::spawn(async move {
         let mut request = first;
         let mut seen = HashSet::new();
         loop {
+            let Ok(slot) = tx.reserve().await else { return };
             let result = source.page(&request).await;
             let next = result.as_ref().ok().and_then(|p| p.offset.clone());
-            if tx.send((result, Instant::now())).await.is_err() {
-                return;
-            }
+            slot.send((result, Instant::now()));
             let Some(offset) = next else { return };
             if !seen.insert(offset.clone()) {
                 let url = format!("/{}", request.kind.path());

@@ -65,7 +65,7 @@ pub async fn settle(run: &Run, resolved: Vec<(Item, Resolution)>) {
     let mut failed_problems: Vec<&str> = Vec::new();
     for (item, resolution) in &resolved {
         if let Resolution::Failed(why) = resolution {
-            run.unhandled(&item.entry, item.event_time);
+            run.unhandled(item.entry.kind, item.timestamp, item.event_time);
             failed_problems.push(why);
         }
     }
@@ -133,7 +133,7 @@ pub async fn settle(run: &Run, resolved: Vec<(Item, Resolution)>) {
             tracing::warn!(entries = rejected.len(), problem = %format!("cannot dead-letter: {e}"), "entries not shipped in this run; released for the next run");
             Counters::add(&c.failed, rejected.len());
             for (item, _) in &rejected {
-                run.unhandled(&item.entry, item.event_time);
+                run.unhandled(item.entry.kind, item.timestamp, item.event_time);
                 second.releases.push(item.key.clone());
             }
         }
