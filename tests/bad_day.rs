@@ -165,7 +165,8 @@ async fn a_run_stopped_by_its_budget_ships_the_oldest_of_both_endpoints() {
         .map(|r| (format!("req-{}", r["request_id"].as_str().unwrap()), time(r)))
         .chain(objects.iter().map(|o| (format!("obj-{}", o["id"].as_str().unwrap()), time(o))))
         .collect();
-    let (done, left): (Vec<&(String, i64)>, Vec<&(String, i64)>) = all.iter().partition(|(id, _)| shipped.contains(id));
+    type Shipped<'a> = Vec<&'a (String, i64)>;
+    let (done, left): (Shipped, Shipped) = all.iter().partition(|(id, _)| shipped.contains(id));
     assert!(!left.is_empty(), "the budget did stop the run");
     assert!(done.iter().any(|(id, _)| id.starts_with("req-")) && done.iter().any(|(id, _)| id.starts_with("obj-")));
     let newest_shipped = done.iter().map(|(_, t)| *t).max().unwrap();
