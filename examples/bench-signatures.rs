@@ -12,6 +12,8 @@
 //!    redis-server, without and with KONG_AUDIT_SIGNING_PUBLIC_KEY, in turns (A B A B), the store
 //!    emptied before each run.
 
+#[path = "support/bench_run.rs"]
+mod bench_run;
 #[path = "../tests/support/fake_cloudtrail.rs"]
 mod fake_cloudtrail;
 #[path = "../tests/support/fake_kong.rs"]
@@ -20,7 +22,6 @@ mod fake_kong;
 mod redis_server;
 
 use std::collections::HashMap;
-use std::process::Stdio;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -32,17 +33,6 @@ use kong_audit_shipper::kong::{Entry, EntryKind};
 use kong_audit_shipper::signature::Verifier;
 use redis_server::RedisServer;
 use serde_json::Value;
-
-fn binary() -> std::path::PathBuf {
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let status = std::process::Command::new(cargo)
-        .args(["build", "--release", "--bin", "kong-audit-shipper"])
-        .status()
-        .expect("cargo");
-    assert!(status.success(), "cargo build --release failed");
-    let exe = std::env::current_exe().unwrap();
-    exe.parent().unwrap().parent().unwrap().join("kong-audit-shipper")
-}
 
 /// Median of per-row microseconds over `rounds` passes of `f` over every row.
 fn per_row_micros(rows: usize, rounds: usize, mut f: impl FnMut()) -> f64 {
@@ -115,76 +105,18 @@ fn micro(signer: &KongSigner, requests: &[Value], objects: &[Value]) -> (f64, f6
 }
 
 fn env(kong: &FakeKong, ct: &FakeCloudTrail, redis: &RedisServer, key: Option<&str>) -> HashMap<String, String> {
-    let mut env: HashMap<String, String> = [
-        ("KONG_ADMIN_API", kong.url()),
-        ("CHANNEL_ARN", fake_cloudtrail::CHANNEL_ARN.to_string()),
-        ("AWS_ENDPOINT_URL_CLOUDTRAIL_DATA", ct.url()),
-        ("AWS_ACCESS_KEY_ID", "AKIDBENCH".into()),
-        ("AWS_SECRET_ACCESS_KEY", "bench".into()),
-        ("AWS_REGION", "us-east-1".into()),
-        ("AWS_EC2_METADATA_DISABLED", "true".into()),
-        ("AWS_CONFIG_FILE", "/dev/null".into()),
-        ("AWS_SHARED_CREDENTIALS_FILE", "/dev/null".into()),
-        ("REDIS_URL", redis.url()),
-        ("RUST_LOG", "warn,kong_audit_shipper=info".into()),
-    ]
-    .into_iter()
-    .map(|(k, v)| (k.to_string(), v))
-    .collect();
+    let mut env = bench_run::env(kong, ct, redis);
     if let Some(pem) = key {
         env.insert("KONG_AUDIT_SIGNING_PUBLIC_KEY".into(), pem.into());
     }
     env
 }
 
-struct Run {
-    seconds: f64,
-    shipped: u64,
-    valid: u64,
-    invalid: u64,
-}
-
-async fn ship(bin: &std::path::Path, env: &HashMap<String, String>) -> Run {
-    let started = Instant::now();
-    let out = tokio::process::Command::new(bin)
-        .arg("run")
-        .env_clear()
-        .envs(env)
-        .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .output()
-        .await
-        .expect("binary runs");
-    let seconds = started.elapsed().as_secs_f64();
-    let text = String::from_utf8_lossy(&out.stderr);
-    let line = text
-        .lines()
-        .rev()
-        .find_map(|l| l.find("summary status=").map(|i| &l[i..]))
-        .unwrap_or_else(|| panic!("no summary:\n{text}"));
-    if !line.contains("status=ok") {
-        eprintln!("warning: run did not end ok: {line}");
-    }
-    let field = |name: &str| -> u64 {
-        line.split_whitespace()
-            .find_map(|kv| kv.strip_prefix(&format!("{name}=")))
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(0)
-    };
-    Run {
-        seconds,
-        shipped: field("shipped"),
-        valid: field("signatures_valid"),
-        invalid: field("signatures_invalid"),
-    }
-}
-
 #[tokio::main]
 async fn main() {
     let scale: f64 = std::env::args().nth(1).and_then(|a| a.parse().ok()).unwrap_or(1.0);
     let requests_n = ((25_000.0 * scale) as usize).max(100);
-    let bin = binary();
+    let bin = bench_run::binary();
 
     // 1. Per row, in-process.
     let signer = KongSigner::generate();
@@ -217,19 +149,20 @@ async fn main() {
     for round in 0..3 {
         for key in [None, Some(pem.as_str())] {
             redis.cli(&["FLUSHALL"]);
-            let run = ship(&bin, &env(&kong, &ct, &redis, key)).await;
-            assert_eq!(run.shipped, total as u64, "every entry shipped");
-            let rate = run.shipped as f64 / run.seconds;
+            let run = bench_run::ship(&bin, &env(&kong, &ct, &redis, key)).await;
+            assert_eq!(run.count("shipped"), total as u64, "every entry shipped");
+            let rate = run.rate();
             eprintln!(
                 "round {} {}: {rate:.0} entries/s ({:.2} s; signatures_valid={} signatures_invalid={})",
                 round + 1,
                 if key.is_some() { "with the key" } else { "without a key" },
                 run.seconds,
-                run.valid,
-                run.invalid
+                run.count("signatures_valid"),
+                run.count("signatures_invalid")
             );
             if key.is_some() {
-                assert_eq!((run.valid, run.invalid), (total as u64, 0), "every row verified");
+                let verdicts = (run.count("signatures_valid"), run.count("signatures_invalid"));
+                assert_eq!(verdicts, (total as u64, 0), "every row verified");
                 with.push(rate);
             } else {
                 without.push(rate);

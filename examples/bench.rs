@@ -7,6 +7,8 @@
 //!
 //! The shipper runs as a child process so that its peak RSS is its own, not the fakes'.
 
+#[path = "support/bench_run.rs"]
+mod bench_run;
 #[path = "../tests/support/fake_cloudtrail.rs"]
 mod fake_cloudtrail;
 #[path = "../tests/support/fake_cloudwatch_logs.rs"]
@@ -17,136 +19,49 @@ mod fake_kong;
 mod redis_server;
 
 use std::collections::HashMap;
-use std::process::Stdio;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use fake_cloudtrail::FakeCloudTrail;
 use fake_kong::FakeKong;
 use redis_server::RedisServer;
 use serde_json::Value;
 
+/// One run, with the calls that reached the destination and those it throttled.
 struct Measured {
-    seconds: f64,
-    shipped: u64,
-    read: u64,
-    pages: u64,
+    run: bench_run::Measured,
     put_calls: u64,
-    store_round_trips: u64,
-    peak_rss_mib: f64,
     throttled: u64,
 }
 
 impl Measured {
     fn rate(&self) -> f64 {
-        self.shipped as f64 / self.seconds.max(0.001)
+        self.run.rate()
     }
 
     /// One row of the table.
     fn row(&self, scenario: &str, entries: &str) -> String {
+        let r = &self.run;
         format!(
             "| {scenario} | {entries} | {:.2} | {:.0} | {} | {} | {} | {:.1} | {} |",
-            self.seconds,
-            self.rate(),
-            self.pages,
+            r.seconds,
+            r.rate(),
+            r.count("pages"),
             self.put_calls,
-            self.store_round_trips,
-            self.peak_rss_mib,
+            r.count("store_round_trips"),
+            r.peak_rss_mib,
             self.throttled
         )
     }
 }
 
-fn binary() -> std::path::PathBuf {
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let status = std::process::Command::new(cargo)
-        .args(["build", "--release", "--bin", "kong-audit-shipper"])
-        .status()
-        .expect("cargo");
-    assert!(status.success(), "cargo build --release failed");
-    let exe = std::env::current_exe().unwrap();
-    exe.parent().unwrap().parent().unwrap().join("kong-audit-shipper")
-}
-
-/// Runs the binary, polling its peak RSS (VmHWM) until it exits.
-async fn ship(bin: &std::path::Path, env: &HashMap<String, String>, kong: &FakeKong, ct: &FakeCloudTrail) -> Measured {
+async fn ship(bin: &std::path::Path, env: &HashMap<String, String>, ct: &FakeCloudTrail) -> Measured {
     let throttled_before = ct.with(|s| s.throttled_calls);
-    let started = Instant::now();
-    let mut child = tokio::process::Command::new(bin)
-        .arg("run")
-        .env_clear()
-        .envs(env)
-        .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("binary starts");
-    let pid = child.id().unwrap();
-    let stderr = child.stderr.take().unwrap();
-    let reader = tokio::spawn(async move {
-        use tokio::io::AsyncReadExt;
-        let mut text = String::new();
-        let mut stderr = stderr;
-        stderr.read_to_string(&mut text).await.unwrap();
-        text
-    });
-    let mut peak_kib = 0u64;
-    loop {
-        if let Ok(status) = std::fs::read_to_string(format!("/proc/{pid}/status")) {
-            if let Some(line) = status.lines().find(|l| l.starts_with("VmHWM:")) {
-                peak_kib = peak_kib.max(line.split_whitespace().nth(1).and_then(|v| v.parse().ok()).unwrap_or(0));
-            }
-        }
-        if let Ok(Some(_)) = child.try_wait() {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    let seconds = started.elapsed().as_secs_f64();
-    let text = reader.await.unwrap();
-    let line = text
-        .lines()
-        .rev()
-        .find_map(|l| l.find("summary status=").map(|i| &l[i..]))
-        .unwrap_or_else(|| panic!("no summary:\n{text}"));
-    if !line.contains("status=ok") {
-        eprintln!("warning: run did not end ok: {line}");
-    }
-    let field = |name: &str| -> u64 {
-        line.split_whitespace()
-            .find_map(|kv| kv.strip_prefix(&format!("{name}=")))
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(0)
-    };
-    let _ = kong;
+    let run = bench_run::ship(bin, env).await;
     Measured {
-        seconds,
-        shipped: field("shipped"),
-        read: field("read"),
-        pages: field("pages"),
-        put_calls: field("put_calls"),
-        store_round_trips: field("store_round_trips"),
-        peak_rss_mib: peak_kib as f64 / 1024.0,
+        put_calls: run.count("put_calls"),
+        run,
         throttled: ct.with(|s| s.throttled_calls) - throttled_before,
     }
-}
-
-fn env(kong: &FakeKong, ct: &FakeCloudTrail, redis: &RedisServer) -> HashMap<String, String> {
-    [
-        ("KONG_ADMIN_API", kong.url()),
-        ("CHANNEL_ARN", fake_cloudtrail::CHANNEL_ARN.to_string()),
-        ("AWS_ENDPOINT_URL_CLOUDTRAIL_DATA", ct.url()),
-        ("AWS_ACCESS_KEY_ID", "AKIDBENCH".into()),
-        ("AWS_SECRET_ACCESS_KEY", "bench".into()),
-        ("AWS_REGION", "us-east-1".into()),
-        ("AWS_EC2_METADATA_DISABLED", "true".into()),
-        ("AWS_CONFIG_FILE", "/dev/null".into()),
-        ("AWS_SHARED_CREDENTIALS_FILE", "/dev/null".into()),
-        ("REDIS_URL", redis.url()),
-        ("RUST_LOG", "warn,kong_audit_shipper=info".into()),
-    ]
-    .into_iter()
-    .map(|(k, v)| (k.to_string(), v))
-    .collect()
 }
 
 async fn fakes(requests: usize) -> (FakeKong, FakeCloudTrail, Vec<Value>, Vec<Value>) {
@@ -211,22 +126,22 @@ async fn pre_ship(redis: &RedisServer, requests: &[Value], objects: &[Value]) {
 async fn main() {
     let scale: f64 = std::env::args().nth(1).and_then(|a| a.parse().ok()).unwrap_or(1.0);
     let n = |x: usize| ((x as f64 * scale) as usize).max(10);
-    let bin = binary();
+    let bin = bench_run::binary();
     let mut table = Vec::new();
 
     // 1. Backfill from empty state, our defaults.
     let (kong, ct, r, o) = fakes(n(100_000)).await;
     let redis = RedisServer::start();
-    let ours = ship(&bin, &env(&kong, &ct, &redis), &kong, &ct).await;
+    let ours = ship(&bin, &bench_run::env(&kong, &ct, &redis), &ct).await;
     eprintln!("backfill (defaults): {:.0} entries/s", ours.rate());
     // 2. The same with the 2023 proof of concept's settings: 100 per page, one call at a time, full
     //    read, and a `GET /` before every page (emulated as a second 5 ms round trip per page).
     redis.cli(&["FLUSHALL"]);
     kong.with(|s| s.latency = Duration::from_millis(10));
-    let mut poc_env = env(&kong, &ct, &redis);
+    let mut poc_env = bench_run::env(&kong, &ct, &redis);
     poc_env
         .extend([("KONG_PAGE_SIZE", "100"), ("PUT_CONCURRENCY", "1"), ("FULL_READ", "true")].map(|(k, v)| (k.to_string(), v.to_string())));
-    let poc = ship(&bin, &poc_env, &kong, &ct).await;
+    let poc = ship(&bin, &poc_env, &ct).await;
     eprintln!("backfill (proof-of-concept settings): {:.0} entries/s", poc.rate());
     let total = r.len() + o.len();
     drop((kong, ct, redis));
@@ -242,7 +157,7 @@ async fn main() {
         s.rng = Some(fastrand::Rng::with_seed(42));
     });
     let redis = RedisServer::start();
-    let faulty = ship(&bin, &env(&kong, &ct, &redis), &kong, &ct).await;
+    let faulty = ship(&bin, &bench_run::env(&kong, &ct, &redis), &ct).await;
     eprintln!("backfill (5 % throttled, 5 % 500): {:.0} entries/s", faulty.rate());
     table.push(faulty.row("backfill, 5 % events throttled + 5 % calls 500", &total.to_string()));
     drop((kong, ct, redis));
@@ -250,13 +165,13 @@ async fn main() {
     // 2c. One run with a time budget in a long backlog of both endpoints.
     let (kong, ct, r, o) = fakes(n(250_000)).await;
     let redis = RedisServer::start();
-    let mut budget_env = env(&kong, &ct, &redis);
+    let mut budget_env = bench_run::env(&kong, &ct, &redis);
     budget_env.extend([("MAX_RUN_SECONDS", "30"), ("DEADLINE_MARGIN_SECONDS", "10")].map(|(k, v)| (k.to_string(), v.to_string())));
-    let budgeted = ship(&bin, &budget_env, &kong, &ct).await;
+    let budgeted = ship(&bin, &budget_env, &ct).await;
     let shipped_requests = ct.with(|s| s.accepted_request_count);
     table.push(budgeted.row(
         "one run, MAX_RUN_SECONDS=30, backlog",
-        &format!("{} of {}", budgeted.shipped, r.len() + o.len()),
+        &format!("{} of {}", budgeted.run.count("shipped"), r.len() + o.len()),
     ));
     drop((kong, ct, redis));
 
@@ -269,11 +184,11 @@ async fn main() {
         s.count_only = true;
     });
     let redis = RedisServer::start();
-    let mut logs_env = env(&kong, &ct, &redis);
+    let mut logs_env = bench_run::env(&kong, &ct, &redis);
     logs_env.remove("CHANNEL_ARN");
     logs_env.insert("CLOUDWATCH_LOG_GROUP".into(), fake_cloudwatch_logs::GROUP.into());
     logs_env.insert("AWS_ENDPOINT_URL_CLOUDWATCH_LOGS".into(), logs.url());
-    let mut to_logs = ship(&bin, &logs_env, &kong, &ct).await;
+    let mut to_logs = ship(&bin, &logs_env, &ct).await;
     let violations = logs.with(|s| {
         // The calls column counts what reached the service: PutLogEvents calls, and those throttled.
         (to_logs.put_calls, to_logs.throttled) = (s.put_calls, s.throttled_calls);
@@ -304,19 +219,19 @@ async fn main() {
     kong.add("requests", &new_r);
     kong.add("objects", &new_o);
     let retained = r.len() + o.len();
-    let incremental = ship(&bin, &env(&kong, &ct, &redis), &kong, &ct).await;
+    let incremental = ship(&bin, &bench_run::env(&kong, &ct, &redis), &ct).await;
     for (kind, entries, key) in [("request", &new_r, "request_id"), ("object", &new_o, "id")] {
         for e in entries {
             redis.cli(&["DEL", &format!("kong-audit-shipper:{kind}:{}", e[key].as_str().unwrap())]);
         }
     }
-    let mut full_env = env(&kong, &ct, &redis);
+    let mut full_env = bench_run::env(&kong, &ct, &redis);
     full_env.insert("FULL_READ".into(), "true".into());
-    let full = ship(&bin, &full_env, &kong, &ct).await;
+    let full = ship(&bin, &full_env, &ct).await;
     // The daily sweep: an incremental run whose last sweep is a day old reads the whole trail.
     let day_ago = (chrono::Utc::now().timestamp() - 86_401).to_string();
     redis.cli(&["SET", "kong-audit-shipper:watermark:sweep", &day_ago]);
-    let sweep = ship(&bin, &env(&kong, &ct, &redis), &kong, &ct).await;
+    let sweep = ship(&bin, &bench_run::env(&kong, &ct, &redis), &ct).await;
     drop((kong, ct, redis));
     let fresh = format!("{retained} + {} new", new_r.len() + new_o.len());
     table.push(incremental.row("steady state, incremental", &fresh));
@@ -326,7 +241,7 @@ async fn main() {
     // 4. Peak RSS of a 1,000,000-entry backfill.
     let (kong, ct, r, o) = fakes(n(500_000)).await;
     let redis = RedisServer::start();
-    let million = ship(&bin, &env(&kong, &ct, &redis), &kong, &ct).await;
+    let million = ship(&bin, &bench_run::env(&kong, &ct, &redis), &ct).await;
     table.push(million.row("backfill, 1M", &(r.len() + o.len()).to_string()));
     drop((kong, ct, redis));
 
@@ -358,19 +273,18 @@ async fn main() {
     );
     println!(
         "One budgeted run (30 s, stops claiming after 20 s) in a backlog: {} shipped, {} requests and {} objects.",
-        budgeted.shipped,
+        budgeted.run.count("shipped"),
         shipped_requests,
-        budgeted.shipped - shipped_requests
+        budgeted.run.count("shipped") - shipped_requests
     );
     println!(
         "Steady state: incremental read {} pages in {:.2} s; full read {} pages in {:.2} s ({:.1}× the pages); the daily sweep {} pages in {:.2} s.",
-        incremental.pages,
-        incremental.seconds,
-        full.pages,
-        full.seconds,
-        full.pages as f64 / incremental.pages.max(1) as f64,
-        sweep.pages,
-        sweep.seconds
+        incremental.run.count("pages"),
+        incremental.run.seconds,
+        full.run.count("pages"),
+        full.run.seconds,
+        full.run.count("pages") as f64 / incremental.run.count("pages").max(1) as f64,
+        sweep.run.count("pages"),
+        sweep.run.seconds
     );
-    let _ = (ours.read, million.read);
 }
