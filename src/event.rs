@@ -552,10 +552,10 @@ fn within_limit(mut params: Value, bulky: &str) -> Value {
     }
     if too_big(&params) {
         for value in params.as_object_mut().expect("built as an object").values_mut() {
-            if let Value::String(s) = value {
-                if s.len() > STRING_FIELD_MAX {
-                    *s = truncate(s, STRING_FIELD_MAX);
-                }
+            if let Value::String(s) = value
+                && s.len() > STRING_FIELD_MAX
+            {
+                *s = truncate(s, STRING_FIELD_MAX);
             }
         }
         params["truncated"] = Value::String("members cut to 1,024 bytes; the whole entry is in additionalEventData".into());
@@ -758,10 +758,10 @@ fn whole_entry(raw: &RawValue, sha: Option<&str>) -> Result<String, String> {
     if hex_sha256(text.as_bytes()) == sha {
         return Ok(text.to_string());
     }
-    if let Ok(inner) = serde_json::from_str::<String>(text) {
-        if hex_sha256(inner.as_bytes()) == sha {
-            return Ok(inner);
-        }
+    if let Ok(inner) = serde_json::from_str::<String>(text)
+        && hex_sha256(inner.as_bytes()) == sha
+    {
+        return Ok(inner);
     }
     Err("the entry does not match its SHA-256 (altered, or re-encoded by the export)".into())
 }

@@ -15,7 +15,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 
 use crate::dead_letter::file::{Line, to_line};
-use crate::dead_letter::{DeadLetter, DeadLetterSink, FileDeadLetters, SqsDeadLetters};
+use crate::dead_letter::{DeadLetter, DeadLetterError, DeadLetterSink, FileDeadLetters, SqsDeadLetters};
 use crate::dedup::{REJECTED_PREFIX, SHIPPED, Settlement, StoreError};
 use crate::kong::{AuditSource, Entry, EntryKind, KongError, KongInfo, Page, PageRequest};
 use crate::ship::{Keys, ShipOptions, Shipper};
@@ -354,7 +354,7 @@ struct Collector(Mutex<Vec<DeadLetter>>);
 
 #[async_trait]
 impl DeadLetterSink for Collector {
-    async fn send(&self, letters: &[DeadLetter]) -> Result<(), String> {
+    async fn send(&self, letters: &[DeadLetter]) -> Result<(), DeadLetterError> {
         self.0.lock().unwrap().extend_from_slice(letters);
         Ok(())
     }

@@ -3,7 +3,7 @@
 use std::sync::Arc;
 
 use crate::config::{ConfigError, Destination, Settings};
-use crate::dead_letter::{DeadLetterSink, LogDeadLetters};
+use crate::dead_letter::{DeadLetterError, DeadLetterSink, LogDeadLetters};
 use crate::dedup::{DedupStore, FileStore, MemoryStore, RedisStore, StoreError};
 use crate::kong::{KongClient, KongError};
 use crate::secret::Secret;
@@ -184,7 +184,7 @@ struct NoDeadLettersInADryRun;
 
 #[async_trait::async_trait]
 impl DeadLetterSink for NoDeadLettersInADryRun {
-    async fn send(&self, _letters: &[crate::dead_letter::DeadLetter]) -> Result<(), String> {
+    async fn send(&self, _letters: &[crate::dead_letter::DeadLetter]) -> Result<(), DeadLetterError> {
         Ok(())
     }
 

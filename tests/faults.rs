@@ -69,7 +69,8 @@ struct Restarted(std::process::Child);
 
 impl Restarted {
     fn on(port: u16, dir: &std::path::Path) -> Restarted {
-        let child = support::redis_server::command(port, dir, None).spawn().unwrap();
+        // Wrapped at once, so that a server that never answers is still killed when the test fails.
+        let server = Restarted(support::redis_server::command(port, dir, None).spawn().unwrap());
         let start = Instant::now();
         loop {
             let pong = std::process::Command::new("redis-cli")
@@ -78,7 +79,7 @@ impl Restarted {
                 .map(|o| String::from_utf8_lossy(&o.stdout).contains("PONG"))
                 .unwrap_or(false);
             if pong {
-                return Restarted(child);
+                return server;
             }
             assert!(start.elapsed() < Duration::from_secs(10), "redis-server did not restart");
             std::thread::sleep(Duration::from_millis(20));

@@ -20,7 +20,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use kong_audit_shipper::dead_letter::{DeadLetter, DeadLetterSink};
+use kong_audit_shipper::dead_letter::{DeadLetter, DeadLetterError, DeadLetterSink};
 use kong_audit_shipper::dedup::{Claim, Commit, DedupStore, MemoryStore, Settlement, StoreError};
 use kong_audit_shipper::event::AuditEvent;
 use kong_audit_shipper::kong::{AuditSource, Entry, EntryKind, KongError, KongInfo, KongVersion, Page, PageRequest};
@@ -275,7 +275,7 @@ struct Letters(Mutex<Vec<DeadLetter>>);
 
 #[async_trait]
 impl DeadLetterSink for Letters {
-    async fn send(&self, letters: &[DeadLetter]) -> Result<(), String> {
+    async fn send(&self, letters: &[DeadLetter]) -> Result<(), DeadLetterError> {
         self.0.lock().unwrap().extend_from_slice(letters);
         Ok(())
     }

@@ -46,11 +46,11 @@ pub fn parse_time(text: &str) -> Result<i64, String> {
 }
 
 pub async fn main(settings: &Settings, args: BackfillArgs) -> ExitCode {
-    if let (Some(since), Some(until)) = (args.since, args.until) {
-        if since >= until {
-            eprintln!("kong-audit-shipper: --since must be before --until");
-            return ExitCode::from(super::EXIT_CONFIG);
-        }
+    if let (Some(since), Some(until)) = (args.since, args.until)
+        && since >= until
+    {
+        eprintln!("kong-audit-shipper: --since must be before --until");
+        return ExitCode::from(super::EXIT_CONFIG);
     }
     let (store, sink) = if args.dry_run {
         let (out, name): (Box<dyn std::io::Write + Send>, String) = match &args.output {

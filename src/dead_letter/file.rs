@@ -19,7 +19,7 @@ use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 
-use super::{DeadLetter, DeadLetterSink};
+use super::{DeadLetter, DeadLetterError, DeadLetterSink};
 use crate::kong::EntryKind;
 
 /// The CLI's dead-letter file when none is configured: beside the embedded store's default path.
@@ -143,10 +143,10 @@ fn open_private(path: &Path, options: &mut OpenOptions) -> std::io::Result<File>
 
 /// Makes a new directory entry durable; best effort (not every file system supports it).
 fn sync_dir(path: &Path) {
-    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-        if let Ok(d) = File::open(dir) {
-            let _ = d.sync_all();
-        }
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty())
+        && let Ok(d) = File::open(dir)
+    {
+        let _ = d.sync_all();
     }
 }
 
@@ -217,16 +217,20 @@ pub fn from_json(text: &str) -> Result<DeadLetter, String> {
 
 #[async_trait]
 impl DeadLetterSink for FileDeadLetters {
-    async fn send(&self, letters: &[DeadLetter]) -> Result<(), String> {
+    async fn send(&self, letters: &[DeadLetter]) -> Result<(), DeadLetterError> {
         if letters.is_empty() {
             return Ok(());
         }
         let file = FileDeadLetters::new(self.path.clone());
         let letters = letters.to_vec();
+        let failed = |problem: String| DeadLetterError::File {
+            path: self.path.display().to_string(),
+            problem,
+        };
         tokio::task::spawn_blocking(move || file.append(&letters))
             .await
-            .map_err(|e| format!("dead-letter file {}: {e}", self.path.display()))?
-            .map_err(|e| format!("dead-letter file {}: {e}", self.path.display()))
+            .map_err(|e| failed(e.to_string()))?
+            .map_err(|e| failed(e.to_string()))
     }
 
     fn describe(&self) -> String {

@@ -26,11 +26,22 @@ pub struct DeadLetter {
     pub entry: Box<serde_json::value::RawValue>,
 }
 
+/// Why letters were not stored (the entries are then released, not marked rejected).
+#[derive(Debug, thiserror::Error)]
+pub enum DeadLetterError {
+    #[error("dead-letter file {path}: {problem}")]
+    File { path: String, problem: String },
+    #[error("SQS queue {queue}: {problem}")]
+    Queue { queue: String, problem: String },
+    #[error("no time left before the deadline to store the dead letters")]
+    OutOfTime,
+}
+
 #[async_trait]
 pub trait DeadLetterSink: Send + Sync {
     /// Stores the letters durably; an `Err` means they are not stored, and the cycle then releases
     /// the entries for the next run instead of marking them rejected.
-    async fn send(&self, letters: &[DeadLetter]) -> Result<(), String>;
+    async fn send(&self, letters: &[DeadLetter]) -> Result<(), DeadLetterError>;
     fn describe(&self) -> String;
 }
 
@@ -51,7 +62,7 @@ pub fn log_letter(letter: &DeadLetter) {
 #[async_trait]
 impl DeadLetterSink for LogDeadLetters {
     /// Nothing to add: the cycle has already logged every letter whole (`log_letter`).
-    async fn send(&self, _letters: &[DeadLetter]) -> Result<(), String> {
+    async fn send(&self, _letters: &[DeadLetter]) -> Result<(), DeadLetterError> {
         Ok(())
     }
 

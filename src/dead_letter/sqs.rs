@@ -26,7 +26,7 @@ use aws_sdk_sqs::types::{DeleteMessageBatchRequestEntry, SendMessageBatchRequest
 use serde::{Deserialize, Serialize};
 
 use super::file::{from_json, to_line};
-use super::{DeadLetter, DeadLetterSink};
+use super::{DeadLetter, DeadLetterError, DeadLetterSink};
 use crate::event::hex_sha256;
 use crate::kong::EntryKind;
 
@@ -146,7 +146,7 @@ impl SqsDeadLetters {
             }
             tokio::time::sleep(Duration::from_millis(200 * u64::from(attempt))).await;
         }
-        Err(format!("SendMessageBatch to {} failed: {last}", self.queue_url))
+        Err(format!("SendMessageBatch failed {ATTEMPTS} times: {last}"))
     }
 
     /// Receives every message visible now (at most `max`), hiding each for `visibility` seconds
@@ -371,7 +371,7 @@ pub fn assemble(messages: Vec<Received>) -> (Vec<QueuedLetter>, Vec<String>) {
 
 #[async_trait]
 impl DeadLetterSink for SqsDeadLetters {
-    async fn send(&self, letters: &[DeadLetter]) -> Result<(), String> {
+    async fn send(&self, letters: &[DeadLetter]) -> Result<(), DeadLetterError> {
         let bodies: Vec<String> = letters.iter().flat_map(encode).collect();
         let all = async {
             for batch in pack(&bodies) {
@@ -379,9 +379,14 @@ impl DeadLetterSink for SqsDeadLetters {
             }
             Ok(())
         };
+        let failed = |problem: String| DeadLetterError::Queue {
+            queue: self.queue_url.clone(),
+            problem,
+        };
         tokio::time::timeout(SEND_BUDGET, all)
             .await
-            .map_err(|_| format!("SQS {} did not take the letters within {} s", self.queue_url, SEND_BUDGET.as_secs()))?
+            .map_err(|_| failed(format!("did not take the letters within {} s", SEND_BUDGET.as_secs())))?
+            .map_err(failed)
     }
 
     fn describe(&self) -> String {

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use super::Run;
 use super::claim::{Item, parts_record};
-use crate::dead_letter::DeadLetter;
+use crate::dead_letter::{DeadLetter, DeadLetterError};
 use crate::dedup::{Commit, Mark, Settlement, StoreError};
 use crate::summary::Counters;
 
@@ -114,7 +114,7 @@ pub async fn settle(run: &Run, resolved: Vec<(Item, Resolution)>) {
         match tail.map(|t| t.letters_until) {
             Some(until) => tokio::time::timeout_at(until.into(), send)
                 .await
-                .unwrap_or_else(|_| Err("no time left before the deadline to store the dead letters".into())),
+                .unwrap_or(Err(DeadLetterError::OutOfTime)),
             None => send.await,
         }
     };

@@ -198,10 +198,10 @@ fn answer(state: &Mutex<CloudTrailState>, query: Option<String>, body: Bytes) ->
             );
         }
     }
-    if let Some((share, status, kind)) = s.random_call_failure {
-        if s.rng.get_or_insert_with(fastrand::Rng::new).f64() < share {
-            return (None, error(status, kind, "injected at random"));
-        }
+    if let Some((share, status, kind)) = s.random_call_failure
+        && s.rng.get_or_insert_with(fastrand::Rng::new).f64() < share
+    {
+        return (None, error(status, kind, "injected at random"));
     }
     let fault = s.faults.pop_front();
     match fault {
@@ -303,10 +303,10 @@ pub fn validate(id: &str, data: &str, checksum: Option<&str>) -> Option<(&'stati
         }
     }
     for (path, max) in [("/userAgent", 1024), ("/errorCode", 256), ("/errorMessage", 256)] {
-        if let Some(s) = v.pointer(path) {
-            if s.as_str().is_none_or(|s| s.len() > max) {
-                return Some(("FieldTooLong", format!("{path} too long or not a string")));
-            }
+        if let Some(s) = v.pointer(path)
+            && s.as_str().is_none_or(|s| s.len() > max)
+        {
+            return Some(("FieldTooLong", format!("{path} too long or not a string")));
         }
     }
     let time = v["eventTime"].as_str().unwrap();
@@ -316,10 +316,10 @@ pub fn validate(id: &str, data: &str, checksum: Option<&str>) -> Option<(&'stati
     if v["recipientAccountId"] != ACCOUNT {
         return Some(("InvalidRecipient", "recipientAccountId is not the channel owner".into()));
     }
-    if let Some(ip) = v.get("sourceIPAddress") {
-        if ip.as_str().and_then(|s| s.parse::<std::net::IpAddr>().ok()).is_none() {
-            return Some(("InvalidData", "sourceIPAddress is not an IP address".into()));
-        }
+    if let Some(ip) = v.get("sourceIPAddress")
+        && ip.as_str().and_then(|s| s.parse::<std::net::IpAddr>().ok()).is_none()
+    {
+        return Some(("InvalidData", "sourceIPAddress is not an IP address".into()));
     }
     for (field, max) in [
         ("additionalEventData", 28_000),

@@ -76,10 +76,10 @@ impl RedisServer {
             if let Ok(Some(_)) = server.child.try_wait() {
                 return None;
             }
-            if let Some(reply) = server.cli(&["CONFIG", "GET", "dir"]) {
-                if reply.lines().any(|l| l.trim() == ours) {
-                    return Some(server);
-                }
+            if let Some(reply) = server.cli(&["CONFIG", "GET", "dir"])
+                && reply.lines().any(|l| l.trim() == ours)
+            {
+                return Some(server);
             }
             std::thread::sleep(Duration::from_millis(20));
         }
