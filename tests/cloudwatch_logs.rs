@@ -451,6 +451,31 @@ async fn access_denied_names_the_iam_action_and_loses_nothing() {
 }
 
 #[tokio::test]
+async fn no_aws_credentials_stop_before_any_work_saying_so() {
+    let kong = FakeKong::start(VERSION).await;
+    let ct = FakeCloudTrail::start().await;
+    let logs = FakeLogs::start().await;
+    let redis = RedisServer::start();
+    let entries = month_trail(&kong, 10);
+    let mut env = logs_env(&kong, &ct, &logs.url(), Some(&redis));
+    env.remove("AWS_ACCESS_KEY_ID");
+    env.remove("AWS_SECRET_ACCESS_KEY");
+
+    // The stream is looked up at start: without credentials that fails at once, with the fix, and
+    // is not retried as if the connection had dropped.
+    let ran = run_bin(&["run"], &env).await;
+    assert_eq!(ran.code, 2, "{}", ran.stderr);
+    assert!(ran.stderr.contains("no usable AWS credentials"), "{}", ran.stderr);
+    assert!(!ran.stderr.contains("retrying"), "{}", ran.stderr);
+    assert!(logs.events().is_empty());
+    assert!(redis.keys("kong-audit-shipper:*").is_empty(), "nothing claimed");
+
+    let ran = run_bin(&["run"], &logs_env(&kong, &ct, &logs.url(), Some(&redis))).await;
+    assert_eq!(ran.code, 0, "{}", ran.stderr);
+    assert_eq!(logs.events().len(), entries.len());
+}
+
+#[tokio::test]
 async fn an_existing_stream_is_written_as_it_is() {
     let kong = FakeKong::start(VERSION).await;
     let ct = FakeCloudTrail::start().await;

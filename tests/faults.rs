@@ -692,6 +692,27 @@ async fn a_wrong_channel_fails_naming_channel_arn_and_releases_every_claim() {
 }
 
 #[tokio::test]
+async fn no_aws_credentials_fail_the_run_at_once_saying_so_and_release_every_claim() {
+    let s = setup(30).await;
+    let mut env = s.env.clone();
+    env.remove("AWS_ACCESS_KEY_ID");
+    env.remove("AWS_SECRET_ACCESS_KEY");
+    let ran = run_bin(&["run"], &env).await;
+    assert_eq!(ran.code, 1, "{}", ran.stderr);
+    adds_up(&ran);
+    // Retrying cannot find credentials: the first call says so and the run stops (it used to retry
+    // every entry until its attempts ran out, then report a transient failure).
+    assert_eq!(ran.count("retried"), 0, "{}", ran.stderr);
+    assert!(ran.stderr.contains("no usable AWS credentials"), "{}", ran.stderr);
+    assert_eq!(ran.summary()["status"], "failed");
+    assert_eq!(s.redis.inflight(), 0, "every claim released");
+    assert_eq!(s.redis.marked("shipped"), 0);
+    let fixed = run_bin(&["run"], &s.env).await;
+    assert_eq!(fixed.code, 0, "{}", fixed.stderr);
+    exactly_once(&s.ct, &s.want);
+}
+
+#[tokio::test]
 async fn a_missing_external_id_fails_naming_channel_external_id() {
     let s = setup(20).await;
     s.ct.with(|c| c.external_id = Some("kong-audit-ext-42".into()));

@@ -100,6 +100,9 @@ impl Sink for CloudTrailSink {
 /// Whole-call failures: transient ones are retried by the cycle; the rest stop the run with a fix.
 fn classify(err: SdkError<PutAuditEventsError, HttpResponse>) -> SinkError {
     let detail = crate::error_text::sdk(&err);
+    if super::credentials::unusable(&err) {
+        return SinkError::Fatal(format!("PutAuditEvents could not be signed: {}", super::credentials::HINT));
+    }
     let (service, status) = match &err {
         SdkError::ServiceError(ctx) => (ctx.err(), ctx.raw().status().as_u16()),
         SdkError::TimeoutError(_) | SdkError::DispatchFailure(_) | SdkError::ResponseError(_) => {

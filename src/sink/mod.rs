@@ -3,6 +3,7 @@
 mod batch;
 mod cloudtrail;
 pub mod cloudwatch_logs;
+pub mod credentials;
 mod memory;
 mod ndjson;
 

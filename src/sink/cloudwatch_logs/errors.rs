@@ -64,8 +64,10 @@ impl CallError {
 pub enum Failure {
     /// No answer: timeout, connection, unreadable response.
     NoAnswer,
-    /// The request could not be built or signed (no credentials, no region).
+    /// The request could not be built (no region, for example).
     NotSent,
+    /// No credentials to sign the request with (the SDK calls this a dispatch failure).
+    NotSigned,
     /// The service answered with an error.
     Service { code: String, status: u16 },
 }
@@ -88,6 +90,7 @@ where
                 status: ctx.raw().status().as_u16(),
             }
         }
+        _ if crate::sink::credentials::unusable(err) => Failure::NotSigned,
         SdkError::TimeoutError(_) | SdkError::DispatchFailure(_) | SdkError::ResponseError(_) => Failure::NoAnswer,
         _ => Failure::NotSent,
     };
@@ -114,6 +117,7 @@ pub fn decide(op: Op, group: &str, failure: &Failure, detail: &str) -> CallError
     let name = op.name();
     let (code, status) = match failure {
         Failure::NoAnswer => return CallError::Transient(format!("{name} did not complete: {detail}")),
+        Failure::NotSigned => return CallError::Fatal(format!("{name} could not be signed: {}", crate::sink::credentials::HINT)),
         Failure::NotSent => {
             return CallError::Fatal(format!("{name} could not be sent (AWS credentials or region?): {detail}"));
         }
