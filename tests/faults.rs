@@ -566,6 +566,28 @@ async fn whole_call_5xx_and_throttling_are_retried_without_duplicates() {
 }
 
 #[tokio::test]
+async fn entries_failed_in_one_call_are_retried_together_in_one_call() {
+    // An hourly run's few hundred entries are all queued before the first answer: what one failed
+    // call held must go out again as one call, not one call per entry as each one's retry comes.
+    for fault in [
+        CallFault::Status(500, "InternalServerException"),
+        CallFault::EveryEvent("InternalFailure"),
+    ] {
+        let s = setup(40).await;
+        assert!(s.want.len() <= 100, "one call holds the whole trail");
+        let mut env = s.env.clone();
+        env.insert("PUT_CONCURRENCY".into(), "1".into());
+        s.ct.with(|c| c.faults.push_back(fault));
+        let ran = run_bin(&["run"], &env).await;
+        assert_eq!(ran.code, 0, "{}", ran.stderr);
+        adds_up(&ran);
+        assert_eq!(ran.count("retried"), s.want.len() as u64);
+        assert_eq!(s.ct.with(|c| c.calls), 2, "the failed call, then one retry: {}", ran.stderr);
+        exactly_once(&s.ct, &s.want);
+    }
+}
+
+#[tokio::test]
 async fn per_event_throttling_and_internal_failures_are_retried_and_exhausted_retries_release_the_entries() {
     let s = setup(60).await;
     let mut env = s.env.clone();
@@ -606,6 +628,9 @@ async fn per_event_throttling_and_internal_failures_are_retried_and_exhausted_re
     adds_up(&gave_up);
     assert!(gave_up.count("failed") > 0);
     assert_eq!(fresh.redis.inflight(), 0, "released for the next run");
+    // Failed together, retried together: the two calls MAX_ATTEMPTS allows used two of the faults.
+    assert_eq!(fresh.ct.with(|c| c.calls), 2);
+    fresh.ct.with(|c| c.faults.clear());
     let next = run_bin(&["run"], &env).await;
     assert_eq!(next.code, 0, "{}", next.stderr);
     assert_eq!(next.count("shipped"), gave_up.count("failed"));
