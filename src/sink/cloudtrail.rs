@@ -101,7 +101,10 @@ impl Sink for CloudTrailSink {
 fn classify(err: SdkError<PutAuditEventsError, HttpResponse>) -> SinkError {
     let detail = crate::error_text::sdk(&err);
     if super::credentials::unusable(&err) {
-        return SinkError::Fatal(format!("PutAuditEvents could not be signed: {}", super::credentials::HINT));
+        return SinkError::Fatal(format!(
+            "PutAuditEvents could not be signed: {} ({detail})",
+            super::credentials::HINT
+        ));
     }
     let (service, status) = match &err {
         SdkError::ServiceError(ctx) => (ctx.err(), ctx.raw().status().as_u16()),

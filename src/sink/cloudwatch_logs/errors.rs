@@ -117,7 +117,9 @@ pub fn decide(op: Op, group: &str, failure: &Failure, detail: &str) -> CallError
     let name = op.name();
     let (code, status) = match failure {
         Failure::NoAnswer => return CallError::Transient(format!("{name} did not complete: {detail}")),
-        Failure::NotSigned => return CallError::Fatal(format!("{name} could not be signed: {}", crate::sink::credentials::HINT)),
+        Failure::NotSigned => {
+            return CallError::Fatal(format!("{name} could not be signed: {} ({detail})", crate::sink::credentials::HINT));
+        }
         Failure::NotSent => {
             return CallError::Fatal(format!("{name} could not be sent (AWS credentials or region?): {detail}"));
         }
