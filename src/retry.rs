@@ -24,10 +24,16 @@ impl Backoff {
     /// The wait before retry number `retry` (1 for the first retry): half fixed, half random,
     /// so that concurrent runs that failed together do not retry together.
     pub fn delay(&self, retry: u32) -> Duration {
+        self.delay_with(retry, fastrand::f64())
+    }
+
+    /// `delay` with its random half chosen by `jitter` (0 to 1): what is retried together draws
+    /// one `jitter` for all of it.
+    pub fn delay_with(&self, retry: u32, jitter: f64) -> Duration {
         let exp = self.initial.saturating_mul(1u32 << retry.saturating_sub(1).min(20));
         let base = exp.min(self.max);
         let half = base / 2;
-        half + half.mul_f64(fastrand::f64())
+        half + half.mul_f64(jitter)
     }
 
     /// `delay`, but never less than what the server asked for, and never past `deadline`.

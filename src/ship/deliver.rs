@@ -160,13 +160,13 @@ pub enum Next {
     At(Instant),
 }
 
-/// When the entries of one answered call go again: one draw of the backoff's jitter per retry
-/// number, so that entries that failed together are ready together and go out in one call, not one
-/// call each as their retry times come.
+/// When the entries of one answered call go again: one draw of the backoff's jitter for the call,
+/// so that entries that failed together are ready together and go out in one call, not one call
+/// each as their retry times come.
 pub struct RetryTimes<'a> {
     pub now: Instant,
-    backoff: &'a Backoff,
-    drawn: HashMap<u32, Instant>,
+    pub backoff: &'a Backoff,
+    jitter: f64,
 }
 
 impl<'a> RetryTimes<'a> {
@@ -174,24 +174,19 @@ impl<'a> RetryTimes<'a> {
         RetryTimes {
             now,
             backoff,
-            drawn: HashMap::new(),
+            jitter: fastrand::f64(),
         }
     }
 
-    pub fn attempts(&self) -> u32 {
-        self.backoff.attempts
-    }
-
     /// When retry number `retry` of an entry of this call may start.
-    pub fn retry(&mut self, retry: u32) -> Instant {
-        let (now, backoff) = (self.now, self.backoff);
-        *self.drawn.entry(retry).or_insert_with(|| now + backoff.delay(retry))
+    pub fn retry(&self, retry: u32) -> Instant {
+        self.now + self.backoff.delay_with(retry, self.jitter)
     }
 }
 
 /// Applies a call's outcomes for one entry's events and decides its next step. Throttling only
 /// slows an entry down (for up to `THROTTLE_PATIENCE`); other failures use up the backoff's attempts.
-pub fn after_call(item: &mut Item, sent: &[(usize, EventOutcome)], times: &mut RetryTimes) -> Next {
+pub fn after_call(item: &mut Item, sent: &[(usize, EventOutcome)], times: &RetryTimes) -> Next {
     let now = times.now;
     let mut throttled = None;
     let mut failed = None;
@@ -214,7 +209,7 @@ pub fn after_call(item: &mut Item, sent: &[(usize, EventOutcome)], times: &mut R
     if let Some(why) = failed {
         item.failures += 1;
         item.problem = Some(why.clone());
-        return if item.failures >= times.attempts() {
+        return if item.failures >= times.backoff.attempts {
             Next::Done(Resolution::Failed(why))
         } else {
             Next::At(times.retry(item.failures))
@@ -541,12 +536,12 @@ async fn put(run: &Run, call: Call) -> Vec<Item> {
     let ids: Vec<&str> = events.iter().map(|e| e.id.as_str()).collect();
     let mut outcomes = outcomes(&ids, &answer).into_iter();
     run.pacer.observe(signal(&answer, outcomes.as_slice()));
-    let mut times = RetryTimes::new(Instant::now(), &run.opts.backoff);
+    let times = RetryTimes::new(Instant::now(), &run.opts.backoff);
     let mut done = Vec::new();
     let mut again = Vec::new();
     for (mut item, indexes) in call {
         let sent: Vec<(usize, EventOutcome)> = indexes.into_iter().map(|i| (i, outcomes.next().expect("one per event"))).collect();
-        match after_call(&mut item, &sent, &mut times) {
+        match after_call(&mut item, &sent, &times) {
             Next::Done(resolution) => done.push((item, resolution)),
             next => {
                 item.not_before = match next {
@@ -697,10 +692,6 @@ mod tests {
         assert!(!p.wait(Some(soon)).await, "the next slot is 100 ms away");
     }
 
-    fn times_at(now: Instant, backoff: &Backoff) -> RetryTimes<'_> {
-        RetryTimes::new(now, backoff)
-    }
-
     #[test]
     fn throttling_only_slows_an_entry_other_failures_use_up_attempts() {
         let backoff = Backoff {
@@ -711,20 +702,20 @@ mod tests {
         let now = Instant::now();
         let mut it = item("a", &[1, 1]);
         let throttled = [(0, EventOutcome::Accepted), (1, EventOutcome::Throttled("Throttling".into()))];
-        assert_eq!(after_call(&mut it, &throttled, &mut times_at(now, &backoff)), Next::Now);
+        assert_eq!(after_call(&mut it, &throttled, &RetryTimes::new(now, &backoff)), Next::Now);
         assert!(it.accepted[0] && !it.accepted[1]);
         let later = now + Duration::from_secs(299);
-        assert_eq!(after_call(&mut it, &throttled[1..], &mut times_at(later, &backoff)), Next::Now);
+        assert_eq!(after_call(&mut it, &throttled[1..], &RetryTimes::new(later, &backoff)), Next::Now);
         assert!(matches!(
-            after_call(&mut it, &throttled[1..], &mut times_at(now + THROTTLE_PATIENCE, &backoff)),
+            after_call(&mut it, &throttled[1..], &RetryTimes::new(now + THROTTLE_PATIENCE, &backoff)),
             Next::Done(Resolution::Failed(_))
         ));
 
         let mut it = item("b", &[1]);
         let failed = [(0, EventOutcome::Retry("InternalFailure".into()))];
-        assert!(matches!(after_call(&mut it, &failed, &mut times_at(now, &backoff)), Next::At(_)));
+        assert!(matches!(after_call(&mut it, &failed, &RetryTimes::new(now, &backoff)), Next::At(_)));
         assert_eq!(
-            after_call(&mut it, &failed, &mut times_at(now, &backoff)),
+            after_call(&mut it, &failed, &RetryTimes::new(now, &backoff)),
             Next::Done(Resolution::Failed("InternalFailure".into()))
         );
 
@@ -732,7 +723,7 @@ mod tests {
         let refused = Refusal::from_cloudtrail("c-1", "FieldTooLong", "too long");
         let outcome = [(0, EventOutcome::Accepted), (1, EventOutcome::Refused(refused))];
         assert_eq!(
-            after_call(&mut it, &outcome, &mut times_at(now, &backoff)),
+            after_call(&mut it, &outcome, &RetryTimes::new(now, &backoff)),
             Next::Done(Resolution::Rejected {
                 code: "FieldTooLong".into(),
                 reason: "too long".into()
@@ -740,7 +731,7 @@ mod tests {
         );
         let mut it = item("d", &[1]);
         assert_eq!(
-            after_call(&mut it, &[(0, EventOutcome::Accepted)], &mut times_at(now, &backoff)),
+            after_call(&mut it, &[(0, EventOutcome::Accepted)], &RetryTimes::new(now, &backoff)),
             Next::Done(Resolution::Shipped)
         );
     }
@@ -754,11 +745,11 @@ mod tests {
         };
         let now = Instant::now();
         let failed = [(0, EventOutcome::Retry("InternalFailure".into()))];
-        let mut times = RetryTimes::new(now, &backoff);
+        let times = RetryTimes::new(now, &backoff);
         let mut at = Vec::new();
         for key in 0..50 {
             let mut it = item(&key.to_string(), &[1]);
-            match after_call(&mut it, &failed, &mut times) {
+            match after_call(&mut it, &failed, &times) {
                 Next::At(t) => at.push(t),
                 other => panic!("{other:?}"),
             }
@@ -769,7 +760,7 @@ mod tests {
         // An entry on its second retry waits longer than those on their first, in the same call.
         let mut twice = item("again", &[1]);
         twice.failures = 1;
-        let Next::At(second) = after_call(&mut twice, &failed, &mut times) else {
+        let Next::At(second) = after_call(&mut twice, &failed, &times) else {
             panic!("a retry")
         };
         assert!(second >= now + Duration::from_millis(100), "{:?}", second - now);
