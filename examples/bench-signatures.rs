@@ -18,6 +18,8 @@ mod bench_run;
 mod fake_cloudtrail;
 #[path = "../tests/support/fake_kong.rs"]
 mod fake_kong;
+#[path = "../tests/support/fake_lake.rs"]
+mod fake_lake;
 #[path = "../tests/support/redis_server.rs"]
 mod redis_server;
 

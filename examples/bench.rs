@@ -15,6 +15,8 @@ mod fake_cloudtrail;
 mod fake_cloudwatch_logs;
 #[path = "../tests/support/fake_kong.rs"]
 mod fake_kong;
+#[path = "../tests/support/fake_lake.rs"]
+mod fake_lake;
 #[path = "../tests/support/redis_server.rs"]
 mod redis_server;
 
@@ -91,7 +93,7 @@ async fn pre_ship(redis: &RedisServer, requests: &[Value], objects: &[Value]) {
                 .map(|e| {
                     (
                         format!("kong-audit-shipper:{kind}:{}", e[key].as_str().unwrap()),
-                        Mark::Shipped,
+                        Mark::Shipped { at: 1 },
                         86_400,
                     )
                 })

@@ -148,6 +148,22 @@ pub struct Settings {
     #[arg(long, env = "ALLOW_EPHEMERAL_DEAD_LETTERS", global = true)]
     pub allow_ephemeral_dead_letters: bool,
 
+    /// The CloudTrail Lake event data store `reconcile` (and a store rebuilt after a loss) queries:
+    /// its ARN or id. Default: the event data store(s) the channel delivers to (GetChannel)
+    #[arg(long, env = "EVENT_DATA_STORE", global = true)]
+    pub event_data_store: Option<String>,
+    /// How long the destination may take to make an accepted event visible to queries: entries
+    /// accepted less long ago are `pending` in `reconcile`, never missing nor sent again
+    #[arg(long, env = "RECONCILE_SETTLE_SECONDS", default_value_t = 900, global = true)]
+    pub reconcile_settle_seconds: u64,
+    /// The window of a `{"action": "reconcile"}` Lambda invocation: entries of the last this many seconds
+    #[arg(long, env = "RECONCILE_WINDOW_SECONDS", default_value_t = 172_800, global = true)]
+    pub reconcile_window_seconds: u64,
+    /// Questions to the destination at once when reconciling (CloudTrail Lake queries, at most 10;
+    /// CloudWatch Logs reads, at most 8)
+    #[arg(long, env = "RECONCILE_CONCURRENCY", default_value_t = 5, global = true)]
+    pub reconcile_concurrency: usize,
+
     /// Kong's audit signing public key(s), to verify every row's signature: PEM text or the path of
     /// a PEM file, with one or more PUBLIC KEY or RSA PUBLIC KEY blocks (several during a rotation)
     #[arg(long, env = "KONG_AUDIT_SIGNING_PUBLIC_KEY", hide_env_values = true, global = true)]
@@ -388,6 +404,16 @@ impl Settings {
         }
     }
 
+    /// The event data store given by `EVENT_DATA_STORE`, if any.
+    pub fn event_data_store(&self) -> Result<Option<crate::reconcile::Store>, ConfigError> {
+        match self.event_data_store.as_deref().map(str::trim).filter(|s| !s.is_empty()) {
+            None => Ok(None),
+            Some(text) => crate::reconcile::Store::parse(text)
+                .map(Some)
+                .map_err(|p| invalid("EVENT_DATA_STORE (--event-data-store)", p)),
+        }
+    }
+
     pub fn check_key_prefix(&self) -> Result<(), ConfigError> {
         if self.redis_key_prefix.chars().any(|c| c.is_whitespace() || c.is_control()) {
             return Err(invalid(
@@ -407,6 +433,13 @@ impl Settings {
         if self.claim_lease_seconds < 60 {
             return Err(invalid("CLAIM_LEASE_SECONDS (--claim-lease-seconds)", "must be at least 60"));
         }
+        if !(1..=10).contains(&self.reconcile_concurrency) {
+            return Err(invalid("RECONCILE_CONCURRENCY (--reconcile-concurrency)", "must be between 1 and 10"));
+        }
+        if self.reconcile_window_seconds == 0 {
+            return Err(invalid("RECONCILE_WINDOW_SECONDS (--reconcile-window-seconds)", "must be above 0"));
+        }
+        self.event_data_store()?;
         Ok(())
     }
 }

@@ -91,6 +91,15 @@ fn part_id(head_id: &str, part: usize) -> String {
     }
 }
 
+/// The `UID` of an entry's events: its key, or a digest of a key longer than CloudTrail allows.
+pub fn uid(key: &str) -> String {
+    if key.len() <= STRING_FIELD_MAX {
+        key.to_string()
+    } else {
+        format!("sha256-{}", hex_sha256(key.as_bytes()))
+    }
+}
+
 /// Seconds until Kong deletes this entry: its `ttl`, or what `request_timestamp` implies.
 pub fn remaining_ttl(entry: &Entry, ctx: &MapContext) -> u64 {
     let secs = if let Some(ttl) = entry.int_field("ttl") {
@@ -102,7 +111,8 @@ pub fn remaining_ttl(entry: &Entry, ctx: &MapContext) -> u64 {
     } else {
         ctx.record_ttl
     };
-    secs.clamp(1, MAX_TTL) as u64
+    // 0: Kong served the row already expired (see `ship::commit_ttl`).
+    secs.clamp(0, MAX_TTL) as u64
 }
 
 /// When the entry was written, and which field said so.
@@ -205,11 +215,7 @@ pub fn map_entry_detailed(entry: &Entry, ctx: &MapContext) -> Result<Mapped, Map
     }
     let (secs, time_source) = event_time(entry, ctx);
     let event_time = format_event_time(secs);
-    let uid = if entry.key.len() <= STRING_FIELD_MAX {
-        entry.key.clone()
-    } else {
-        format!("sha256-{}", hex_sha256(entry.key.as_bytes()))
-    };
+    let uid = uid(&entry.key);
     let event_name = truncate(&event_name(entry), STRING_FIELD_MAX);
     let user_identity = user_identity(entry);
     let (request_parameters, response_elements, error_code) = parameters(entry);
@@ -846,7 +852,7 @@ mod tests {
         let no_ttl = Entry::parse(EntryKind::Request, r#"{"request_id":"a","request_timestamp":1700000000}"#).unwrap();
         assert_eq!(remaining_ttl(&no_ttl, &c), (1_700_000_000 + 2_592_000 - c.now) as u64);
         let expired = Entry::parse(EntryKind::Request, r#"{"request_id":"a","ttl":-5}"#).unwrap();
-        assert_eq!(remaining_ttl(&expired, &c), 1);
+        assert_eq!(remaining_ttl(&expired, &c), 0);
     }
 
     #[test]

@@ -18,6 +18,7 @@ use crate::config::Settings;
 use crate::logging::{self, LogFormat};
 use crate::runner::{self, EXIT_CONFIG, EXIT_INCOMPLETE};
 use crate::setup::{self, SinkChoice, StoreChoice};
+use crate::reconcile::{ReconcileOptions, reconcile};
 use crate::ship::{ShipOptions, Shipper, run_limits};
 use crate::summary::{Counters, Summary};
 
@@ -79,6 +80,9 @@ pub struct Handler {
     pub margin: Duration,
     pub max_run: Duration,
     pub function_name: String,
+    /// A reconcile invocation compares the entries of this last span of time.
+    pub reconcile_window: Duration,
+    pub settle: Duration,
 }
 
 /// What an invocation returns: the run summary, with its status.
@@ -89,20 +93,55 @@ pub struct Response {
     pub summary: Summary,
 }
 
-/// An invocation in which entries were left unshipped (or the run stopped on an error): returned as
-/// an error so Lambda's `Errors` metric and its alarms count it.
-pub struct RunFailed(pub Summary);
+/// What a `{"action": "reconcile"}` invocation returns: the report's counts and status.
+#[derive(Debug, Clone, Serialize)]
+pub struct ReconcileResponse {
+    pub status: &'static str,
+    #[serde(flatten)]
+    pub counts: crate::reconcile::Totals,
+    pub queries: usize,
+    pub bytes_scanned: u64,
+    pub repair_shipped: Option<u64>,
+}
+
+/// What an invocation returns.
+#[derive(Debug, Clone, Serialize)]
+#[serde(untagged)]
+pub enum Outcome {
+    Run(Response),
+    Reconcile(ReconcileResponse),
+}
+
+/// An invocation in which entries were left unshipped (or the run stopped on an error), or a
+/// reconcile that found the trail incomplete: returned as an error so Lambda's `Errors` metric and
+/// its alarms count it.
+pub enum RunFailed {
+    Run(Summary),
+    /// The reconcile line.
+    Reconcile(String),
+    /// An event asking for something this program does not do.
+    Event(String),
+}
+
+impl RunFailed {
+    fn line(&self) -> String {
+        match self {
+            RunFailed::Run(s) => s.line(),
+            RunFailed::Reconcile(line) | RunFailed::Event(line) => line.clone(),
+        }
+    }
+}
 
 /// The runtime logs the error's `Debug`: the summary line reads better than the struct.
 impl std::fmt::Debug for RunFailed {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.0.line())
+        f.write_str(&self.line())
     }
 }
 
 impl std::fmt::Display for RunFailed {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.0.line())
+        f.write_str(&self.line())
     }
 }
 
@@ -110,13 +149,15 @@ impl std::error::Error for RunFailed {}
 
 impl From<RunFailed> for Diagnostic {
     fn from(e: RunFailed) -> Diagnostic {
+        let error_type = match &e {
+            RunFailed::Run(s) if s.error.is_some() => "KongAuditShipper.RunStopped",
+            RunFailed::Run(_) => "KongAuditShipper.EntriesNotShipped",
+            RunFailed::Reconcile(_) => "KongAuditShipper.TrailIncomplete",
+            RunFailed::Event(_) => "KongAuditShipper.UnknownAction",
+        };
         Diagnostic {
-            error_type: if e.0.error.is_some() {
-                "KongAuditShipper.RunStopped".into()
-            } else {
-                "KongAuditShipper.EntriesNotShipped".into()
-            },
-            error_message: e.0.line(),
+            error_type: error_type.into(),
+            error_message: e.line(),
         }
     }
 }
@@ -129,11 +170,14 @@ impl Handler {
             margin: Duration::from_secs(settings.deadline_margin_seconds),
             max_run: Duration::from_secs(settings.max_run_seconds.max(1)),
             function_name,
+            reconcile_window: Duration::from_secs(settings.reconcile_window_seconds),
+            settle: Duration::from_secs(settings.reconcile_settle_seconds),
         }
     }
 
-    /// One invocation: one cycle within the deadline, one summary log line, one EMF line on stdout.
-    pub async fn invoke(&self, event: LambdaEvent<Value>) -> Result<Response, RunFailed> {
+    /// One invocation: one cycle (or, for `{"action": "reconcile"}`, one reconcile with repair) within
+    /// the deadline, one summary log line, one EMF line on stdout.
+    pub async fn invoke(&self, event: LambdaEvent<Value>) -> Result<Outcome, RunFailed> {
         let limits = run_limits(event.context.deadline, SystemTime::now(), Instant::now(), self.margin, self.max_run);
         let (source, detail_type) = describe_event(&event.payload);
         if !limits.deadline_known {
@@ -154,17 +198,74 @@ impl Handler {
         );
         let mut options = self.options.clone();
         options.limits = Some(limits);
+        match action(&event.payload) {
+            Ok(Action::Ship) => {}
+            Ok(Action::Reconcile { repair }) => return self.reconcile(&options, repair).await,
+            Err(why) => {
+                tracing::error!("{why}");
+                return Err(RunFailed::Event(why));
+            }
+        }
         let summary = self.shipper.run(&options, Arc::new(Counters::default())).await;
         runner::report(&summary, options.lease.as_secs());
         println!("{}", summary.emf(&self.function_name, chrono::Utc::now().timestamp_millis()));
         if summary.ok() {
-            Ok(Response {
+            Ok(Outcome::Run(Response {
                 status: summary.status(),
                 summary,
-            })
+            }))
         } else {
-            Err(RunFailed(summary))
+            Err(RunFailed::Run(summary))
         }
+    }
+
+    /// The entries of the last `RECONCILE_WINDOW_SECONDS` against the destination, repaired.
+    async fn reconcile(&self, options: &ShipOptions, repair: bool) -> Result<Outcome, RunFailed> {
+        let Some(inventory) = self.shipper.inventory.clone() else {
+            return Err(RunFailed::Event("this destination cannot be asked what it holds".into()));
+        };
+        let now = chrono::Utc::now().timestamp();
+        let opts = ReconcileOptions {
+            since: Some(now - self.reconcile_window.as_secs() as i64),
+            until: None,
+            settle: self.settle,
+            repair,
+        };
+        let report = reconcile(&self.shipper, inventory.as_ref(), options, &opts).await;
+        tracing::info!(status = report.status, "{}", report.line());
+        println!("{}", report.emf(&self.function_name, chrono::Utc::now().timestamp_millis()));
+        if report.status == "incomplete" {
+            return Err(RunFailed::Reconcile(report.line()));
+        }
+        Ok(Outcome::Reconcile(ReconcileResponse {
+            status: report.status,
+            counts: report.counts.clone(),
+            queries: report.queries.len(),
+            bytes_scanned: report.bytes_scanned,
+            repair_shipped: report.repair.as_ref().map(|r| r.run.shipped),
+        }))
+    }
+}
+
+/// What an invocation is asked to do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Action {
+    Ship,
+    Reconcile { repair: bool },
+}
+
+/// `{"action": "reconcile"}` (with `"repair": false` to only compare) reconciles; any other event
+/// without an `action` ships.
+fn action(payload: &Value) -> Result<Action, String> {
+    match payload.get("action") {
+        None | Some(Value::Null) => Ok(Action::Ship),
+        Some(Value::String(a)) if a == "ship" || a == "run" => Ok(Action::Ship),
+        Some(Value::String(a)) if a == "reconcile" => Ok(Action::Reconcile {
+            repair: payload.get("repair").and_then(Value::as_bool).unwrap_or(true),
+        }),
+        Some(other) => Err(format!(
+            "the event's action {other} is not one this function knows: use {{\"action\": \"reconcile\"}}, or no action to ship"
+        )),
     }
 }
 
@@ -199,6 +300,18 @@ mod tests {
     }
 
     #[test]
+    fn the_action_comes_from_the_event_and_an_unknown_one_is_an_error() {
+        assert_eq!(action(&serde_json::json!({})), Ok(Action::Ship));
+        assert_eq!(action(&serde_json::json!({"detail": "{}"})), Ok(Action::Ship));
+        assert_eq!(action(&serde_json::json!({"action": "reconcile"})), Ok(Action::Reconcile { repair: true }));
+        assert_eq!(
+            action(&serde_json::json!({"action": "reconcile", "repair": false})),
+            Ok(Action::Reconcile { repair: false })
+        );
+        assert!(action(&serde_json::json!({"action": "reconcil"})).unwrap_err().contains("reconcil"));
+    }
+
+    #[test]
     fn a_failed_run_is_an_error_whose_message_is_the_summary_line() {
         let s = Summary {
             read: 2,
@@ -206,7 +319,7 @@ mod tests {
             rejected: 1,
             ..Default::default()
         };
-        let d: Diagnostic = RunFailed(s.clone()).into();
+        let d: Diagnostic = RunFailed::Run(s.clone()).into();
         assert_eq!(d.error_type, "KongAuditShipper.EntriesNotShipped");
         assert_eq!(d.error_message, s.line());
         let v = serde_json::to_value(Response {

@@ -10,6 +10,7 @@ pub mod event;
 pub mod kong;
 pub mod lambda;
 pub mod logging;
+pub mod reconcile;
 pub mod redrive;
 pub mod retry;
 pub mod runner;

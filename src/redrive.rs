@@ -196,6 +196,9 @@ pub async fn redrive(mut shipper: Shipper, origin: &Origin, opts: &ShipOptions) 
     shipper.dead_letters = collector.clone();
     let mut opts = opts.clone();
     opts.incremental = false;
+    // Dead letters are entries the destination refused: it cannot hold them, so a lost store's
+    // rebuild (which asks it) has nothing to say about them.
+    opts.rebuild = false;
     let summary = if nothing_to_ship {
         None
     } else {

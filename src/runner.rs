@@ -27,6 +27,8 @@ pub fn ship_options(s: &Settings) -> ShipOptions {
         overlap: Duration::from_secs(s.overlap_seconds),
         sweep_interval: Some(Duration::from_secs(s.sweep_interval_seconds)),
         put_rate: s.put_rate_limit,
+        rebuild: true,
+        settle: Duration::from_secs(s.reconcile_settle_seconds),
         ..ShipOptions::default()
     }
 }

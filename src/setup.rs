@@ -6,6 +6,7 @@ use crate::config::{ConfigError, Destination, Settings};
 use crate::dead_letter::{DeadLetterError, DeadLetterSink, LogDeadLetters};
 use crate::dedup::{DedupStore, FileStore, MemoryStore, RedisStore, StoreError};
 use crate::kong::{KongClient, KongError};
+use crate::reconcile::{Inventory, LakeInventory, LogsInventory, SdkFilter, SdkLake, Stores};
 use crate::secret::Secret;
 use crate::ship::Shipper;
 use crate::sink::{CloudTrailSink, CloudWatchLogsSink, NdjsonSink, Sink};
@@ -110,6 +111,10 @@ pub async fn build(settings: &Settings, store: StoreChoice, sink: SinkChoice) ->
         }
     };
     let source = crate::signature::VerifyingSource::wrap(Arc::new(KongClient::new(&kong, settings.backoff())?), &signatures);
+    let inventory = match (&sink, &destination) {
+        (SinkChoice::Destination, Some(d)) => Some(inventory(settings, d, aws.config().await)?),
+        _ => None,
+    };
     let (sink, recipient_account_id): (Arc<dyn Sink>, String) = match (sink, destination) {
         (SinkChoice::Ndjson(out, name), _) => (
             Arc::new(NdjsonSink::new(out, name)),
@@ -139,6 +144,29 @@ pub async fn build(settings: &Settings, store: StoreChoice, sink: SinkChoice) ->
         dead_letters,
         recipient_account_id,
         signatures,
+        inventory,
+    })
+}
+
+/// What `reconcile`, and a run rebuilding a lost store, ask the destination with.
+fn inventory(settings: &Settings, destination: &Destination, sdk: &aws_config::SdkConfig) -> Result<Arc<dyn Inventory>, SetupError> {
+    let (concurrency, backoff) = (settings.reconcile_concurrency, settings.backoff());
+    Ok(match destination {
+        Destination::CloudTrail(channel) => {
+            let stores = match settings.event_data_store()? {
+                Some(store) => Stores::Given(store),
+                None => Stores::OfChannel(channel.arn.clone()),
+            };
+            let api = Arc::new(SdkLake::new(sdk, &channel.region));
+            Arc::new(LakeInventory::new(api, &channel.arn, stores, concurrency, backoff))
+        }
+        Destination::CloudWatchLogs(logs) => {
+            let api = Arc::new(SdkFilter {
+                client: crate::sink::cloudwatch_logs::client::client(sdk),
+                group: logs.group.clone(),
+            });
+            Arc::new(LogsInventory::new(api, &logs.group, concurrency, backoff))
+        }
     })
 }
 

@@ -23,6 +23,12 @@ pub struct Counters {
     /// Entries of this run whose Kong signature verified, and whose signature did not.
     pub signatures_valid: AtomicU64,
     pub signatures_invalid: AtomicU64,
+    /// Entries found in the destination by a store rebuilt from it: marked, not sent (counted in
+    /// `already_shipped` too).
+    pub rebuilt: AtomicU64,
+    /// Entries not shipped by a run rebuilding its store, because the destination may still be
+    /// ingesting them from before the store was lost: the next run ships what it still lacks.
+    pub deferred: AtomicU64,
 }
 
 impl Counters {
@@ -62,6 +68,8 @@ impl Counters {
             error: None,
             signatures_valid: self.signatures_valid.load(Relaxed),
             signatures_invalid: self.signatures_invalid.load(Relaxed),
+            rebuilt: self.rebuilt.load(Relaxed),
+            deferred: self.deferred.load(Relaxed),
         }
     }
 }
@@ -94,6 +102,13 @@ pub struct Summary {
     /// at error level. They do not change the status: shipping them is the right thing to do.
     #[serde(default)]
     pub signatures_invalid: u64,
+    /// Entries the destination already held, found while rebuilding a lost store: marked, not sent
+    /// (also in `already_shipped`).
+    #[serde(default)]
+    pub rebuilt: u64,
+    /// Entries a rebuilding run left for the next one (the destination may still be ingesting them).
+    #[serde(default)]
+    pub deferred: u64,
 }
 
 impl Summary {
@@ -105,7 +120,7 @@ impl Summary {
 
     /// `ok`, and every entry read was shipped (now or before) and the trail was read to its end.
     pub fn complete(&self) -> bool {
-        self.ok() && self.held == 0 && !self.stopped_early
+        self.ok() && self.held == 0 && self.deferred == 0 && !self.stopped_early
     }
 
     /// `ok`, `partial` (nothing lost, but the budget or another run left work for the next run) or `failed`.
@@ -139,6 +154,9 @@ impl Summary {
             " signatures_valid={} signatures_invalid={}",
             self.signatures_valid, self.signatures_invalid
         ));
+        if self.rebuilt > 0 || self.deferred > 0 {
+            line.push_str(&format!(" rebuilt={} deferred={}", self.rebuilt, self.deferred));
+        }
         if self.stopped_early {
             line.push_str(" stopped_early=true");
         }
@@ -161,6 +179,8 @@ impl Summary {
             ("LagSeconds", self.lag_seconds, "Seconds"),
             ("SignaturesValid", self.signatures_valid as i64, "Count"),
             ("SignaturesInvalid", self.signatures_invalid as i64, "Count"),
+            ("Rebuilt", self.rebuilt as i64, "Count"),
+            ("Deferred", self.deferred as i64, "Count"),
         ];
         let mut record = serde_json::json!({
             "_aws": {

@@ -656,10 +656,11 @@ async fn the_lambda_handler_ships_to_logs_and_its_metrics_count_the_same() {
         dead_letters: Arc::new(kong_audit_shipper::dead_letter::FileDeadLetters::new(dir.path().join("dl.ndjson"))),
         recipient_account_id: account,
         signatures: Default::default(),
+        inventory: None,
     };
     let handler = Handler::new(shipper, &settings, "kong-audit-shipper".into());
     let answer = handler.invoke(LambdaEvent::new(json!({}), Context::default())).await;
-    let Err(RunFailed(summary)) = answer else {
+    let Err(RunFailed::Run(summary)) = answer else {
         panic!("a rejected entry makes the invocation an error");
     };
     let total = (requests.len() + objects.len()) as u64;

@@ -222,6 +222,7 @@ async fn library_shipper(kong: &FakeKong, redis: &RedisServer, sink: Arc<MemoryS
         dead_letters: Arc::new(LogDeadLetters),
         recipient_account_id: fake_cloudtrail::ACCOUNT.into(),
         signatures: Default::default(),
+        inventory: None,
     }
 }
 

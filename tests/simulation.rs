@@ -21,7 +21,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use kong_audit_shipper::dead_letter::{DeadLetter, DeadLetterError, DeadLetterSink};
-use kong_audit_shipper::dedup::{Claim, Commit, DedupStore, MemoryStore, Settlement, StoreError};
+use kong_audit_shipper::dedup::{Claim, Commit, DedupStore, MemoryStore, Settlement, StoreError, Swap};
 use kong_audit_shipper::event::AuditEvent;
 use kong_audit_shipper::kong::{AuditSource, Entry, EntryKind, KongError, KongInfo, KongVersion, Page, PageRequest};
 use kong_audit_shipper::retry::Backoff;
@@ -265,6 +265,11 @@ impl DedupStore for FlakyStore {
         self.inner.put(key, value, ttl).await
     }
 
+    async fn swap(&self, swaps: &[Swap]) -> Result<Vec<bool>, StoreError> {
+        self.check()?;
+        self.inner.swap(swaps).await
+    }
+
     fn describe(&self) -> String {
         "simulated store".into()
     }
@@ -306,6 +311,7 @@ impl World {
             dead_letters: self.letters.clone(),
             recipient_account_id: "123456789012".into(),
             signatures: Default::default(),
+            inventory: None,
         }
     }
 
@@ -642,6 +648,7 @@ fn lease_world(n: usize, latency: Duration) -> (Arc<SimKong>, Arc<MemoryStore>, 
         dead_letters: Arc::new(Letters::default()),
         recipient_account_id: "123456789012".into(),
         signatures: Default::default(),
+        inventory: None,
     };
     (kong, store, sink, shipper)
 }

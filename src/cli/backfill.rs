@@ -169,7 +169,7 @@ impl<W: std::io::Write> std::io::Write for SilentOnceClosed<W> {
     }
 }
 
-fn owner_only_file(path: &std::path::Path) -> std::io::Result<std::fs::File> {
+pub(super) fn owner_only_file(path: &std::path::Path) -> std::io::Result<std::fs::File> {
     let mut options = std::fs::OpenOptions::new();
     options.write(true).create(true).truncate(true);
     #[cfg(unix)]

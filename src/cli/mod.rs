@@ -4,6 +4,7 @@
 mod backfill;
 mod check;
 mod migrate;
+mod reconcile;
 mod recover;
 mod redrive;
 mod run;
@@ -55,6 +56,8 @@ pub enum Command {
     Check,
     /// Carry over the Redis marks of Kong's 2023 proof of concept, so the switch ships no request twice
     MigratePocKeys,
+    /// Kong's trail against what the destination holds, entry by entry: proves it complete, or names what is missing; --repair sends exactly that
+    Reconcile(reconcile::ReconcileArgs),
     /// Check Kong's signatures over its audit trail (or, with --input, over an export of shipped events); exit 1 when any row is invalid
     Verify(verify::VerifyArgs),
 }
@@ -75,6 +78,7 @@ pub async fn main(cli: Cli) -> ExitCode {
         Command::Check => check::main(&cli.settings).await,
         Command::MigratePocKeys => migrate::main(&cli.settings).await,
         Command::Verify(args) => verify::main(&cli.settings, args).await,
+        Command::Reconcile(args) => reconcile::main(&cli.settings, args).await,
     }
 }
 

@@ -9,7 +9,7 @@ use clap::Args;
 use crate::config::Settings;
 use crate::runner;
 use crate::setup::{SinkChoice, StoreChoice, build};
-use crate::ship::{Keys, set_floor};
+use crate::ship::{Keys, Life, rebuild, set_floor};
 use crate::summary::Counters;
 
 #[derive(Debug, Args)]
@@ -37,6 +37,20 @@ pub async fn main(settings: &Settings, args: RunArgs) -> ExitCode {
             return ExitCode::from(runner::EXIT_INCOMPLETE);
         }
         tracing::info!(since, "floor set: no run reads entries stamped before it");
+        // The operator vouches for what is older: the store needs no rebuild from the destination.
+        let keys = Keys::new(opts.key_prefix.clone());
+        match rebuild::load(shipper.store.as_ref(), &keys).await {
+            Ok(life @ (Life::Unknown | Life::Rebuilding { .. })) => {
+                let whole = Life::Whole {
+                    since: chrono::Utc::now().timestamp(),
+                };
+                if let Err(e) = rebuild::save(shipper.store.as_ref(), &keys, life, whole).await {
+                    tracing::warn!(error = %e, "cannot record the store as whole; the next run asks the destination what it holds");
+                }
+            }
+            Ok(Life::Whole { .. }) => {}
+            Err(e) => tracing::warn!(error = %e, "cannot read the store's record of its life"),
+        }
     }
     opts.limits = Some(runner::time_budget(settings));
     let summary = shipper.run(&opts, Arc::new(Counters::default())).await;

@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use super::{Claim, Commit, DedupStore, Mark, Settlement};
+use super::{Claim, Commit, DedupStore, Mark, Settlement, Swap};
 
 pub async fn run_all(store: &dyn DedupStore) {
     let p = format!("contract:{}:", fastrand::u64(..));
@@ -28,12 +28,12 @@ pub async fn run_all(store: &dyn DedupStore) {
 
     // Settling marks shipped keys and releases the rest; a released key can be claimed again.
     let s = Settlement {
-        marks: vec![(key("a"), Mark::Shipped, 100)],
+        marks: vec![(key("a"), Mark::Shipped { at: 7 }, 100)],
         releases: vec![key("b")],
         ..Default::default()
     };
     assert_eq!(store.settle(&s, "inflight:run1").await.unwrap(), vec![Commit::Committed]);
-    assert_eq!(store.get(&key("a")).await.unwrap().as_deref(), Some("shipped"));
+    assert_eq!(store.get(&key("a")).await.unwrap().as_deref(), Some("shipped@7"));
     assert_eq!(store.get(&key("b")).await.unwrap(), None);
     assert_eq!(
         store.claim(&keys, "inflight:run2", lease).await.unwrap(),
@@ -52,18 +52,18 @@ pub async fn run_all(store: &dyn DedupStore) {
         .await
         .unwrap();
     assert_eq!(store.get(&key("b")).await.unwrap().as_deref(), Some("inflight:run2"));
-    assert_eq!(store.get(&key("a")).await.unwrap().as_deref(), Some("shipped"));
+    assert_eq!(store.get(&key("a")).await.unwrap().as_deref(), Some("shipped@7"));
 
     // A mark is never written over another run's claim or over a mark: the commit says what is there.
     assert_eq!(
         store
             .settle(
-                &marks(vec![(key("b"), Mark::Shipped, 100), (key("a"), Mark::Shipped, 100)]),
+                &marks(vec![(key("b"), Mark::Shipped { at: 7 }, 100), (key("a"), Mark::Shipped { at: 7 }, 100)]),
                 "inflight:run1"
             )
             .await
             .unwrap(),
-        vec![Commit::Lost("inflight:run2".into()), Commit::Lost("shipped".into())]
+        vec![Commit::Lost("inflight:run2".into()), Commit::Lost("shipped@7".into())]
     );
     assert_eq!(store.get(&key("b")).await.unwrap().as_deref(), Some("inflight:run2"));
 
@@ -86,12 +86,12 @@ pub async fn run_all(store: &dyn DedupStore) {
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(
         store
-            .settle(&marks(vec![(key("c"), Mark::Shipped, 1)]), "inflight:run3")
+            .settle(&marks(vec![(key("c"), Mark::Shipped { at: 7 }, 1)]), "inflight:run3")
             .await
             .unwrap(),
         vec![Commit::LeaseLapsed]
     );
-    assert_eq!(store.get(&key("c")).await.unwrap().as_deref(), Some("shipped"));
+    assert_eq!(store.get(&key("c")).await.unwrap().as_deref(), Some("shipped@7"));
 
     // Records are written whatever the key holds, with their time to live.
     let record = Settlement {
@@ -118,4 +118,41 @@ pub async fn run_all(store: &dyn DedupStore) {
     // Plain values (the watermark) round-trip.
     store.put(&key("w"), "1700000000", None).await.unwrap();
     assert_eq!(store.get(&key("w")).await.unwrap().as_deref(), Some("1700000000"));
+
+    // Conditional writes apply only where the key holds what they expect, each on its own.
+    store.put(&key("s1"), "shipped@1", None).await.unwrap();
+    store.put(&key("s2"), "inflight:run9", None).await.unwrap();
+    let applied = store
+        .swap(&[
+            Swap::create(key("s0"), "found", Some(100)),
+            Swap::create(key("s1"), "found", Some(100)),
+            Swap::delete(key("s1"), "shipped@1"),
+            Swap::delete(key("s2"), "shipped@1"),
+            Swap {
+                key: key("w"),
+                expected: Some("1700000000".into()),
+                new: Some(("1700000100".into(), None)),
+            },
+            Swap {
+                key: key("w"),
+                expected: Some("1700000000".into()),
+                new: Some(("1699999999".into(), None)),
+            },
+        ])
+        .await
+        .unwrap();
+    assert_eq!(applied, vec![true, false, true, false, true, false]);
+    assert_eq!(
+        store.get_many(&[key("s0"), key("s1"), key("s2"), key("w")]).await.unwrap(),
+        vec![
+            Some("found".to_string()),
+            None,
+            Some("inflight:run9".to_string()),
+            Some("1700000100".to_string())
+        ]
+    );
+    // A created key expires with its time to live.
+    store.swap(&[Swap::create(key("s3"), "found", Some(1))]).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(1_200)).await;
+    assert_eq!(store.get(&key("s3")).await.unwrap(), None);
 }

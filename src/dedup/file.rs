@@ -16,7 +16,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use async_trait::async_trait;
 use redb::{Database, DatabaseError, ReadableDatabase, ReadableTable, TableDefinition};
 
-use super::{Claim, Commit, DedupStore, Settlement, StoreError, commit_decision};
+use super::{Claim, Commit, DedupStore, Settlement, StoreError, Swap, commit_decision};
 
 /// key → (value, expires_at in epoch milliseconds, 0 for never).
 const KEYS: TableDefinition<&str, (&str, u64)> = TableDefinition::new("keys");
@@ -258,6 +258,36 @@ impl DedupStore for FileStore {
         .await
     }
 
+    async fn swap(&self, swaps: &[Swap]) -> Result<Vec<bool>, StoreError> {
+        if swaps.is_empty() {
+            return Ok(Vec::new());
+        }
+        let (db, swaps) = (self.db.clone(), swaps.to_vec());
+        self.blocking(move || {
+            write_txn(&db, |table| {
+                let now = now_ms();
+                let mut applied = Vec::with_capacity(swaps.len());
+                for swap in &swaps {
+                    let applies = swap.applies_to(get_live(table, &swap.key, now)?.as_deref());
+                    if applies {
+                        match &swap.new {
+                            Some((value, ttl)) => {
+                                let expires_at = ttl.map_or(0, |t| expiry(now, Duration::from_secs(t)));
+                                table.insert(swap.key.as_str(), (value.as_str(), expires_at))?;
+                            }
+                            None => {
+                                table.remove(swap.key.as_str())?;
+                            }
+                        }
+                    }
+                    applied.push(applies);
+                }
+                Ok(applied)
+            })
+        })
+        .await
+    }
+
     fn describe(&self) -> String {
         format!("embedded store at {}", self.path.display())
     }
@@ -303,7 +333,7 @@ mod tests {
             vec![Claim::Ours; 3]
         );
         let s = Settlement {
-            marks: vec![("k:shipped".into(), Mark::Shipped, 3600), ("k:short".into(), Mark::Shipped, 1)],
+            marks: vec![("k:shipped".into(), Mark::Shipped { at: 1 }, 3600), ("k:short".into(), Mark::Shipped { at: 1 }, 1)],
             ..Default::default()
         };
         first.settle(&s, "inflight:r1").await.unwrap();
@@ -318,7 +348,7 @@ mod tests {
         drop(first);
         tokio::time::sleep(Duration::from_millis(1_100)).await;
         let again = FileStore::open(&path).await.unwrap();
-        assert_eq!(again.get("k:shipped").await.unwrap().as_deref(), Some("shipped"));
+        assert_eq!(again.get("k:shipped").await.unwrap().as_deref(), Some("shipped@1"));
         assert_eq!(again.get("k:claimed").await.unwrap().as_deref(), Some("inflight:r1"));
         assert_eq!(again.get("k:short").await.unwrap(), None, "expired marks read as absent");
         let mut live = again.entries().await.unwrap();
@@ -327,7 +357,7 @@ mod tests {
             live,
             vec![
                 ("k:claimed".to_string(), "inflight:r1".to_string()),
-                ("k:shipped".to_string(), "shipped".to_string())
+                ("k:shipped".to_string(), "shipped@1".to_string())
             ]
         );
         // The sweep on open removed the expired key from the file itself.

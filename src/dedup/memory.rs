@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 
-use super::{Claim, Commit, DedupStore, Settlement, StoreError, commit_decision};
+use super::{Claim, Commit, DedupStore, Settlement, StoreError, Swap, commit_decision};
 
 #[derive(Default)]
 pub struct MemoryStore {
@@ -23,6 +23,19 @@ impl MemoryStore {
         let keys = self.keys.lock().unwrap();
         keys.get(key)
             .and_then(|(_, exp)| exp.map(|e| e.saturating_duration_since(Instant::now())))
+    }
+
+    /// Forgets everything, as a store that comes back empty does.
+    pub fn flush(&self) {
+        self.keys.lock().unwrap().clear();
+    }
+
+    /// Every live key and its value (tests).
+    pub fn entries(&self) -> Vec<(String, String)> {
+        let mut keys = self.keys.lock().unwrap();
+        let now = Instant::now();
+        keys.retain(|_, (_, exp)| exp.is_none_or(|e| e > now));
+        keys.iter().map(|(k, (v, _))| (k.clone(), v.clone())).collect()
     }
 
     /// Ends every claim now, as a lease running out does (tests of runs that died holding claims).
@@ -88,6 +101,28 @@ impl DedupStore for MemoryStore {
             .unwrap()
             .insert(key.to_string(), (value.to_string(), ttl.map(|t| Instant::now() + t)));
         Ok(())
+    }
+
+    async fn swap(&self, swaps: &[Swap]) -> Result<Vec<bool>, StoreError> {
+        let mut map = self.keys.lock().unwrap();
+        Ok(swaps
+            .iter()
+            .map(|swap| {
+                let applies = swap.applies_to(Self::live(&mut map, &swap.key).map(String::as_str));
+                if applies {
+                    match &swap.new {
+                        Some((value, ttl)) => {
+                            let expires = ttl.map(|t| Instant::now() + Duration::from_secs(t));
+                            map.insert(swap.key.clone(), (value.clone(), expires));
+                        }
+                        None => {
+                            map.remove(&swap.key);
+                        }
+                    }
+                }
+                applies
+            })
+            .collect())
     }
 
     fn describe(&self) -> String {

@@ -22,8 +22,11 @@ pub use redis::{MemoryPolicy, RedisStore};
 /// What a settled key records.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Mark {
-    /// The destination listed the entry as stored.
-    Shipped,
+    /// The destination listed the entry as stored, at this time (epoch seconds): `reconcile` does not
+    /// call an entry missing while the destination may still be ingesting it.
+    Shipped { at: i64 },
+    /// The destination was found holding the entry (a store rebuilt from it, or `reconcile --repair`).
+    Found,
     /// The destination (or the mapping) refused the entry for good; it was dead-lettered with this reason code.
     Rejected(String),
 }
@@ -31,14 +34,93 @@ pub enum Mark {
 impl Mark {
     pub fn value(&self) -> String {
         match self {
-            Mark::Shipped => SHIPPED.into(),
+            Mark::Shipped { at } => format!("{SHIPPED}@{at}"),
+            Mark::Found => FOUND.into(),
             Mark::Rejected(code) => format!("{REJECTED_PREFIX}{code}"),
         }
     }
 }
 
-/// The value of a shipped entry's key.
+/// The value of a shipped entry's key (`shipped@<time>`; plain `shipped` from older versions).
 pub const SHIPPED: &str = "shipped";
+/// The value of an entry's key when the destination was found holding it.
+pub const FOUND: &str = "found";
+
+/// What an entry's key holds, read back.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum KeyState {
+    /// Shipped by a run, accepted at this time (unknown for marks of older versions).
+    Shipped { at: Option<i64> },
+    /// Found in the destination.
+    Found,
+    Rejected(String),
+    /// Claimed by a run that is shipping it now.
+    Claimed(String),
+    /// Something this program does not write.
+    Other(String),
+}
+
+impl KeyState {
+    pub fn parse(value: &str) -> KeyState {
+        if value == SHIPPED {
+            return KeyState::Shipped { at: None };
+        }
+        if let Some(at) = value.strip_prefix(SHIPPED).and_then(|v| v.strip_prefix('@'))
+            && let Ok(at) = at.parse()
+        {
+            return KeyState::Shipped { at: Some(at) };
+        }
+        if value == FOUND {
+            return KeyState::Found;
+        }
+        if let Some(code) = value.strip_prefix(REJECTED_PREFIX) {
+            return KeyState::Rejected(code.to_string());
+        }
+        if let Some(run) = value.strip_prefix(CLAIM_PREFIX) {
+            return KeyState::Claimed(run.to_string());
+        }
+        KeyState::Other(value.to_string())
+    }
+
+    /// The destination holds the entry (as far as the store knows).
+    pub fn is_shipped(&self) -> bool {
+        matches!(self, KeyState::Shipped { .. } | KeyState::Found)
+    }
+}
+
+/// A conditional write: applied only while the key holds `expected` (`None`: nothing). `new` is the
+/// value and its seconds to live (`None`: no expiry) to write, or `None` to delete the key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Swap {
+    pub key: String,
+    pub expected: Option<String>,
+    pub new: Option<(String, Option<u64>)>,
+}
+
+impl Swap {
+    /// Writes `value` for `ttl` seconds where the key holds nothing.
+    pub fn create(key: impl Into<String>, value: impl Into<String>, ttl: Option<u64>) -> Swap {
+        Swap {
+            key: key.into(),
+            expected: None,
+            new: Some((value.into(), ttl)),
+        }
+    }
+
+    /// Deletes the key while it holds `expected`.
+    pub fn delete(key: impl Into<String>, expected: impl Into<String>) -> Swap {
+        Swap {
+            key: key.into(),
+            expected: Some(expected.into()),
+            new: None,
+        }
+    }
+
+    /// Whether the swap applies to a key holding `current`.
+    pub fn applies_to(&self, current: Option<&str>) -> bool {
+        current == self.expected.as_deref()
+    }
+}
 /// The prefix of a rejected entry's key value.
 pub const REJECTED_PREFIX: &str = "rejected:";
 /// The prefix of a claim's value: `inflight:<run>`.
@@ -129,6 +211,8 @@ pub trait DedupStore: Send + Sync {
     }
     /// Plain value write, used for the watermark and the writability check.
     async fn put(&self, key: &str, value: &str, ttl: Option<Duration>) -> Result<(), StoreError>;
+    /// Conditional writes and deletes in one round trip, each atomic; says which applied.
+    async fn swap(&self, swaps: &[Swap]) -> Result<Vec<bool>, StoreError>;
     /// Where the store is, safe to log.
     fn describe(&self) -> String;
 }
@@ -170,5 +254,19 @@ mod tests {
             (Commit::Lost("inflight:other".into()), false)
         );
         assert_eq!(commit_decision(Some("shipped"), me), (Commit::Lost("shipped".into()), false));
+    }
+
+    #[test]
+    fn key_values_read_back_as_what_they_record() {
+        assert_eq!(KeyState::parse(&Mark::Shipped { at: 17 }.value()), KeyState::Shipped { at: Some(17) });
+        assert_eq!(KeyState::parse("shipped"), KeyState::Shipped { at: None }, "marks of older versions");
+        assert_eq!(KeyState::parse(&Mark::Found.value()), KeyState::Found);
+        assert_eq!(KeyState::parse("rejected:InvalidData"), KeyState::Rejected("InvalidData".into()));
+        assert_eq!(KeyState::parse("inflight:r1"), KeyState::Claimed("r1".into()));
+        assert_eq!(KeyState::parse("shipped@x"), KeyState::Other("shipped@x".into()));
+        assert!(KeyState::parse("found").is_shipped() && !KeyState::parse("inflight:x").is_shipped());
+        for done in [Mark::Shipped { at: 1 }, Mark::Found, Mark::Rejected("X".into())] {
+            assert_eq!(Claim::from_previous(Some(&done.value()), "inflight:me"), Claim::Done);
+        }
     }
 }

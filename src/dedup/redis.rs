@@ -13,7 +13,7 @@ use async_trait::async_trait;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::{IntoConnectionInfo, RedisError};
 
-use super::{Claim, Commit, DedupStore, Settlement, StoreError};
+use super::{Claim, Commit, DedupStore, Settlement, StoreError, Swap};
 use crate::config::RedisConfig;
 
 /// Deletes a key only while it still holds our claim, so a release never removes a shipped mark
@@ -30,6 +30,15 @@ const COMMIT_SCRIPT: &str = "local v = redis.call('GET', KEYS[1]) \
 if v == ARGV[1] then redis.call('SET', KEYS[1], ARGV[2], 'EX', ARGV[3]) return 1 end \
 if not v then redis.call('SET', KEYS[1], ARGV[2], 'EX', ARGV[3]) return 2 end \
 return v";
+
+/// A conditional write (see `Swap`): ARGV[1] is `1` when the key must hold ARGV[2], `0` when it must
+/// be absent; ARGV[3] is `set` (ARGV[4], EX ARGV[5] unless `0`) or `del`. Returns 1 when applied.
+const SWAP_SCRIPT: &str = "local v = redis.call('GET', KEYS[1]) \
+if ARGV[1] == '1' then if v ~= ARGV[2] then return 0 end elseif v then return 0 end \
+if ARGV[3] == 'del' then redis.call('DEL', KEYS[1]) \
+elseif ARGV[5] == '0' then redis.call('SET', KEYS[1], ARGV[4]) \
+else redis.call('SET', KEYS[1], ARGV[4], 'EX', ARGV[5]) end \
+return 1";
 
 pub struct RedisStore {
     conn: ConnectionManager,
@@ -305,6 +314,30 @@ impl DedupStore for RedisStore {
             cmd.arg("PX").arg(ttl.as_millis().max(1) as u64);
         }
         cmd.query_async::<()>(&mut self.conn.clone()).await.map_err(|e| self.error(e))
+    }
+
+    async fn swap(&self, swaps: &[Swap]) -> Result<Vec<bool>, StoreError> {
+        if swaps.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut pipe = redis::pipe();
+        for swap in swaps {
+            let (op, value, ttl) = match &swap.new {
+                Some((value, ttl)) => ("set", value.as_str(), ttl.map_or(0, |t| t.max(1))),
+                None => ("del", "", 0),
+            };
+            pipe.cmd("EVAL")
+                .arg(SWAP_SCRIPT)
+                .arg(1)
+                .arg(&swap.key)
+                .arg(if swap.expected.is_some() { "1" } else { "0" })
+                .arg(swap.expected.as_deref().unwrap_or(""))
+                .arg(op)
+                .arg(value)
+                .arg(ttl);
+        }
+        let applied: Vec<i64> = pipe.query_async(&mut self.conn.clone()).await.map_err(|e| self.error(e))?;
+        Ok(applied.into_iter().map(|n| n == 1).collect())
     }
 
     fn describe(&self) -> String {

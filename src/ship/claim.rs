@@ -6,7 +6,8 @@ use std::time::Instant;
 use super::Run;
 use super::read::{Chunk, ReadEntry};
 use crate::dedup::{Claim, StoreError};
-use crate::event::{AuditEvent, MapContext, event_time, map_entry_detailed, remaining_ttl};
+use crate::event::{AuditEvent, MapContext, event_time, map_entry_detailed, remaining_ttl, uid};
+use crate::reconcile::{Holding, entry_digest};
 use crate::kong::{Entry, EntryKind};
 use crate::summary::Counters;
 
@@ -56,6 +57,11 @@ impl Keys {
         format!("{}watermark:sweep:at:", self.prefix)
     }
 
+    /// The store's record of its own life (see `rebuild`).
+    pub fn life(&self) -> String {
+        format!("{}store:life", self.prefix)
+    }
+
     /// The parts accepted so far of an entry shipped in parts.
     pub fn parts(&self, kind: EntryKind, key: &str) -> String {
         format!("{}parts:{}:{key}", self.prefix, kind.as_str())
@@ -96,9 +102,42 @@ pub struct Item {
     pub problem: Option<String>,
     /// Counted as retried already.
     pub retried: bool,
+    /// The destination already holds every event of the entry: it is marked, not sent.
+    pub found: bool,
+    /// Which parts are accepted was learnt from the destination, not the store's record.
+    pub parts_known: bool,
 }
 
 impl Item {
+    /// An entry the destination already holds whole: nothing to send, only a mark to write.
+    fn found(entry: Entry, key: String, ctx: &MapContext, read_at: Instant, claimed_at: Instant) -> Item {
+        let (event_time, _) = event_time(&entry, ctx);
+        let (ttl, timestamp) = (remaining_ttl(&entry, ctx), entry.request_timestamp());
+        let mut entry = entry;
+        entry.fields = serde_json::Map::new();
+        Item {
+            entry,
+            key,
+            read_at,
+            claimed_at,
+            ttl,
+            timestamp,
+            event_time,
+            events: Vec::new(),
+            sizes: Vec::new(),
+            accepted: Vec::new(),
+            parts_sha256: None,
+            unshippable: None,
+            failures: 0,
+            throttled_since: None,
+            not_before: None,
+            problem: None,
+            retried: false,
+            found: true,
+            parts_known: true,
+        }
+    }
+
     /// Indexes of the events not stored yet.
     pub fn pending(&self) -> impl Iterator<Item = usize> + '_ {
         (0..self.events.len()).filter(|i| !self.accepted[*i])
@@ -149,20 +188,30 @@ impl Item {
             not_before: None,
             problem: None,
             retried: false,
+            found: false,
+            parts_known: false,
         }
     }
 }
 
-/// The record of an entry's accepted parts: `<sha256>:<part>,<part>,…` (parts numbered from 1).
-pub fn parts_record(sha256: &str, accepted: &[bool]) -> String {
+/// The record of an entry's accepted parts: `<sha256>:<part>,<part>,…@<time>` (parts numbered from 1;
+/// the time, epoch seconds, is when the last of them was accepted: `reconcile` does not call those
+/// parts missing while the destination may still be ingesting them).
+pub fn parts_record(sha256: &str, accepted: &[bool], at: i64) -> String {
     let parts: Vec<String> = (1..=accepted.len()).filter(|p| accepted[p - 1]).map(|p| p.to_string()).collect();
-    format!("{sha256}:{}", parts.join(","))
+    format!("{sha256}:{}@{at}", parts.join(","))
+}
+
+/// When the parts a record lists were last accepted (records of older versions say nothing).
+pub fn parts_record_time(record: &str) -> Option<i64> {
+    record.rsplit_once('@').and_then(|(_, at)| at.parse().ok())
 }
 
 /// The accepted parts a record lists, for an entry of `count` parts whose parts carry `sha256`; a
 /// record of other parts (another split, an older version) lists none.
 pub fn accepted_parts(record: &str, sha256: &str, count: usize) -> Vec<bool> {
     let mut accepted = vec![false; count];
+    let record = record.rsplit_once('@').map_or(record, |(parts, _)| parts);
     if let Some((sha, parts)) = record.split_once(':').filter(|(sha, _)| *sha == sha256) {
         debug_assert_eq!(sha, sha256);
         for part in parts.split(',').filter_map(|p| p.parse::<usize>().ok()) {
@@ -188,6 +237,10 @@ pub async fn claim_chunk(run: &Run, chunk: Chunk) -> Result<Vec<Item>, StoreErro
         .entries
         .into_iter()
         .filter(|e| run.opts.window.contains(event_time(&e.entry, &ctx).0))
+        .filter(|e| {
+            let only = run.known.as_ref().and_then(|k| k.only.as_ref());
+            only.is_none_or(|only| only.contains(&entry_digest(e.entry.kind, &e.entry.key)))
+        })
         .collect();
     if entries.is_empty() {
         return Ok(Vec::new());
@@ -216,6 +269,7 @@ pub async fn claim_chunk(run: &Run, chunk: Chunk) -> Result<Vec<Item>, StoreErro
     };
     let claimed_at = Instant::now();
     let mut items = Vec::new();
+    let mut deferred = Vec::new();
     for ((read, key), claim) in entries.into_iter().zip(keys).zip(claims) {
         let entry = read.entry;
         let (time, _) = event_time(&entry, &ctx);
@@ -232,6 +286,20 @@ pub async fn claim_chunk(run: &Run, chunk: Chunk) -> Result<Vec<Item>, StoreErro
         if claim != Claim::Ours {
             continue;
         }
+        let holding = run.known.as_ref().map(|k| (k.holdings.peek(entry.kind, &uid(&entry.key)), k.defer_unfound));
+        match holding {
+            Some((Holding::Whole, _)) => {
+                items.push(Item::found(entry, key, &ctx, read.read_at, claimed_at));
+                continue;
+            }
+            Some((Holding::Nothing, true)) => {
+                // The destination may still be ingesting it from before the store was lost.
+                run.unhandled(entry.kind, entry.request_timestamp(), time);
+                deferred.push(key);
+                continue;
+            }
+            _ => {}
+        }
         let (mapped, unshippable) = match map_entry_detailed(&entry, &ctx) {
             Ok(m) => {
                 crate::signature::note(c, &entry, &m.signature);
@@ -245,11 +313,19 @@ pub async fn claim_chunk(run: &Run, chunk: Chunk) -> Result<Vec<Item>, StoreErro
         // What is left to do needs the entry's bytes (for a dead letter), not its parsed view.
         let mut entry = entry;
         entry.fields = serde_json::Map::new();
+        let (accepted, parts_known) = match holding {
+            // Parts the destination holds are not sent again, whatever the store recorded.
+            Some((Holding::Parts { missing, .. }, _)) => (
+                (1..=events.len() as u32).map(|part| !missing.contains(&part)).collect(),
+                true,
+            ),
+            _ => (vec![false; events.len()], false),
+        };
         items.push(Item {
             ttl,
             timestamp,
             event_time: time,
-            accepted: vec![false; events.len()],
+            accepted,
             events,
             sizes,
             parts_sha256,
@@ -263,7 +339,19 @@ pub async fn claim_chunk(run: &Run, chunk: Chunk) -> Result<Vec<Item>, StoreErro
             not_before: None,
             problem: None,
             retried: false,
+            found: false,
+            parts_known,
         });
+    }
+    if !deferred.is_empty() {
+        Counters::add(&c.deferred, deferred.len());
+        Counters::add(&c.store_round_trips, 1);
+        let release = crate::dedup::Settlement {
+            releases: deferred,
+            ..Default::default()
+        };
+        // A release that fails leaves claims that lapse with the lease: the entries wait either way.
+        let _ = run.store.settle(&release, &run.token).await;
     }
     if let Err(e) = recall_accepted_parts(run, &mut items).await {
         // Without the record, parts accepted earlier would ship twice: these entries wait for the
@@ -288,7 +376,9 @@ async fn recall_accepted_parts(run: &Run, items: &mut [Item]) -> Result<(), Stor
     if !run.opts.claim {
         return Ok(());
     }
-    let split: Vec<usize> = (0..items.len()).filter(|i| items[*i].parts_sha256.is_some()).collect();
+    let split: Vec<usize> = (0..items.len())
+        .filter(|i| items[*i].parts_sha256.is_some() && !items[*i].parts_known)
+        .collect();
     if split.is_empty() {
         return Ok(());
     }
@@ -321,15 +411,19 @@ mod tests {
         assert_eq!(k.floor(), "p:watermark:floor");
         assert_eq!(k.sweep_position(EntryKind::Request), "p:watermark:sweep:at:request");
         assert_eq!(k.parts(EntryKind::Object, "o1"), "p:parts:object:o1");
+        assert_eq!(k.life(), "p:store:life");
     }
 
     #[test]
     fn a_parts_record_round_trips_and_ignores_other_splits() {
-        let record = parts_record("abc", &[true, false, true]);
-        assert_eq!(record, "abc:1,3");
+        let record = parts_record("abc", &[true, false, true], 1_700_000_000);
+        assert_eq!(record, "abc:1,3@1700000000");
+        assert_eq!(parts_record_time(&record), Some(1_700_000_000));
         assert_eq!(accepted_parts(&record, "abc", 3), vec![true, false, true]);
+        assert_eq!(accepted_parts("abc:1,3", "abc", 3), vec![true, false, true], "records of older versions");
+        assert_eq!(parts_record_time("abc:1,3"), None);
         assert_eq!(accepted_parts(&record, "other", 3), vec![false; 3], "another version's parts");
         assert_eq!(accepted_parts("abc:1,9,x,", "abc", 2), vec![true, false], "out of range ignored");
-        assert_eq!(accepted_parts(&parts_record("abc", &[false, false]), "abc", 2), vec![false; 2]);
+        assert_eq!(accepted_parts(&parts_record("abc", &[false, false], 1), "abc", 2), vec![false; 2]);
     }
 }

@@ -334,6 +334,8 @@ impl Delivery {
         for item in items {
             if let Some((code, reason)) = item.unshippable.clone() {
                 done.push((item, Resolution::Rejected { code, reason }));
+            } else if item.found {
+                done.push((item, Resolution::Found));
             } else if item.all_accepted() {
                 // Every part went out in earlier runs; only the mark was missing.
                 done.push((item, Resolution::Shipped));

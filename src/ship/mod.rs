@@ -18,6 +18,7 @@ mod claim;
 mod deadline;
 mod deliver;
 mod read;
+pub mod rebuild;
 mod settle;
 mod watermark;
 
@@ -26,14 +27,16 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-pub use claim::{Item, Keys, accepted_parts, parts_record};
+pub use claim::{Item, Keys, accepted_parts, parts_record, parts_record_time};
 pub use deadline::{RunLimits, Tail, run_limits};
 pub use deliver::{Pacer, Signal, next_rate};
 pub use read::{Chunk, ReadEntry, Window, first_page, spawn as read_trail};
-pub use settle::commit_ttl;
+pub use rebuild::{Known, Life};
+pub use settle::{MARK_GRACE_SECONDS, commit_ttl};
 pub use watermark::{Position, Progress, next_watermark, set_floor, sweep_due};
 
 use crate::dead_letter::DeadLetterSink;
+use crate::reconcile::{Inventory, Scope};
 use crate::dedup::{DedupStore, StoreError, claim_token};
 use crate::kong::{AuditSource, EntryKind, KongError, KongInfo};
 use crate::retry::Backoff;
@@ -66,6 +69,11 @@ pub struct ShipOptions {
     pub put_rate: f64,
     /// Read nothing older than the store's floor (`run --since`); a backfill's own window does not.
     pub respect_floor: bool,
+    /// A store with no record of its life is rebuilt from the destination before anything older
+    /// than the overlap ships (see `rebuild`). Off for redrive, whose entries the destination refused.
+    pub rebuild: bool,
+    /// How long the destination may take to ingest what it accepted (`RECONCILE_SETTLE_SECONDS`).
+    pub settle: Duration,
 }
 
 impl Default for ShipOptions {
@@ -84,6 +92,8 @@ impl Default for ShipOptions {
             sweep_interval: Some(Duration::from_secs(86_400)),
             put_rate: 95.0,
             respect_floor: true,
+            rebuild: false,
+            settle: Duration::from_secs(900),
         }
     }
 }
@@ -105,6 +115,8 @@ pub enum ShipError {
     Unrecorded { shipped: usize, lease: u64, source: StoreError },
     #[error("a task of the run failed: {0}")]
     Task(String),
+    #[error("{0}")]
+    Store(String),
 }
 
 /// The clients one cycle works with; built once, used for many runs.
@@ -117,6 +129,8 @@ pub struct Shipper {
     pub recipient_account_id: String,
     /// Kong's signing keys, to record a verdict on every entry shipped.
     pub signatures: Arc<Verifier>,
+    /// What the destination holds, when it can be asked (a dry run's cannot).
+    pub inventory: Option<Arc<dyn Inventory>>,
 }
 
 /// What every stage of one run shares.
@@ -143,6 +157,8 @@ pub(crate) struct Run {
     /// not pass them.
     lost_track: AtomicBool,
     progress: Mutex<HashMap<EntryKind, watermark::Progress>>,
+    /// What the destination holds, when this run learnt it (rebuilding the store, or a repair).
+    known: Option<Arc<Known>>,
 }
 
 impl Run {
@@ -191,6 +207,13 @@ impl Run {
 impl Shipper {
     /// Ships everything new in both endpoints. Never panics on bad input; the summary tells the truth.
     pub async fn run(&self, opts: &ShipOptions, counters: Arc<Counters>) -> Summary {
+        self.run_knowing(opts, counters, None).await
+    }
+
+    /// `run`, knowing already what the destination holds (`reconcile --repair`): entries it holds
+    /// are marked instead of sent, parts it holds are not sent again, and `known.only` limits which
+    /// entries are handled at all.
+    pub async fn run_knowing(&self, opts: &ShipOptions, counters: Arc<Counters>, known: Option<Arc<Known>>) -> Summary {
         let started = Instant::now();
         let run_started = chrono::Utc::now().timestamp();
         let run_id = format!("{:016x}", fastrand::u64(..));
@@ -230,6 +253,20 @@ impl Shipper {
                 }
             }
         }
+        let life = match known {
+            Some(known) => LifeCheck {
+                known: Some(known),
+                ..LifeCheck::default()
+            },
+            None if opts.rebuild && opts.claim => match self.check_life(&keys, info.record_ttl, &mut opts, run_started).await {
+                Ok(check) => check,
+                Err(e) => {
+                    tracing::error!(error = %e, "stopping the run");
+                    return summary(None, Some(e.to_string()), false);
+                }
+            },
+            None => LifeCheck::default(),
+        };
         let opts = &opts;
         let run = Arc::new(Run {
             store: self.store.clone(),
@@ -248,6 +285,7 @@ impl Shipper {
             puts_aborted: AtomicBool::new(false),
             lost_track: AtomicBool::new(false),
             progress: Mutex::new(HashMap::new()),
+            known: life.known.clone(),
         });
 
         let by_time = info.has_timestamp_filters();
@@ -308,7 +346,83 @@ impl Shipper {
         if incremental {
             self.advance_watermarks(&run, &stored, &progress, sweep, run_started).await;
         }
-        summary(Some(&run), None, stopped_early)
+        if let Some(before) = life.rebuilding {
+            let read_all = EntryKind::ALL.iter().all(|k| progress.get(k).is_some_and(|p| p.complete));
+            let whole_trail = opts.window.since.is_none() && opts.window.until.is_none();
+            if read_all && whole_trail && !stopped_early && !run.stopped() {
+                let after = rebuild::after_rebuild(before, counters.deferred.load(Ordering::Relaxed), run_started);
+                match rebuild::save(self.store.as_ref(), &run.keys, before, after).await {
+                    Ok(_) if matches!(after, Life::Whole { .. }) => tracing::info!("the store is whole again: it holds a mark for everything the destination holds"),
+                    Ok(_) => tracing::warn!(
+                        deferred = counters.deferred.load(Ordering::Relaxed),
+                        settle_seconds = opts.settle.as_secs(),
+                        "entries the destination does not show yet are left for a run RECONCILE_SETTLE_SECONDS after this one, which asks it again (it may still be ingesting what was shipped before the store was lost)"
+                    ),
+                    Err(e) => tracing::warn!(error = %e, "cannot write the store's record of its life; the next run asks the destination again"),
+                }
+            }
+        }
+        let mut s = summary(Some(&run), None, stopped_early);
+        if s.error.is_none() {
+            s.error = life.degraded;
+        }
+        s
+    }
+
+    /// The store's record of its own life, and what this run does about it: nothing (whole), adopt
+    /// a store kept by an earlier version, rebuild from the destination, or, where the destination
+    /// cannot be asked, read only the overlap and say so.
+    async fn check_life(&self, keys: &Keys, record_ttl: i64, opts: &mut ShipOptions, run_started: i64) -> Result<LifeCheck, ShipError> {
+        let store = self.store.as_ref();
+        let life = rebuild::load(store, keys).await.map_err(ShipError::Watermark)?;
+        if matches!(life, Life::Whole { .. }) {
+            return Ok(LifeCheck::default());
+        }
+        let stored = watermark::load(store, keys).await.map_err(ShipError::Watermark)?;
+        let survived = !stored.watermarks.is_empty() || stored.last_sweep.is_some() || stored.sweeping_since.is_some();
+        if rebuild::plan(life, survived, false, run_started, 0) == rebuild::Plan::Adopt {
+            tracing::info!("the store keeps the watermarks of earlier runs but no record of its life (written by an earlier version): recorded as whole");
+            rebuild::save(store, keys, life, Life::Whole { since: run_started })
+                .await
+                .map_err(ShipError::Watermark)?;
+            return Ok(LifeCheck::default());
+        }
+        let Some(inventory) = &self.inventory else {
+            return Ok(degrade(opts, run_started, "this destination cannot be asked".into()));
+        };
+        let scope = Scope {
+            since: opts.window.since.unwrap_or(run_started - record_ttl - 3_600),
+            until: opts.window.until.unwrap_or(run_started + 86_400),
+        };
+        tracing::warn!(
+            destination = %inventory.describe(),
+            "the store has no record of its life (it was lost, or this is a first install): asking the destination what it holds, so that nothing it holds is shipped again"
+        );
+        let until = opts.limits.map(|l| l.stop_claiming_at);
+        match inventory.holdings(scope, run_started, until).await {
+            Err(e) => Ok(degrade(opts, run_started, e.to_string())),
+            Ok(answer) => {
+                let held = answer.holdings.entries();
+                let plan = rebuild::plan(life, false, held > 0, run_started, opts.settle.as_secs() as i64);
+                let defer_unfound = plan == rebuild::Plan::Rebuild { defer: true };
+                tracing::info!(
+                    entries_held = held,
+                    queries = answer.queries.len(),
+                    bytes_scanned = answer.bytes_scanned,
+                    defer_unfound,
+                    "rebuilding the store from the destination: entries it holds are marked, not sent"
+                );
+                Ok(LifeCheck {
+                    known: Some(Arc::new(Known {
+                        holdings: Arc::new(answer.holdings),
+                        defer_unfound,
+                        only: None,
+                    })),
+                    rebuilding: Some(life),
+                    degraded: None,
+                })
+            }
+        }
     }
 
     /// Reads, claims and delivers until the trail ends, the run stops, or its time is up; returns
@@ -425,6 +539,33 @@ impl Shipper {
             tracing::warn!(error = %e, "cannot write the watermark; the next run reads a little more");
         }
     }
+}
+
+/// A store with no record of its life and a destination that cannot be asked: this run reads only
+/// the overlap (rows stamped so recently they cannot have been shipped long ago), moves no
+/// watermark, and fails naming the fix.
+fn degrade(opts: &mut ShipOptions, run_started: i64, why: String) -> LifeCheck {
+    let overlap = opts.overlap.as_secs() as i64;
+    opts.window.since = opts.window.since.max(Some(run_started - overlap));
+    opts.incremental = false;
+    let text = format!(
+        "the store has no record of its life (it was lost, or this is a first install) and the destination could not be asked what it holds ({why}): only entries of the last OVERLAP_SECONDS ({overlap} s) were read, so that nothing is shipped twice; grant the role the destination's read permissions (see the Terraform module), or run `kong-audit-shipper reconcile --repair` (rebuilds the store from the destination) or `kong-audit-shipper run --since T` (ships nothing stamped before T)"
+    );
+    tracing::error!("{text}");
+    LifeCheck {
+        degraded: Some(text),
+        ..LifeCheck::default()
+    }
+}
+
+/// What a run learnt of the store's life before it began.
+#[derive(Default)]
+struct LifeCheck {
+    known: Option<Arc<Known>>,
+    /// The record as found, when this run rebuilds the store.
+    rebuilding: Option<Life>,
+    /// Why this run reads only the overlap.
+    degraded: Option<String>,
 }
 
 fn describe_capabilities(info: &KongInfo) {

@@ -18,35 +18,55 @@ use crate::summary::Counters;
 pub enum Resolution {
     /// Every event of the entry is stored.
     Shipped,
+    /// The destination already held every event of the entry (a store rebuilt from it): marked, not sent.
+    Found,
     /// Refused for good (or not mappable): dead-lettered, with this code and reason.
     Rejected { code: String, reason: String },
     /// Not shipped in this run, for this reason: released for the next run.
     Failed(String),
 }
 
-/// Seconds to keep an entry's mark: Kong's `ttl` as read, less the whole seconds (rounded up) since
-/// it was read, so the mark dies with Kong's row however long the run took. At least 1.
+/// How long a mark outlives Kong's row. Kong's `ttl` is whole seconds and its clock is not ours: a
+/// mark that lapses before its row lets the row ship again, while one that outlives the row by a
+/// minute or two costs nothing.
+pub const MARK_GRACE_SECONDS: u64 = 120;
+/// A mark for a row Kong served as already expired (`ttl` ≤ 0: a node's clock ahead of the
+/// database's, or a cleanup not yet run): kept long enough that reading it again does not ship it
+/// again, whatever Kong's cleanup interval.
+pub const EXPIRED_ROW_MARK_SECONDS: u64 = 86_400;
+
+/// Seconds to keep an entry's mark: Kong's `ttl` as read (0: expired), less the whole seconds since
+/// it was read, plus `MARK_GRACE_SECONDS`, so the mark never dies before Kong's row however long the
+/// run took.
 pub fn commit_ttl(ttl_read: u64, since_read: Duration) -> u64 {
-    let elapsed = since_read.as_secs() + u64::from(since_read.subsec_nanos() > 0);
-    ttl_read.saturating_sub(elapsed).max(1)
+    if ttl_read == 0 {
+        return EXPIRED_ROW_MARK_SECONDS;
+    }
+    ttl_read.saturating_sub(since_read.as_secs()) + MARK_GRACE_SECONDS
 }
 
-/// The first write for a set of outcomes: marks for shipped entries, records of the parts accepted
-/// so far for entries shipped in parts and not yet whole, releases for everything not shipped.
-/// Rejected entries are released here too, to be marked once their letter is stored.
-pub fn first_write(resolved: &[(Item, Resolution)], now: Instant, parts_key: impl Fn(&Item) -> String) -> Settlement {
+/// The first write for a set of outcomes: marks for shipped (and found) entries, records of the parts
+/// accepted so far for entries shipped in parts and not yet whole (rejected ones too: a redrive must
+/// not send again what the destination took), releases for everything not shipped. Rejected entries
+/// are marked once their letter is stored. `accepted_at` (epoch seconds) is when the destination
+/// answered.
+pub fn first_write(resolved: &[(Item, Resolution)], now: Instant, accepted_at: i64, parts_key: impl Fn(&Item) -> String) -> Settlement {
     let mut s = Settlement::default();
     for (item, resolution) in resolved {
         let ttl = commit_ttl(item.ttl, now.saturating_duration_since(item.read_at));
+        let record_parts = |s: &mut Settlement| {
+            if let Some(sha) = item.parts_sha256.as_ref().filter(|_| item.any_accepted()) {
+                s.records.push((parts_key(item), parts_record(sha, &item.accepted, accepted_at), ttl));
+            }
+        };
         match resolution {
-            Resolution::Shipped => s.marks.push((item.key.clone(), Mark::Shipped, ttl)),
+            Resolution::Shipped => s.marks.push((item.key.clone(), Mark::Shipped { at: accepted_at }, ttl)),
+            Resolution::Found => s.marks.push((item.key.clone(), Mark::Found, ttl)),
             Resolution::Failed(_) => {
-                if let Some(sha) = item.parts_sha256.as_ref().filter(|_| item.any_accepted()) {
-                    s.records.push((parts_key(item), parts_record(sha, &item.accepted), ttl));
-                }
+                record_parts(&mut s);
                 s.releases.push(item.key.clone());
             }
-            Resolution::Rejected { .. } => {}
+            Resolution::Rejected { .. } => record_parts(&mut s),
         }
     }
     s
@@ -60,8 +80,10 @@ pub async fn settle(run: &Run, resolved: Vec<(Item, Resolution)>) {
     }
     let c = &run.counters;
     let tail = run.tail();
-    let first = first_write(&resolved, Instant::now(), |item| run.keys.parts(item.entry.kind, &item.entry.key));
-    let shipped = first.marks.len();
+    let accepted_at = chrono::Utc::now().timestamp();
+    let first = first_write(&resolved, Instant::now(), accepted_at, |item| run.keys.parts(item.entry.kind, &item.entry.key));
+    let shipped = resolved.iter().filter(|(_, r)| *r == Resolution::Shipped).count();
+    let found = resolved.iter().filter(|(_, r)| *r == Resolution::Found).count();
     let mut failed_problems: Vec<&str> = Vec::new();
     for (item, resolution) in &resolved {
         if let Resolution::Failed(why) = resolution {
@@ -70,13 +92,15 @@ pub async fn settle(run: &Run, resolved: Vec<(Item, Resolution)>) {
         }
     }
     Counters::add(&c.shipped, shipped);
+    Counters::add(&c.already_shipped, found);
+    Counters::add(&c.rebuilt, found);
     Counters::add(&c.failed, failed_problems.len());
     if let Some(why) = failed_problems.first() {
         tracing::warn!(entries = failed_problems.len(), problem = %why, "entries not shipped in this run; released for the next run");
     }
     if let Err(e) = write(run, &first, tail.map(|t| t.settle_until)).await {
         let why = super::ShipError::Unrecorded {
-            shipped,
+            shipped: shipped + found,
             lease: run.opts.lease.as_secs(),
             source: e,
         };
@@ -211,10 +235,15 @@ mod tests {
 
     #[test]
     fn marks_expire_with_kongs_row_however_long_the_run_took() {
-        assert_eq!(commit_ttl(1_000, Duration::ZERO), 1_000);
-        assert_eq!(commit_ttl(1_000, Duration::from_millis(1)), 999, "part of a second counts as one");
-        assert_eq!(commit_ttl(1_000, Duration::from_secs(232)), 768);
-        assert_eq!(commit_ttl(10, Duration::from_secs(60)), 1, "never zero: EX 0 is an error");
+        let g = MARK_GRACE_SECONDS;
+        assert!((30..=120).contains(&g));
+        assert_eq!(commit_ttl(1_000, Duration::ZERO), 1_000 + g);
+        // Kong's whole-second ttl may be up to a second short, and the run's elapsed time is
+        // measured here: the grace covers both, so the mark never lapses first.
+        assert_eq!(commit_ttl(1_000, Duration::from_millis(1_999)), 999 + g);
+        assert_eq!(commit_ttl(1_000, Duration::from_secs(232)), 768 + g);
+        assert_eq!(commit_ttl(10, Duration::from_secs(60)), g, "past its row: the grace is left");
+        assert_eq!(commit_ttl(0, Duration::ZERO), EXPIRED_ROW_MARK_SECONDS, "a row served already expired");
     }
 
     #[test]
@@ -226,7 +255,16 @@ mod tests {
         half.accepted = vec![true, false, true];
         let none = item("c", 100, t0, 3);
         let rejected = item("d", 100, t0, 1);
+        let mut rejected_in_parts = item("e", 100, t0, 2);
+        rejected_in_parts.accepted = vec![true, false];
         let resolved = vec![
+            (
+                rejected_in_parts,
+                Resolution::Rejected {
+                    code: "InvalidData".into(),
+                    reason: "part 2 refused".into(),
+                },
+            ),
             (shipped, Resolution::Shipped),
             (half, Resolution::Failed("Throttling".into())),
             (none, Resolution::Failed("deadline".into())),
@@ -238,9 +276,17 @@ mod tests {
                 },
             ),
         ];
-        let s = first_write(&resolved, now, |i| format!("parts:{}", i.entry.key));
-        assert_eq!(s.marks, vec![("p:object:a".to_string(), Mark::Shipped, 97)]);
-        assert_eq!(s.records, vec![("parts:b".to_string(), "sha:1,3".to_string(), 97)]);
+        let s = first_write(&resolved, now, 1_700_000_000, |i| format!("parts:{}", i.entry.key));
+        let ttl = 98 + MARK_GRACE_SECONDS;
+        assert_eq!(s.marks, vec![("p:object:a".to_string(), Mark::Shipped { at: 1_700_000_000 }, ttl)]);
+        assert_eq!(
+            s.records,
+            vec![
+                ("parts:e".to_string(), "sha:1@1700000000".to_string(), ttl),
+                ("parts:b".to_string(), "sha:1,3@1700000000".to_string(), ttl)
+            ],
+            "parts the destination took are recorded, for a rejected entry too (its redrive sends only the rest)"
+        );
         assert_eq!(s.releases, vec!["p:object:b".to_string(), "p:object:c".to_string()]);
     }
 }

@@ -37,6 +37,14 @@ impl MemorySink {
         self.accepted.lock().unwrap().clone()
     }
 
+    /// Forgets the accepted events with these ids (a destination that lost them).
+    pub fn remove(&self, ids: &std::collections::HashSet<String>) -> usize {
+        let mut accepted = self.accepted.lock().unwrap();
+        let before = accepted.len();
+        accepted.retain(|e| !ids.contains(&e.id));
+        before - accepted.len()
+    }
+
     pub fn calls(&self) -> usize {
         *self.calls.lock().unwrap()
     }

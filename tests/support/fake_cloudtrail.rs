@@ -70,6 +70,22 @@ pub struct CloudTrailState {
     pub rng: Option<fastrand::Rng>,
     /// Events per call, one entry per call that was answered event by event.
     pub call_sizes: Vec<usize>,
+    /// CloudTrail Lake: the event data store behind the channel, and its queries.
+    pub lake: super::fake_lake::LakeState,
+}
+
+impl CloudTrailState {
+    /// An accepted event, kept (or only counted) and made queryable.
+    fn keep(&mut self, id: &str, data: &str) {
+        if !self.count_only {
+            self.accepted.push((id.to_string(), data.to_string()));
+        }
+        if self.lake.enabled
+            && let Some(e) = super::fake_lake::LakeEvent::of(id, data, chrono::Utc::now().timestamp_millis())
+        {
+            self.lake.events.push(e);
+        }
+    }
 }
 
 #[derive(Clone)]
@@ -86,6 +102,7 @@ impl FakeCloudTrail {
         }));
         let app = Router::new()
             .route("/PutAuditEvents", post(put_audit_events))
+            .route("/", post(control_plane))
             .with_state(state.clone());
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
@@ -115,12 +132,22 @@ impl FakeCloudTrail {
     }
 }
 
-fn error(status: u16, kind: &str, message: &str) -> Response {
+/// CloudTrail's own API (awsJson 1.1, `AWS_ENDPOINT_URL_CLOUDTRAIL`): the Lake queries.
+async fn control_plane(State(state): State<Arc<Mutex<CloudTrailState>>>, headers: axum::http::HeaderMap, body: Bytes) -> Response {
+    let target = headers
+        .get("x-amz-target")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_string();
+    super::fake_lake::handle(&mut state.lock().unwrap(), &target, &body)
+}
+
+pub fn error(status: u16, kind: &str, message: &str) -> Response {
     let code = StatusCode::from_u16(status).unwrap();
     (
         code,
         [("content-type", "application/x-amz-json-1.1"), ("x-amzn-errortype", kind)],
-        json!({ "message": message }).to_string(),
+        json!({ "__type": kind, "message": message }).to_string(),
     )
         .into_response()
 }
@@ -242,9 +269,7 @@ fn answer(state: &Mutex<CloudTrailState>, query: Option<String>, body: Bytes) ->
             None => {
                 s.accepted_count += 1;
                 s.accepted_request_count += u64::from(id.starts_with("req-"));
-                if !s.count_only {
-                    s.accepted.push((id.clone(), data.to_string()));
-                }
+                s.keep(&id, data);
                 successful.push(json!({"id": id, "eventID": format!("{:032x}", s.accepted_count)}));
             }
         }
@@ -265,7 +290,7 @@ fn accept_and_lose_the_answer(s: &mut CloudTrailState, events: &[Value]) {
     for e in events {
         let id = e["id"].as_str().unwrap_or_default().to_string();
         ids.push(id.clone());
-        s.accepted.push((id, e["eventData"].as_str().unwrap_or_default().to_string()));
+        s.keep(&id, e["eventData"].as_str().unwrap_or_default());
     }
     s.lost_batches.push(ids);
 }

@@ -3,6 +3,7 @@
 
 pub mod fake_cloudtrail;
 pub mod fake_kong;
+pub mod fake_lake;
 pub mod redis_server;
 
 use std::collections::{HashMap, HashSet};
@@ -23,6 +24,7 @@ pub fn env_for(kong: &FakeKong, cloudtrail: &FakeCloudTrail, redis: Option<&Redi
         ("KONG_ADMIN_API", kong.url()),
         ("CHANNEL_ARN", fake_cloudtrail::CHANNEL_ARN.to_string()),
         ("AWS_ENDPOINT_URL_CLOUDTRAIL_DATA", cloudtrail.url()),
+        ("AWS_ENDPOINT_URL_CLOUDTRAIL", cloudtrail.url()),
         ("AWS_ACCESS_KEY_ID", "AKIDTEST".into()),
         ("AWS_SECRET_ACCESS_KEY", "test-secret".into()),
         ("AWS_REGION", "us-east-1".into()),

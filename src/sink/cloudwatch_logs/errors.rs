@@ -11,6 +11,8 @@ pub enum Op {
     PutLogEvents,
     CreateLogStream,
     DescribeLogStreams,
+    /// What `reconcile` reads.
+    FilterLogEvents,
 }
 
 impl Op {
@@ -19,6 +21,7 @@ impl Op {
             Op::PutLogEvents => "PutLogEvents",
             Op::CreateLogStream => "CreateLogStream",
             Op::DescribeLogStreams => "DescribeLogStreams",
+            Op::FilterLogEvents => "FilterLogEvents",
         }
     }
 
@@ -27,6 +30,15 @@ impl Op {
             Op::PutLogEvents => "logs:PutLogEvents",
             Op::CreateLogStream => "logs:CreateLogStream",
             Op::DescribeLogStreams => "logs:DescribeLogStreams",
+            Op::FilterLogEvents => "logs:FilterLogEvents",
+        }
+    }
+
+    /// What the log group's KMS key must allow CloudWatch Logs for this call.
+    fn kms(self) -> &'static str {
+        match self {
+            Op::FilterLogEvents => "kms:Decrypt",
+            _ => "kms:Encrypt/kms:GenerateDataKey",
         }
     }
 }
@@ -142,8 +154,9 @@ pub fn decide(op: Op, group: &str, failure: &Failure, detail: &str) -> CallError
         "ResourceAlreadyExistsException" => CallError::AlreadyExists,
         "InvalidParameterException" => CallError::Invalid(format!("{name}: {detail}")),
         "AccessDeniedException" | "AccessDenied" => CallError::Fatal(format!(
-            "{name} refused: access denied: the role needs {} on the log group {group} (arn:aws:logs:REGION:ACCOUNT:log-group:{group}:*), and kms:Encrypt/kms:GenerateDataKey must be allowed to CloudWatch Logs on its KMS key ({detail})",
-            op.action()
+            "{name} refused: access denied: the role needs {} on the log group {group} (arn:aws:logs:REGION:ACCOUNT:log-group:{group}:*), and {} must be allowed to CloudWatch Logs on its KMS key ({detail})",
+            op.action(),
+            op.kms()
         )),
         "UnrecognizedClientException"
         | "InvalidSignatureException"

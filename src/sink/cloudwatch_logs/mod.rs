@@ -23,7 +23,7 @@
 //! (the calls), `errors` (what a failure means), `healthcheck` (group, stream, account: for `check`
 //! and the start of a run).
 
-mod client;
+pub mod client;
 mod errors;
 mod healthcheck;
 mod request;
@@ -35,7 +35,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use async_trait::async_trait;
 
-pub use errors::{CallError, Failure, Op, decide};
+pub use errors::{CallError, Failure, Op, classify, decide};
 pub use healthcheck::{Health, UNKNOWN_ACCOUNT, account_of};
 pub use request::{EVENT_OVERHEAD, MAX_BYTES, MAX_EVENTS, MAX_SPAN_MS, Window};
 pub use service::{LogsApi, SdkLogs, StreamInfo};
