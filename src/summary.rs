@@ -154,9 +154,7 @@ impl Summary {
             " signatures_valid={} signatures_invalid={}",
             self.signatures_valid, self.signatures_invalid
         ));
-        if self.rebuilt > 0 || self.deferred > 0 {
-            line.push_str(&format!(" rebuilt={} deferred={}", self.rebuilt, self.deferred));
-        }
+        line.push_str(&format!(" rebuilt={} deferred={}", self.rebuilt, self.deferred));
         if self.stopped_early {
             line.push_str(" stopped_early=true");
         }

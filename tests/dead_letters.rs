@@ -107,7 +107,7 @@ async fn refused_entries_land_whole_in_a_private_file_and_redrive_ships_them_onc
     assert_eq!(left[0]["code"], "Unmappable");
     assert_eq!(mode(&file), 0o600, "the rewritten file is still private");
     for id in &refused {
-        assert_eq!(redis.get(&format!("kong-audit-shipper:request:{id}")), "shipped");
+        assert!(redis.get(&format!("kong-audit-shipper:request:{id}")).starts_with("shipped@"));
     }
     let counts = ct.accepted_ids();
     assert_eq!(counts.len(), total, "every entry that can be shipped is in CloudTrail");

@@ -25,7 +25,7 @@ fn adds_up(ran: &Ran) {
     let s = |f| ran.count(f);
     assert_eq!(
         s("read"),
-        s("shipped") + s("already_shipped") + s("held") + s("rejected") + s("failed"),
+        s("shipped") + s("already_shipped") + s("held") + s("rejected") + s("failed") + s("deferred"),
         "the summary adds up: {}",
         ran.stderr
     );
@@ -334,7 +334,9 @@ async fn entries_expiring_during_a_run_ship_if_read_and_never_disturb_the_paging
     }
     assert!(want.contains(&format!("req-{}", by_time[0])), "read before it expired: shipped");
     exactly_once(&ct, &want);
-    assert!(redis.ttl("kong-audit-shipper:request:SHORT000000000000000000000000001") <= 1);
+    // The mark outlives Kong's row by the grace, never by more.
+    let ttl = redis.ttl("kong-audit-shipper:request:SHORT000000000000000000000000001");
+    assert!((1..=1 + kong_audit_shipper::ship::MARK_GRACE_SECONDS as i64).contains(&ttl), "{ttl}");
 }
 
 // ---------------------------------------------------------------- Redis
@@ -406,15 +408,15 @@ async fn redis_down_mid_run_fails_the_run_and_after_a_restart_with_its_data_noth
     assert_eq!(counts.keys().cloned().collect::<HashSet<_>>(), s.want, "nothing lost");
 }
 
-/// Redis comes back empty (no persistence, a new node). The store was the only record of what was
-/// shipped — CloudTrail has no "do you have this id" call, and a Lake query per entry would cost
-/// money and lag minutes behind ingestion — so the choice is between shipping Kong's whole retained
-/// trail again (duplicates) and trusting nothing (loss). Duplicates are the only safe answer. The
-/// watermark lives in the same Redis, so it is gone too; when only the marks are lost (evicted under a
-/// `volatile-*` policy, which spares the watermark because it has no TTL), incremental reads limit the
-/// re-shipping to the overlap window, as the second half shows.
+/// Redis comes back empty (no persistence, a new node, a `FLUSHALL`): the store has no record of its
+/// life, so the next run asks the destination what it holds and marks those entries instead of
+/// shipping Kong's retained trail again; entries written meanwhile wait until the destination has had
+/// time to ingest what was shipped before the loss, then ship. When only the marks are lost (evicted
+/// under a `volatile-*` policy, which spares the watermark because it has no TTL, and the record of the
+/// store's life), incremental reads limit the re-shipping to the overlap window, as the second half
+/// shows.
 #[tokio::test]
-async fn redis_restarted_empty_ships_everything_again_and_a_surviving_watermark_limits_that_to_the_overlap() {
+async fn redis_restarted_empty_is_rebuilt_from_the_destination_and_a_surviving_watermark_limits_a_partial_loss_to_the_overlap() {
     let mut s = setup(90).await;
     let first = run_bin(&["run"], &s.env).await;
     assert_eq!(first.code, 0, "{}", first.stderr);
@@ -424,11 +426,32 @@ async fn redis_restarted_empty_ships_everything_again_and_a_surviving_watermark_
     s.redis.stop();
     let empty = tempfile::tempdir().unwrap();
     let _fresh = Restarted::on(port, empty.path());
+    let now = chrono::Utc::now().timestamp();
+    let new: Vec<Value> = (0..3)
+        .map(|i| json!({"request_id": format!("AFTER{i:027}"), "request_timestamp": now - 30, "method": "GET", "path": "/", "status": 200, "ttl": 2_591_000}))
+        .collect();
+    s.kong.add("requests", &new);
     let second = run_bin(&["run"], &s.env).await;
     assert_eq!(second.code, 0, "{}", second.stderr);
-    assert_eq!(second.count("shipped"), s.want.len() as u64, "everything again");
-    let counts = s.ct.accepted_ids();
-    assert!(counts.values().all(|n| *n == 2) && counts.len() == s.want.len());
+    adds_up(&second);
+    assert_eq!(
+        (second.count("shipped"), second.count("rebuilt"), second.count("deferred")),
+        (0, s.want.len() as u64, 3),
+        "nothing shipped again; what the destination does not show yet waits: {}",
+        second.stderr
+    );
+    assert!(s.ct.accepted_ids().values().all(|n| *n == 1), "no duplicate");
+    // The next run, once the destination has had time to ingest (here: at once), ships the new ones.
+    let mut settled = s.env.clone();
+    settled.insert("RECONCILE_SETTLE_SECONDS".into(), "0".into());
+    let third = run_bin(&["run"], &settled).await;
+    assert_eq!((third.code, third.count("shipped"), third.count("deferred")), (0, 3, 0), "{}", third.stderr);
+    let mut want = s.want.clone();
+    want.extend(new.iter().map(|r| format!("req-{}", r["request_id"].as_str().unwrap())));
+    exactly_once(&s.ct, &want);
+    assert_eq!(s.redis.get("kong-audit-shipper:store:life").split('@').next(), Some("whole"));
+    s.want = want;
+    s.requests.extend(new);
 
     // Only the marks are lost; the watermarks (and the sweep's record) survive.
     let deleted: usize = s
@@ -442,7 +465,7 @@ async fn redis_restarted_empty_ships_everything_again_and_a_surviving_watermark_
         .unwrap()
         .parse()
         .unwrap();
-    assert_eq!(deleted, s.want.len());
+    assert_eq!(deleted, s.want.len() + 1, "the marks and the record of the store's life");
     // Reads resume at the watermark, less the overlap where rows could still arrive late.
     let resume = |kind: &str| {
         let (at, read_at) = s.redis.watermark(kind).unwrap();
@@ -451,13 +474,13 @@ async fn redis_restarted_empty_ships_everything_again_and_a_surviving_watermark_
     let (wr, wo) = (resume("request"), resume("object"));
     let mut env = s.env.clone();
     env.insert("OVERLAP_SECONDS".into(), "3".into());
-    let third = run_bin(&["run"], &env).await;
-    assert_eq!(third.code, 0, "{}", third.stderr);
-    adds_up(&third);
+    let fourth = run_bin(&["run"], &env).await;
+    assert_eq!(fourth.code, 0, "{}", fourth.stderr);
+    adds_up(&fourth);
     let since = |entries: &[Value], w: i64| entries.iter().filter(|e| e["request_timestamp"].as_i64().unwrap() >= w).count();
     let window = since(&s.requests, wr) + since(&s.objects, wo);
     assert_eq!(
-        third.count("shipped"),
+        fourth.count("shipped"),
         window as u64,
         "exactly the entries from where reads resume, again"
     );

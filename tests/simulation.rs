@@ -386,7 +386,7 @@ fn adds_up(s: &Summary, what: &str) {
     }
     assert_eq!(
         s.read,
-        s.shipped + s.already_shipped + s.held + s.rejected + s.failed,
+        s.shipped + s.already_shipped + s.held + s.rejected + s.failed + s.deferred,
         "{what}: the summary adds up: {}",
         s.line()
     );

@@ -520,7 +520,7 @@ impl Inventory for LakeInventory {
             match joined {
                 Ok((_, _, Ok(Slice::Done(holdings, record)))) => {
                     answer.bytes_scanned += record.bytes_scanned;
-                    tracing::info!(
+                    tracing::debug!(
                         query = %record.id,
                         from = %record.from,
                         to = %record.to,

@@ -402,7 +402,19 @@ impl Shipper {
         match inventory.holdings(scope, run_started, until).await {
             Err(e) => Ok(degrade(opts, run_started, e.to_string())),
             Ok(answer) => {
+                // Another run may have settled the question while this one asked.
+                if matches!(rebuild::load(store, keys).await.map_err(ShipError::Watermark)?, Life::Whole { .. }) {
+                    return Ok(LifeCheck::default());
+                }
                 let held = answer.holdings.entries();
+                if held == 0 && life == Life::Unknown {
+                    // Nothing of ours in the destination: nothing this store forgot can ship twice.
+                    tracing::info!("the destination holds nothing of this trail yet (a first install): the store is whole");
+                    rebuild::save(store, keys, life, Life::Whole { since: run_started })
+                        .await
+                        .map_err(ShipError::Watermark)?;
+                    return Ok(LifeCheck::default());
+                }
                 let plan = rebuild::plan(life, false, held > 0, run_started, opts.settle.as_secs() as i64);
                 let defer_unfound = plan == rebuild::Plan::Rebuild { defer: true };
                 tracing::info!(

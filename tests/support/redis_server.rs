@@ -160,9 +160,10 @@ impl RedisServer {
     }
 
     /// Entry keys (`kong-audit-shipper:*`) that hold exactly `value`.
+    /// Keys holding `value`, or `value@…` (a shipped mark records when it was accepted).
     pub fn marked(&self, value: &str) -> usize {
         self.eval_count(
-            "local n = 0 for _, k in ipairs(redis.call('KEYS', ARGV[1])) do if redis.call('GET', k) == ARGV[2] then n = n + 1 end end return n",
+            "local n = 0 for _, k in ipairs(redis.call('KEYS', ARGV[1])) do local v = redis.call('GET', k) if v and (v == ARGV[2] or string.sub(v, 1, #ARGV[2] + 1) == ARGV[2] .. '@') then n = n + 1 end end return n",
             &["kong-audit-shipper:*", value],
         )
     }
