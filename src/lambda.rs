@@ -232,7 +232,7 @@ impl Handler {
             repair,
         };
         let report = reconcile(&self.shipper, inventory.as_ref(), options, &opts).await;
-        tracing::info!(status = report.status, "{}", report.line());
+        tracing::info!("{}", report.line());
         println!("{}", report.emf(&self.function_name, chrono::Utc::now().timestamp_millis()));
         if report.status == "incomplete" {
             return Err(RunFailed::Reconcile(report.line()));

@@ -75,7 +75,7 @@ pub async fn main(settings: &Settings, args: ReconcileArgs) -> ExitCode {
         }
         tracing::info!(path = %path.display(), "report written");
     }
-    tracing::info!(status = report.status, "{}", report.line());
+    tracing::info!("{}", report.line());
     if report.status == "incomplete" {
         ExitCode::from(runner::EXIT_INCOMPLETE)
     } else {

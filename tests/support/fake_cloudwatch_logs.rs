@@ -83,6 +83,10 @@ pub struct LogsState {
     /// Keep only counts (benchmarks).
     pub count_only: bool,
     pub stored_count: u64,
+    /// FilterLogEvents: how long after ingestion an event can be read back.
+    pub filter_visible_after: Duration,
+    /// FilterLogEvents answers an empty page with a token before each page of events (the service may).
+    pub filter_empty_pages: bool,
     next_id: u64,
 }
 
@@ -176,7 +180,7 @@ async fn handle(State(state): State<Arc<Mutex<LogsState>>>, headers: HeaderMap, 
         "PutLogEvents" => put_log_events(&mut s, &request),
         "CreateLogStream" => create_log_stream(&mut s, &request),
         "DescribeLogStreams" => describe_log_streams(&s, &request),
-        "FilterLogEvents" => filter_log_events(&s, &request),
+        "FilterLogEvents" => filter_log_events(&mut s, &request),
         "CreateLogGroup" => {
             let name = request["logGroupName"].as_str().unwrap_or_default().to_string();
             if s.groups.contains_key(&name) {
@@ -344,8 +348,9 @@ fn describe_log_streams(s: &LogsState, request: &Value) -> Response {
     ok(json!({ "logStreams": streams }))
 }
 
-/// Pages of `limit` events (default 10,000) in time order; `nextToken` is the next index.
-fn filter_log_events(s: &LogsState, request: &Value) -> Response {
+/// Pages of `limit` events (default 10,000, at most that) in time order; `nextToken` is the next
+/// index, or, with `filter_empty_pages`, first a token to an empty page.
+fn filter_log_events(s: &mut LogsState, request: &Value) -> Response {
     let group_name = request["logGroupName"].as_str().unwrap_or_default();
     if !s.groups.contains_key(group_name) {
         return error(400, "ResourceNotFoundException", "The specified log group does not exist.");
@@ -353,8 +358,23 @@ fn filter_log_events(s: &LogsState, request: &Value) -> Response {
     let start = request["startTime"].as_i64().unwrap_or(i64::MIN);
     let end = request["endTime"].as_i64().unwrap_or(i64::MAX);
     let limit = request["limit"].as_u64().unwrap_or(10_000) as usize;
-    let from: usize = request["nextToken"].as_str().and_then(|t| t.parse().ok()).unwrap_or(0);
-    let mut matching: Vec<&StoredEvent> = s.events.iter().filter(|e| e.timestamp >= start && e.timestamp <= end).collect();
+    if !(1..=10_000).contains(&limit) {
+        return invalid(s, format!("FilterLogEvents limit {limit} is not 1 to 10000"));
+    }
+    let token = request["nextToken"].as_str().unwrap_or_default();
+    let (empty_first, from): (bool, usize) = match token.strip_prefix('e') {
+        Some(at) => (false, at.parse().unwrap_or(0)),
+        None => (s.filter_empty_pages, token.parse().unwrap_or(0)),
+    };
+    if empty_first {
+        return ok(json!({ "events": [], "searchedLogStreams": [], "nextToken": format!("e{from}") }));
+    }
+    let visible_before = now_ms() - s.filter_visible_after.as_millis() as i64;
+    let mut matching: Vec<&StoredEvent> = s
+        .events
+        .iter()
+        .filter(|e| e.timestamp >= start && e.timestamp <= end && e.ingestion_time <= visible_before)
+        .collect();
     matching.sort_by_key(|e| (e.timestamp, e.event_id));
     let page: Vec<Value> = matching
         .iter()

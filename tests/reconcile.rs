@@ -1,0 +1,495 @@
+//! `reconcile` and the store rebuilt from the destination, end to end: the real binary against a fake
+//! Kong, a real redis-server, and fakes of CloudTrail Lake's queries (tests/support/fake_lake.rs) and
+//! of CloudWatch Logs' FilterLogEvents; moto's FilterLogEvents as a second opinion.
+//!
+//! Each test removes events from the destination (as a destination that lost them would), or delays
+//! their ingestion, and checks that `reconcile` names exactly what is lacking, that `--repair` sends
+//! exactly that, and that a store that comes back empty ships nothing twice.
+
+#[path = "support/fake_cloudwatch_logs.rs"]
+mod fake_cloudwatch_logs;
+#[path = "support/moto_server.rs"]
+mod moto_server;
+mod support;
+
+use std::collections::{HashMap, HashSet};
+use std::time::Duration;
+
+use fake_cloudwatch_logs::{FakeLogs, GROUP};
+use serde_json::{Value, json};
+use support::fake_lake::{STORE_ARN, STORE_ID};
+use support::*;
+
+const VERSION: &str = "3.8.1.0";
+
+struct Setup {
+    kong: FakeKong,
+    ct: FakeCloudTrail,
+    redis: RedisServer,
+    env: HashMap<String, String>,
+    want: HashSet<String>,
+    /// Where the report and the CLI's default files go.
+    dir: tempfile::TempDir,
+}
+
+/// A trail of `n` requests with their objects, plus one object too large for one event (`BIG…`,
+/// shipped in parts), shipped once.
+async fn shipped(n: usize) -> Setup {
+    let kong = FakeKong::start(VERSION).await;
+    let ct = FakeCloudTrail::start().await;
+    let redis = RedisServer::start();
+    let (requests, objects) = load_trail(&kong, n, true);
+    let now = chrono::Utc::now().timestamp();
+    kong.add("objects", &[big_object(now - 3_600)]);
+    let dir = tempfile::tempdir().unwrap();
+    let mut env = env_for(&kong, &ct, Some(&redis));
+    env.insert("XDG_STATE_HOME".into(), dir.path().display().to_string());
+    let mut want = ids(&requests, &objects);
+    let first = run_bin(&["run"], &env).await;
+    assert_eq!(first.code, 0, "{}", first.stderr);
+    want.extend(parts_of_big(&ct));
+    exactly_once(&ct, &want);
+    Setup {
+        kong,
+        ct,
+        redis,
+        env,
+        want,
+        dir,
+    }
+}
+
+const BIG: &str = "b1600000-0000-4000-8000-000000000001";
+
+fn big_object(ts: i64) -> Value {
+    json!({
+        "id": BIG, "request_id": "Rq999999999999999999999999999999", "dao_name": "plugins", "operation": "create",
+        "entity_key": "k", "entity": json!({"config": "x".repeat(70_000)}).to_string(),
+        "request_timestamp": ts, "ttl": 2_588_000,
+    })
+}
+
+/// The event ids the big object was shipped under (`obj-BIG`, `obj-BIG-p2`, …).
+fn parts_of_big(ct: &FakeCloudTrail) -> Vec<String> {
+    let ids: Vec<String> = ct
+        .accepted_ids()
+        .into_keys()
+        .filter(|id| id.starts_with(&format!("obj-{BIG}")))
+        .collect();
+    assert!(ids.len() >= 3, "the big object goes in parts: {ids:?}");
+    ids
+}
+
+fn report(path: &std::path::Path) -> Value {
+    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+}
+
+/// The `reconcile status=…` line, parsed.
+fn reconciled(ran: &Ran) -> HashMap<String, String> {
+    let line = ran
+        .stderr
+        .lines()
+        .rev()
+        .find_map(|l| l.find("reconcile status=").map(|i| &l[i..]))
+        .unwrap_or_else(|| panic!("no reconcile line:\n{}", ran.stderr));
+    line.split_whitespace()
+        .skip(1)
+        .filter_map(|kv| kv.split_once('='))
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}
+
+fn field(ran: &Ran, name: &str) -> String {
+    reconciled(ran).get(name).cloned().unwrap_or_else(|| panic!("no {name}:\n{}", ran.stderr))
+}
+
+fn num(ran: &Ran, name: &str) -> u64 {
+    field(ran, name).parse().unwrap()
+}
+
+/// Ids accepted by the destination after `before` (a count of accepted events).
+fn sent_since(ct: &FakeCloudTrail, before: usize) -> Vec<String> {
+    ct.accepted().into_iter().skip(before).map(|(id, _)| id).collect()
+}
+
+fn entry_refs(list: &Value) -> HashSet<(String, String)> {
+    list.as_array()
+        .unwrap()
+        .iter()
+        .map(|e| (e["kind"].as_str().unwrap().to_string(), e["key"].as_str().unwrap().to_string()))
+        .collect()
+}
+
+#[tokio::test]
+async fn reconcile_names_exactly_what_the_destination_lost_and_repair_sends_exactly_that() {
+    let s = shipped(30).await;
+    let mut env = s.env.clone();
+    env.insert("RECONCILE_SETTLE_SECONDS".into(), "0".into());
+    let all: Vec<String> = {
+        let mut ids: Vec<String> = s.want.iter().cloned().collect();
+        ids.sort();
+        ids
+    };
+    let requests: Vec<&String> = all.iter().filter(|id| id.starts_with("req-")).collect();
+    let objects: Vec<&String> = all.iter().filter(|id| id.starts_with("obj-") && !id.contains(BIG)).collect();
+    let lost: HashSet<String> = [
+        requests[0].clone(),
+        requests[7].clone(),
+        objects[3].clone(),
+        format!("obj-{BIG}-p2"),
+    ]
+    .into_iter()
+    .collect();
+    assert_eq!(s.ct.with(|c| c.lake.remove(&lost)), 4);
+
+    let out = s.dir.path().join("report.json");
+    let ran = run_bin(&["reconcile", "--output", out.to_str().unwrap()], &env).await;
+    assert_eq!(ran.code, 1, "{}", ran.stderr);
+    assert_eq!(field(&ran, "status"), "incomplete");
+    let entries = (s.want.len() - parts_of_big(&s.ct).len() + 1) as u64;
+    assert_eq!(
+        (num(&ran, "kong"), num(&ran, "found"), num(&ran, "missing"), num(&ran, "partial"), num(&ran, "pending")),
+        (entries, entries - 4, 3, 1, 0),
+        "{}",
+        ran.stderr
+    );
+    let r = report(&out);
+    let key = |id: &str| {
+        let (kind, key) = id.split_once('-').unwrap();
+        (if kind == "req" { "request" } else { "object" }.to_string(), key.to_string())
+    };
+    let want_missing: HashSet<(String, String)> = lost.iter().filter(|id| !id.contains(BIG)).map(|id| key(id)).collect();
+    assert_eq!(entry_refs(&r["missing"]), want_missing);
+    assert_eq!(r["partial"], json!([{"kind": "object", "key": BIG, "missing_parts": [2]}]));
+    assert_eq!(r["status"], "incomplete");
+    assert_eq!(r["counts"]["missing"], 3);
+    assert!(r["program"].as_str().unwrap().starts_with("kong-audit-shipper "));
+    assert_eq!(r["destination"]["event_data_stores"], json!([STORE_ARN]));
+    assert!(!r["queries"].as_array().unwrap().is_empty());
+    assert!(r["days"].as_object().unwrap().values().map(|d| d["kong"].as_u64().unwrap()).sum::<u64>() == entries);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        assert_eq!(std::fs::metadata(&out).unwrap().permissions().mode() & 0o777, 0o600);
+    }
+
+    let before = s.ct.accepted().len();
+    let repaired = run_bin(&["reconcile", "--repair"], &env).await;
+    assert_eq!(repaired.code, 0, "{}", repaired.stderr);
+    assert_eq!(field(&repaired, "status"), "repaired");
+    let sent: Vec<String> = sent_since(&s.ct, before);
+    assert_eq!(sent.len(), 4, "nothing else is sent: {sent:?}");
+    assert_eq!(sent.into_iter().collect::<HashSet<_>>(), lost);
+
+    let again = run_bin(&["reconcile"], &env).await;
+    assert_eq!((again.code, field(&again, "status")), (0, "complete".into()), "{}", again.stderr);
+    assert_eq!((num(&again, "missing"), num(&again, "partial"), num(&again, "found")), (0, 0, entries));
+    // The store's marks are right again: a run sends nothing.
+    let run = run_bin(&["run"], &env).await;
+    assert_eq!((run.code, run.count("shipped")), (0, 0), "{}", run.stderr);
+    assert!(s.ct.with(|c| c.lake.violations.is_empty() && c.violations.is_empty()));
+}
+
+#[tokio::test]
+async fn an_ingestion_delay_longer_than_the_run_is_pending_never_a_reship() {
+    let kong = FakeKong::start(VERSION).await;
+    let ct = FakeCloudTrail::start().await;
+    let redis = RedisServer::start();
+    let (requests, objects) = load_trail(&kong, 20, true);
+    ct.with(|c| c.lake.ingestion_delay = Duration::from_secs(600));
+    let env = env_for(&kong, &ct, Some(&redis));
+    let ran = run_bin(&["run"], &env).await;
+    assert_eq!(ran.code, 0, "{}", ran.stderr);
+    let total = (requests.len() + objects.len()) as u64;
+
+    let checked = run_bin(&["reconcile"], &env).await;
+    assert_eq!(checked.code, 0, "{}", checked.stderr);
+    assert_eq!(
+        (num(&checked, "pending"), num(&checked, "missing"), num(&checked, "found")),
+        (total, 0, 0),
+        "{}",
+        checked.stderr
+    );
+    let before = ct.accepted().len();
+    let repair = run_bin(&["reconcile", "--repair"], &env).await;
+    assert_eq!(repair.code, 0, "{}", repair.stderr);
+    assert_eq!(ct.accepted().len(), before, "nothing pending is sent again");
+    // Once the settle time is over, what the destination still does not show is missing.
+    let mut late = env.clone();
+    late.insert("RECONCILE_SETTLE_SECONDS".into(), "0".into());
+    let overdue = run_bin(&["reconcile"], &late).await;
+    assert_eq!((overdue.code, num(&overdue, "missing")), (1, total), "{}", overdue.stderr);
+}
+
+#[tokio::test]
+async fn queries_span_the_window_a_day_at_a_time_page_their_results_and_split_on_timeouts() {
+    let kong = FakeKong::start(VERSION).await;
+    let ct = FakeCloudTrail::start().await;
+    let redis = RedisServer::start();
+    let (requests, objects) = load_trail(&kong, 700, true);
+    let total = requests.len() + objects.len();
+    assert!(total > 1_000, "more rows than one page");
+    let mut env = env_for(&kong, &ct, Some(&redis));
+    env.insert("RECONCILE_CONCURRENCY".into(), "10".into());
+    let ran = run_bin(&["run"], &env).await;
+    assert_eq!(ran.code, 0, "{}", ran.stderr);
+    ct.with(|c| {
+        c.lake.running_polls = 3;
+        c.lake.time_out_spans_over = 43_200;
+        c.lake.statements.clear();
+        c.lake.calls.clear();
+        c.lake.most_running = 0;
+        c.lake.queries.clear();
+    });
+    let since = chrono::Utc::now().timestamp() - 3 * 86_400;
+    let checked = run_bin(&["reconcile", "--since", &since.to_string()], &env).await;
+    assert_eq!(checked.code, 0, "{}", checked.stderr);
+    assert_eq!((num(&checked, "found"), num(&checked, "missing")), (total as u64, 0));
+    let (statements, calls, most, violations, finished) = ct.with(|c| {
+        (
+            c.lake.statements.clone(),
+            c.lake.calls.clone(),
+            c.lake.most_running,
+            c.lake.violations.clone(),
+            c.lake.queries.values().filter(|q| q.status == "FINISHED").count(),
+        )
+    });
+    assert!(violations.is_empty(), "{violations:?}");
+    assert!(statements.iter().all(|q| q.contains(&format!("FROM {STORE_ID} WHERE"))));
+    // From three days back (less a day of padding) to now (plus a day): days that time out are
+    // asked again as halves.
+    let halves = statements.iter().filter(|q| q.contains(" 12:00:00'")).count();
+    assert!(halves >= 5, "{statements:#?}");
+    assert!(most <= 10, "at most ten queries at once: {most}");
+    assert!(
+        calls["GetQueryResults"] as usize > finished,
+        "a query of more than 1,000 rows is paged: {calls:?}, {finished} finished"
+    );
+    assert!(calls["DescribeQuery"] >= 2 * calls["StartQuery"], "queued and running queries are waited for");
+    assert!(num(&checked, "bytes_scanned") > 0);
+    assert!(calls.get("GetChannel").copied().unwrap_or(0) == 1, "the store comes from the channel");
+}
+
+#[tokio::test]
+async fn a_failed_query_or_a_missing_permission_is_an_error_never_a_complete_trail() {
+    let s = shipped(10).await;
+    s.ct.with(|c| c.lake.fail_next = 1);
+    let failed = run_bin(&["reconcile"], &s.env).await;
+    assert_eq!((failed.code, field(&failed, "status")), (1, "incomplete".into()), "{}", failed.stderr);
+    assert!(
+        failed.stderr.lines().any(|l| l.contains("reconcile status=incomplete") && l.contains("error=") && l.contains("injected failure")),
+        "{}",
+        failed.stderr
+    );
+
+    s.ct.with(|c| c.lake.denied = vec!["StartQuery"]);
+    let denied = run_bin(&["reconcile"], &s.env).await;
+    assert_eq!(denied.code, 1, "{}", denied.stderr);
+    assert!(denied.stderr.contains("cloudtrail:StartQuery"), "names the permission: {}", denied.stderr);
+
+    // The store can be named instead of asked of the channel.
+    s.ct.with(|c| c.lake.denied = vec!["GetChannel"]);
+    let mut env = s.env.clone();
+    let by_channel = run_bin(&["reconcile"], &env).await;
+    assert!(by_channel.code == 1 && by_channel.stderr.contains("cloudtrail:GetChannel"), "{}", by_channel.stderr);
+    env.insert("EVENT_DATA_STORE".into(), STORE_ARN.into());
+    let named = run_bin(&["reconcile"], &env).await;
+    assert_eq!((named.code, field(&named, "status")), (0, "complete".into()), "{}", named.stderr);
+    env.insert("EVENT_DATA_STORE".into(), "x' OR 1=1".into());
+    let bad = run_bin(&["reconcile"], &env).await;
+    assert_eq!(bad.code, 2, "{}", bad.stderr);
+    assert!(bad.stderr.contains("EVENT_DATA_STORE"), "{}", bad.stderr);
+}
+
+/// A store lost while the destination was still ingesting the last run's events: the rebuild marks
+/// what the destination shows, leaves the rest until it has had time to ingest, then marks what
+/// arrived and ships only what is truly new. Nothing is shipped twice.
+#[tokio::test]
+async fn a_store_lost_while_the_destination_is_still_ingesting_ships_nothing_twice() {
+    let mut s = shipped(20).await;
+    // What the first run shipped was ingested long ago; what the next run ships is still ingesting.
+    s.ct.with(|c| {
+        for e in &mut c.lake.events {
+            e.ingested_ms -= 3_600_000;
+        }
+        c.lake.ingestion_delay = Duration::from_secs(1_800);
+    });
+    let now = chrono::Utc::now().timestamp();
+    let batch: Vec<Value> = (0..4)
+        .map(|i| json!({"request_id": format!("LATE{i:028}"), "request_timestamp": now - 20, "method": "GET", "path": "/", "status": 200, "ttl": 2_591_000}))
+        .collect();
+    s.kong.add("requests", &batch);
+    let second = run_bin(&["run"], &s.env).await;
+    assert_eq!((second.code, second.count("shipped")), (0, 4), "{}", second.stderr);
+
+    s.redis.cli(&["FLUSHALL"]).unwrap();
+    let newer: Vec<Value> = (0..2)
+        .map(|i| json!({"request_id": format!("NEW{i:029}"), "request_timestamp": now - 10, "method": "GET", "path": "/", "status": 200, "ttl": 2_591_000}))
+        .collect();
+    s.kong.add("requests", &newer);
+    let rebuilding = run_bin(&["run"], &s.env).await;
+    assert_eq!(rebuilding.code, 0, "{}", rebuilding.stderr);
+    assert_eq!(
+        (rebuilding.count("shipped"), rebuilding.count("rebuilt"), rebuilding.count("deferred")),
+        (0, s.want.len() as u64 - parts_of_big(&s.ct).len() as u64 + 1, 6),
+        "{}",
+        rebuilding.stderr
+    );
+    // Too soon to look again: still nothing sent.
+    let soon = run_bin(&["run"], &s.env).await;
+    assert_eq!((soon.code, soon.count("shipped"), soon.count("deferred")), (0, 0, 6), "{}", soon.stderr);
+    // The destination has ingested; the settle time has passed.
+    s.ct.with(|c| c.lake.ingestion_delay = Duration::ZERO);
+    let mut settled = s.env.clone();
+    settled.insert("RECONCILE_SETTLE_SECONDS".into(), "1".into());
+    tokio::time::sleep(Duration::from_millis(1_100)).await;
+    let after = run_bin(&["run"], &settled).await;
+    assert_eq!(
+        (after.code, after.count("shipped"), after.count("rebuilt"), after.count("deferred")),
+        (0, 2, 4, 0),
+        "{}",
+        after.stderr
+    );
+    let counts = s.ct.accepted_ids();
+    assert!(counts.values().all(|n| *n == 1), "nothing shipped twice");
+    s.want.extend(batch.iter().chain(&newer).map(|r| format!("req-{}", r["request_id"].as_str().unwrap())));
+    exactly_once(&s.ct, &s.want);
+    assert!(s.redis.get("kong-audit-shipper:store:life").starts_with("whole@"));
+}
+
+/// A lost store and a destination that cannot be asked: the run ships only the overlap, fails, and
+/// names the fix; `reconcile --repair` rebuilds the store once it can ask, and nothing ships twice.
+#[tokio::test]
+async fn a_lost_store_the_destination_cannot_rebuild_ships_only_the_overlap_until_reconcile_repairs_it() {
+    let mut s = shipped(20).await;
+    s.redis.cli(&["FLUSHALL"]).unwrap();
+    s.ct.with(|c| c.lake.denied = vec!["StartQuery"]);
+    let now = chrono::Utc::now().timestamp();
+    let fresh = json!({"request_id": "FRESH000000000000000000000000001", "request_timestamp": now - 5, "method": "GET", "path": "/", "status": 200, "ttl": 2_591_000});
+    s.kong.add("requests", std::slice::from_ref(&fresh));
+    let mut env = s.env.clone();
+    env.insert("OVERLAP_SECONDS".into(), "60".into());
+    let degraded = run_bin(&["run"], &env).await;
+    assert_eq!(degraded.code, 1, "{}", degraded.stderr);
+    assert_eq!(degraded.count("shipped"), 1, "only the overlap: {}", degraded.stderr);
+    for fix in ["reconcile --repair", "run --since", "cloudtrail:StartQuery"] {
+        assert!(degraded.stderr.contains(fix), "names {fix}: {}", degraded.stderr);
+    }
+    let again = run_bin(&["run"], &env).await;
+    assert_eq!((again.code, again.count("shipped")), (1, 0), "{}", again.stderr);
+
+    s.ct.with(|c| c.lake.denied.clear());
+    let mut settled = env.clone();
+    settled.insert("RECONCILE_SETTLE_SECONDS".into(), "0".into());
+    let repaired = run_bin(&["reconcile", "--repair"], &settled).await;
+    assert_eq!(repaired.code, 0, "{}", repaired.stderr);
+    assert!(s.redis.get("kong-audit-shipper:store:life").starts_with("whole@"));
+    let run = run_bin(&["run"], &env).await;
+    assert_eq!((run.code, run.count("shipped")), (0, 0), "{}", run.stderr);
+    s.want.insert("req-FRESH000000000000000000000000001".into());
+    exactly_once(&s.ct, &s.want);
+}
+
+#[tokio::test]
+async fn duplicates_and_entries_kong_has_deleted_are_counted_not_repaired() {
+    let s = shipped(10).await;
+    let (some_id, data) = s.ct.accepted().into_iter().find(|(id, _)| id.starts_with("req-")).unwrap();
+    // The same event twice (an answer lost after acceptance), and an event of an entry Kong deleted.
+    let gone = data.replace(&some_id[4..], "GONE0000000000000000000000000001");
+    s.ct.with(|c| {
+        let at = chrono::Utc::now().timestamp_millis();
+        c.lake.events.push(support::fake_lake::LakeEvent::of(&some_id, &data, at).unwrap());
+        c.lake.events.push(support::fake_lake::LakeEvent::of("req-GONE0000000000000000000000000001", &gone, at).unwrap());
+    });
+    let before = s.ct.accepted().len();
+    let ran = run_bin(&["reconcile", "--repair"], &s.env).await;
+    assert_eq!((ran.code, field(&ran, "status")), (0, "complete".into()), "{}", ran.stderr);
+    assert_eq!((num(&ran, "duplicates"), num(&ran, "extra")), (1, 1), "{}", ran.stderr);
+    assert_eq!(s.ct.accepted().len(), before, "nothing sent");
+}
+
+// ---------------------------------------------------------------- CloudWatch Logs
+
+fn logs_env(kong: &FakeKong, ct: &FakeCloudTrail, endpoint: &str, redis: &RedisServer) -> HashMap<String, String> {
+    let mut env = env_for(kong, ct, Some(redis));
+    env.remove("CHANNEL_ARN");
+    env.insert("CLOUDWATCH_LOG_GROUP".into(), GROUP.into());
+    env.insert("AWS_ENDPOINT_URL_CLOUDWATCH_LOGS".into(), endpoint.into());
+    env
+}
+
+#[tokio::test]
+async fn logs_reconcile_reads_every_page_names_what_was_lost_and_repair_sends_exactly_that() {
+    let kong = FakeKong::start(VERSION).await;
+    let ct = FakeCloudTrail::start().await;
+    let logs = FakeLogs::start().await;
+    let redis = RedisServer::start();
+    let (requests, objects) = load_trail(&kong, 30, true);
+    let total = (requests.len() + objects.len()) as u64;
+    let mut env = logs_env(&kong, &ct, &logs.url(), &redis);
+    env.insert("RECONCILE_SETTLE_SECONDS".into(), "0".into());
+    let ran = run_bin(&["run"], &env).await;
+    assert_eq!(ran.code, 0, "{}", ran.stderr);
+    logs.with(|s| s.filter_empty_pages = true);
+    let clean = run_bin(&["reconcile"], &env).await;
+    assert_eq!((clean.code, num(&clean, "found"), num(&clean, "missing")), (0, total, 0), "{}", clean.stderr);
+
+    // The group loses three events.
+    let lost: Vec<String> = logs.with(|s| {
+        let gone: Vec<String> = s.events.iter().step_by(17).take(3).map(|e| e.message.clone()).collect();
+        s.events.retain(|e| !gone.contains(&e.message));
+        gone
+    });
+    let uid = |m: &String| serde_json::from_str::<Value>(m).unwrap()["UID"].as_str().unwrap().to_string();
+    let lost_uids: HashSet<String> = lost.iter().map(uid).collect();
+    let out = tempfile::NamedTempFile::new().unwrap();
+    let checked = run_bin(&["reconcile", "--output", out.path().to_str().unwrap()], &env).await;
+    assert_eq!((checked.code, num(&checked, "missing")), (1, 3), "{}", checked.stderr);
+    let r = report(out.path());
+    let named: HashSet<String> = entry_refs(&r["missing"]).into_iter().map(|(_, k)| k).collect();
+    assert_eq!(named, lost_uids);
+    assert_eq!(r["destination"], json!({"type": "cloudwatch_logs", "log_group": GROUP}));
+
+    let before = logs.events().len();
+    let repaired = run_bin(&["reconcile", "--repair"], &env).await;
+    assert_eq!((repaired.code, field(&repaired, "status")), (0, "repaired".into()), "{}", repaired.stderr);
+    let after = logs.events();
+    assert_eq!(after.len(), before + 3);
+    let resent: HashSet<String> = after.iter().skip(before).map(|e| uid(&e.message)).collect();
+    assert_eq!(resent, lost_uids, "exactly the lost entries");
+    let again = run_bin(&["reconcile"], &env).await;
+    assert_eq!((again.code, field(&again, "status")), (0, "complete".into()), "{}", again.stderr);
+    assert!(logs.with(|s| s.violations.is_empty()));
+    assert!(logs.with(|s| s.calls.iter().all(|c| c != "StartQuery")), "no Logs Insights, no row cap");
+}
+
+#[tokio::test]
+async fn moto_agrees_that_a_trail_shipped_to_logs_is_complete() {
+    let moto = moto_server::MotoServer::start();
+    let conf = aws_sdk_cloudwatchlogs::Config::builder()
+        .behavior_version(aws_sdk_cloudwatchlogs::config::BehaviorVersion::latest())
+        .region(aws_sdk_cloudwatchlogs::config::Region::new("us-east-1"))
+        .credentials_provider(aws_sdk_cloudwatchlogs::config::Credentials::new("AKIDTEST", "test-secret", None, None, "test"))
+        .endpoint_url(moto.url())
+        .build();
+    aws_sdk_cloudwatchlogs::Client::from_conf(conf)
+        .create_log_group()
+        .log_group_name(GROUP)
+        .send()
+        .await
+        .expect("CreateLogGroup on moto");
+    let kong = FakeKong::start(VERSION).await;
+    let ct = FakeCloudTrail::start().await;
+    let redis = RedisServer::start();
+    let (requests, objects) = load_trail(&kong, 25, true);
+    let total = (requests.len() + objects.len()) as u64;
+    let env = logs_env(&kong, &ct, &moto.url(), &redis);
+    let ran = run_bin(&["run"], &env).await;
+    assert_eq!(ran.code, 0, "{}", ran.stderr);
+    let checked = run_bin(&["reconcile"], &env).await;
+    assert_eq!(checked.code, 0, "{}", checked.stderr);
+    // Accepted seconds ago: pending or found, never missing.
+    assert_eq!(num(&checked, "missing"), 0, "{}", checked.stderr);
+    assert_eq!(num(&checked, "found") + num(&checked, "pending"), total);
+    assert_eq!(num(&checked, "found"), total, "moto shows what it stored at once: {}", checked.stderr);
+}
