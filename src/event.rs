@@ -261,7 +261,8 @@ pub fn map_entry_detailed(entry: &Entry, ctx: &MapContext) -> Result<Mapped, Map
     };
     let (stable, cut) = stable_text(&entry.raw);
     let room = TTL_DIGITS_ROOM.saturating_sub(cut.map_or(TTL_DIGITS_ROOM, |c| c.text.len()));
-    let nesting = 1 + entry.fields.values().map(depth).max().unwrap_or(0);
+    // From the text, not the parsed view: a duplicate member the view dropped still nests in the text.
+    let nesting = crate::kong::raw::nesting(entry.raw.get());
     if nesting <= MAX_EMBEDDED_DEPTH && serde_json::to_string(&whole).is_ok_and(|text| fits_additional_event_data(&text, room)) {
         return Ok(Mapped {
             events: vec![AuditEvent {

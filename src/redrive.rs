@@ -16,7 +16,7 @@ use async_trait::async_trait;
 
 use crate::dead_letter::file::{Line, to_line};
 use crate::dead_letter::{DeadLetter, DeadLetterError, DeadLetterSink, FileDeadLetters, SqsDeadLetters};
-use crate::dedup::{REJECTED_PREFIX, SHIPPED, Settlement, StoreError};
+use crate::dedup::{KeyState, REJECTED_PREFIX, Settlement, StoreError};
 use crate::kong::{AuditSource, Entry, EntryKind, KongError, KongInfo, Page, PageRequest};
 use crate::ship::{Keys, ShipOptions, Shipper};
 use crate::summary::{Counters, Summary};
@@ -164,7 +164,7 @@ pub async fn redrive(mut shipper: Shipper, origin: &Origin, opts: &ShipOptions) 
     for p in &pending {
         let id = (p.entry.kind, p.entry.key.clone());
         match store.get(&p.store_key).await {
-            Ok(Some(v)) if v == SHIPPED => {
+            Ok(Some(v)) if KeyState::parse(&v).is_shipped() => {
                 outcomes.insert(id, Outcome::Shipped);
                 continue;
             }
@@ -199,6 +199,9 @@ pub async fn redrive(mut shipper: Shipper, origin: &Origin, opts: &ShipOptions) 
     // Dead letters are entries the destination refused: it cannot hold them, so a lost store's
     // rebuild (which asks it) has nothing to say about them.
     opts.rebuild = false;
+    // The operator asked for these letters: a floor set by `run --since` (which limits what is read
+    // from Kong) does not drop them after their `rejected:` marks were cleared.
+    opts.respect_floor = false;
     let summary = if nothing_to_ship {
         None
     } else {
@@ -222,7 +225,7 @@ pub async fn redrive(mut shipper: Shipper, origin: &Origin, opts: &ShipOptions) 
             continue;
         }
         let outcome = match store.get(&p.store_key).await {
-            Ok(Some(v)) if v == SHIPPED => Outcome::Shipped,
+            Ok(Some(v)) if KeyState::parse(&v).is_shipped() => Outcome::Shipped,
             Ok(Some(v)) if v.starts_with(REJECTED_PREFIX) && refused.contains_key(&id) => Outcome::RefusedAgain,
             _ => Outcome::Left,
         };

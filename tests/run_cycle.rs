@@ -128,12 +128,16 @@ async fn store_keys_live_exactly_as_long_as_kong_keeps_the_entry() {
     let ran = run_bin(&["run"], &env_for(&kong, &ct, Some(&redis))).await;
     assert_eq!(ran.code, 0, "{}", ran.stderr);
     let with_ttl = redis.ttl("kong-audit-shipper:request:TTL000000000000000000000000000A1");
+    let grace = kong_audit_shipper::ship::MARK_GRACE_SECONDS as i64;
     assert!(
-        (86_390..=86_400).contains(&with_ttl),
-        "TTL {with_ttl} mirrors the entry's ttl 86400"
+        (86_390 + grace..=86_400 + grace).contains(&with_ttl),
+        "TTL {with_ttl} mirrors the entry's ttl 86400, plus the grace"
     );
     let derived = redis.ttl("kong-audit-shipper:request:TTL000000000000000000000000000B2");
-    assert!((6_190..=6_200).contains(&derived), "TTL {derived} is 7200 - 1000 s");
+    assert!(
+        (6_190 + grace..=6_200 + grace).contains(&derived),
+        "TTL {derived} is 7200 - 1000 s, plus the grace"
+    );
     assert!(redis.get("kong-audit-shipper:request:TTL000000000000000000000000000A1").starts_with("shipped@"));
 }
 
@@ -272,7 +276,8 @@ async fn a_kong_without_audit_logging_says_so() {
         "{}",
         ran.stderr
     );
-    assert!(redis.keys("*").is_empty());
+    let keys = redis.keys("*");
+    assert!(keys.iter().all(|k| k == "kong-audit-shipper:store:life"), "no marks: {keys:?}");
 }
 
 #[tokio::test]
@@ -309,7 +314,10 @@ async fn legacy_redis_settings_and_a_password_protected_redis_work() {
     assert_eq!(ran.code, 0, "{}", ran.stderr);
     assert!(!ran.stderr.contains("auth-t0ken-123"));
     let entry_keys = redis.cli(&["-n", "3", "KEYS", "kong-audit-shipper:*:*"]).unwrap();
-    let entry_keys = entry_keys.lines().filter(|k| !k.contains(":watermark:")).count();
+    let entry_keys = entry_keys
+        .lines()
+        .filter(|k| !k.contains(":watermark:") && !k.ends_with(":store:life"))
+        .count();
     assert_eq!(entry_keys as u64, ran.count("shipped"), "one key per shipped entry, in database 3");
 }
 

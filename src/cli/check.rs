@@ -285,6 +285,7 @@ fn kong_fail(e: &KongError, url: &str) -> Outcome {
             "set KONG_ADMIN_TOKEN (or KONG_ADMIN_TOKEN_SECRET_ARN) to the RBAC token of a user whose role may read /audit/requests and /audit/objects".to_string()
         }
         KongError::Rejected { .. } => "see Kong's error log for this request; check KONG_ADMIN_API and the Kong version".to_string(),
+        KongError::Task { .. } => "a bug: please report it with this message".to_string(),
     };
     fail(e.to_string(), fix)
 }

@@ -77,6 +77,9 @@ pub enum KongError {
     Unavailable { url: String, attempts: u32, last: String },
     #[error("KONG_ROOT_CA: {0}")]
     Tls(String),
+    /// A task of the read failed (a panic): an error of the run, never the end of the trail.
+    #[error("reading {url} failed: {detail}")]
+    Task { url: String, detail: String },
 }
 
 impl KongError {

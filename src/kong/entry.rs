@@ -72,7 +72,7 @@ impl Entry {
         let fields = match fields {
             Ok(fields) => fields,
             Err(problem) => {
-                let key = digest_key(raw.get().as_bytes());
+                let key = key_from_text(kind, raw.get());
                 return Entry {
                     kind,
                     raw,
@@ -132,6 +132,33 @@ impl Entry {
     }
 }
 
+/// The key of an entry whose text no value type can hold: its own `request_id` or `id` when the text
+/// still shows one (the same on every read), else a digest of the text with the `ttl` member's
+/// value left out (`ttl` changes on every read; a key that changed with it would make a new dead
+/// letter on every sweep).
+fn key_from_text(kind: EntryKind, text: &str) -> String {
+    let Some(members) = super::raw::members(text) else {
+        return digest_key(text.as_bytes());
+    };
+    // A later duplicate wins, as when the text is parsed.
+    let own = members.iter().rev().find(|(k, _)| k == kind.key_field()).and_then(|(_, v)| {
+        match serde_json::from_str::<Value>(v) {
+            Ok(Value::String(s)) if !s.is_empty() => Some(s),
+            Ok(n @ Value::Number(_)) => Some(n.to_string()),
+            _ => None,
+        }
+    });
+    if let Some(key) = own {
+        return key;
+    }
+    let without_ttl: Vec<String> = members
+        .iter()
+        .filter(|(k, _)| k != "ttl")
+        .map(|(k, v)| format!("{}:{v}", serde_json::to_string(k).unwrap_or_default()))
+        .collect();
+    digest_key(format!("{{{}}}", without_ttl.join(",")).as_bytes())
+}
+
 fn digest_key(bytes: &[u8]) -> String {
     let digest = Sha256::digest(bytes);
     let mut s = String::with_capacity(DIGEST_KEY_PREFIX.len() + 64);
@@ -178,5 +205,22 @@ mod tests {
         assert!(n.problem.as_deref().unwrap().contains("not a JSON object"));
         let null_key = Entry::parse(EntryKind::Request, r#"{"request_id":null}"#).unwrap();
         assert!(null_key.problem.as_deref().unwrap().contains("null"));
+    }
+
+    #[test]
+    fn text_no_value_type_can_hold_keeps_its_own_key_or_a_digest_that_ignores_ttl() {
+        let deep = format!("{}{}", "[".repeat(200), "]".repeat(200));
+        for (text, key) in [
+            (r#"{"request_id":"r1","n":1e400,"ttl":100}"#.to_string(), "r1"),
+            (format!(r#"{{"request_id":"r2","deep":{deep},"ttl":99}}"#), "r2"),
+            (r#"{"request_id":42,"n":1e400}"#.to_string(), "42"),
+        ] {
+            let entry = Entry::parse(EntryKind::Request, &text).unwrap();
+            assert!(entry.problem.is_some(), "{text}");
+            assert_eq!(entry.key, key);
+        }
+        let a = Entry::parse(EntryKind::Object, r#"{"dao_name":"x","n":1e400,"ttl":100}"#).unwrap();
+        let b = Entry::parse(EntryKind::Object, r#"{"dao_name":"x","n":1e400,"ttl":97}"#).unwrap();
+        assert!(a.key.starts_with("sha256-") && a.key == b.key, "the same row on another read");
     }
 }

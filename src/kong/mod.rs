@@ -2,6 +2,7 @@
 
 mod client;
 mod entry;
+pub mod raw;
 mod version;
 
 pub use client::{AuditSource, KongClient, KongError, KongInfo, Page, PageRequest};

@@ -43,6 +43,9 @@ pub enum InventoryError {
     /// Only a change of permissions or settings fixes it; the text names which.
     #[error("{0}")]
     Denied(String),
+    /// No AWS credentials to sign with: the text names the fix.
+    #[error("{0}")]
+    Unsigned(String),
     /// The destination failed or did not answer; a later try may work.
     #[error("{0}")]
     Failed(String),

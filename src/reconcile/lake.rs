@@ -141,6 +141,8 @@ pub enum CallFail {
     Transient(String),
     /// Only a change of permissions or settings fixes it.
     Denied(String),
+    /// No credentials to sign the call with: nothing else this run does can reach AWS either.
+    Unsigned(String),
     /// The request itself is wrong (a bug, or a store that cannot be queried).
     Invalid(String),
 }
@@ -212,8 +214,8 @@ where
     E: ProvideErrorMetadata + std::error::Error + 'static,
 {
     let detail = crate::error_text::sdk(err);
-    if crate::sink::credentials::unusable(err) {
-        return CallFail::Denied(format!("{action} could not be signed: {} ({detail})", crate::sink::credentials::HINT));
+    if crate::sink::credentials::involved(err) {
+        return CallFail::Unsigned(format!("{action} could not be signed: {} ({detail})", crate::sink::credentials::HINT));
     }
     let (code, status) = match err {
         SdkError::ServiceError(ctx) => (ctx.err().code().unwrap_or_default().to_string(), ctx.raw().status().as_u16()),
@@ -397,6 +399,7 @@ impl LakeInventory {
             let failure = match call().await {
                 Ok(v) => return Ok(v),
                 Err(CallFail::Denied(why)) => return Err(InventoryError::Denied(why)),
+                Err(CallFail::Unsigned(why)) => return Err(InventoryError::Unsigned(why)),
                 Err(CallFail::Invalid(why)) => return Err(InventoryError::Failed(why)),
                 Err(CallFail::Busy) => {
                     // Other queries of the account are running: wait as long as it takes, within `until`.

@@ -182,10 +182,10 @@ async fn compare(
     };
     let mut last_progress = Instant::now();
     loop {
-        let chunk = match chunks.recv().await {
-            Some(Ok(chunk)) => chunk,
-            Some(Err(e)) => return Err(e.to_string()),
-            None => break,
+        let chunk = match chunks.next().await {
+            Ok(Some(chunk)) => chunk,
+            Ok(None) => break,
+            Err(e) => return Err(e.to_string()),
         };
         if deadline.is_some_and(|d| Instant::now() >= d) {
             return Err("out of time before Kong's trail was read to its end".into());

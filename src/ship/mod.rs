@@ -30,13 +30,13 @@ use std::time::{Duration, Instant};
 pub use claim::{Item, Keys, accepted_parts, parts_record, parts_record_time};
 pub use deadline::{RunLimits, Tail, run_limits};
 pub use deliver::{Pacer, Signal, next_rate};
-pub use read::{Chunk, ReadEntry, Window, first_page, spawn as read_trail};
+pub use read::{Chunk, Chunks, ReadEntry, Window, first_page, spawn as read_trail};
 pub use rebuild::{Known, Life};
 pub use settle::{MARK_GRACE_SECONDS, commit_ttl};
 pub use watermark::{Position, Progress, next_watermark, set_floor, sweep_due};
 
 use crate::dead_letter::DeadLetterSink;
-use crate::reconcile::{Inventory, Scope};
+use crate::reconcile::{Inventory, InventoryError, Scope};
 use crate::dedup::{DedupStore, StoreError, claim_token};
 use crate::kong::{AuditSource, EntryKind, KongError, KongInfo};
 use crate::retry::Backoff;
@@ -163,7 +163,8 @@ pub(crate) struct Run {
 
 impl Run {
     fn stop(&self, why: ShipError) {
-        if matches!(why, ShipError::Task(_)) {
+        // A task that died (a panic) may have taken entries with it: no watermark moves past them.
+        if matches!(why, ShipError::Task(_) | ShipError::Kong(KongError::Task { .. })) {
             self.lost_track.store(true, Ordering::SeqCst);
         }
         let mut fatal = self.fatal.lock().unwrap();
@@ -400,6 +401,12 @@ impl Shipper {
         );
         let until = opts.limits.map(|l| l.stop_claiming_at);
         match inventory.holdings(scope, run_started, until).await {
+            // Without credentials no put can be made either: the first put stops the run, naming
+            // the fix, before anything is sent (and nothing is recorded about the store's life).
+            Err(InventoryError::Unsigned(why)) => {
+                tracing::debug!(why, "cannot ask the destination without credentials");
+                Ok(LifeCheck::default())
+            }
             Err(e) => Ok(degrade(opts, run_started, e.to_string())),
             Ok(answer) => {
                 // Another run may have settled the question while this one asked.
@@ -463,18 +470,18 @@ impl Shipper {
                 break;
             }
             tokio::select! {
-                chunk = chunks.recv(), if reading && delivery.has_room() && !delivery.claiming() => match chunk {
-                    None => {
+                chunk = chunks.next(), if reading && delivery.has_room() && !delivery.claiming() => match chunk {
+                    Ok(None) => {
                         reading = false;
                         for kind in EntryKind::ALL {
                             run.note(kind, |p| p.complete = true);
                         }
                     }
-                    Some(Err(e)) => {
+                    Err(e) => {
                         run.stop(ShipError::Kong(e));
                         reading = false;
                     }
-                    Some(Ok(chunk)) => {
+                    Ok(Some(chunk)) => {
                         for kind in &chunk.complete {
                             run.note(*kind, |p| p.complete = true);
                         }

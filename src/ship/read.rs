@@ -62,25 +62,61 @@ pub struct Chunk {
     pub complete: Vec<EntryKind>,
 }
 
+/// What the merged stream hands out: chunks, then an explicit end. A stream that closes without
+/// its end was cut short (a reader died): that is an error, never the end of the trail.
+enum Read {
+    Chunk(Chunk),
+    End,
+}
+
+/// The merged stream of both endpoints. Dropping it stops every reader, even one waiting out a
+/// `Retry-After`.
+pub struct Chunks {
+    rx: mpsc::Receiver<Result<Read, KongError>>,
+    tasks: Vec<tokio::task::AbortHandle>,
+}
+
+impl Chunks {
+    /// The next chunk, `Ok(None)` once every endpoint was read to its last page.
+    pub async fn next(&mut self) -> Result<Option<Chunk>, KongError> {
+        match self.rx.recv().await {
+            Some(Ok(Read::Chunk(chunk))) => Ok(Some(chunk)),
+            Some(Ok(Read::End)) => Ok(None),
+            Some(Err(e)) => Err(e),
+            None => Err(KongError::Task {
+                url: "/audit".into(),
+                detail: "the reader of Kong's trail stopped before the end of the trail".into(),
+            }),
+        }
+    }
+}
+
+impl Drop for Chunks {
+    fn drop(&mut self) {
+        for task in &self.tasks {
+            task.abort();
+        }
+    }
+}
+
 /// Starts reading every endpoint of `firsts` and returns the merged stream, a chunk at a time of at
-/// most `chunk_size` entries. Pages are fetched one ahead of the consumer; dropping the receiver
-/// stops the reading.
-pub fn spawn(
-    source: Arc<dyn AuditSource>,
-    firsts: Vec<PageRequest>,
-    by_time: bool,
-    chunk_size: usize,
-    counters: Arc<Counters>,
-) -> mpsc::Receiver<Result<Chunk, KongError>> {
+/// most `chunk_size` entries. Pages are fetched one ahead of the consumer; dropping the stream stops
+/// the reading.
+pub fn spawn(source: Arc<dyn AuditSource>, firsts: Vec<PageRequest>, by_time: bool, chunk_size: usize, counters: Arc<Counters>) -> Chunks {
     let (tx, rx) = mpsc::channel(1);
+    let mut tasks = Vec::new();
     let streams: Vec<Stream> = firsts
         .into_iter()
-        .map(|first| Stream {
-            kind: first.kind,
-            pages: spawn_page_reader(source.clone(), first),
-            buffer: VecDeque::new(),
-            done: false,
-            warned_skew: false,
+        .map(|first| {
+            let (pages, reader) = spawn_page_reader(source.clone(), first.clone());
+            tasks.push(reader);
+            Stream {
+                kind: first.kind,
+                pages,
+                buffer: VecDeque::new(),
+                done: false,
+                warned_skew: false,
+            }
         })
         .collect();
     let mut merge = Merge {
@@ -91,13 +127,16 @@ pub fn spawn(
         counters,
         pending_error: None,
     };
-    tokio::spawn(async move {
+    let merging = tokio::spawn(async move {
         loop {
             // The next chunk is built once the last one was taken: one chunk waits, never two.
             let Ok(slot) = tx.reserve().await else { return };
             match merge.next_chunk().await {
-                Ok(Some(chunk)) => slot.send(Ok(chunk)),
-                Ok(None) => return,
+                Ok(Some(chunk)) => slot.send(Ok(Read::Chunk(chunk))),
+                Ok(None) => {
+                    slot.send(Ok(Read::End));
+                    return;
+                }
                 Err(e) => {
                     slot.send(Err(e));
                     return;
@@ -105,7 +144,8 @@ pub fn spawn(
             }
         }
     });
-    rx
+    tasks.push(merging.abort_handle());
+    Chunks { rx, tasks }
 }
 
 struct Stream {
@@ -122,7 +162,15 @@ impl Stream {
     async fn fill(&mut self, counters: &Counters) -> Result<(), KongError> {
         while self.buffer.is_empty() && !self.done {
             match self.pages.recv().await {
-                None => self.done = true,
+                None => {
+                    // The reader hands over the last page (no offset) before it ends: a channel that
+                    // closes first is a reader that died.
+                    self.done = true;
+                    return Err(KongError::Task {
+                        url: format!("/{}", self.kind.path()),
+                        detail: "its page reader stopped before the last page".into(),
+                    });
+                }
                 Some((Err(e), _)) => {
                     self.done = true;
                     return Err(e);
@@ -252,9 +300,12 @@ impl Merge {
 /// consumer stops listening: the next page is fetched as soon as the last one was taken, so one page
 /// is waiting or on its way, never more. An offset seen twice ends the read with an error instead of a
 /// loop.
-fn spawn_page_reader(source: Arc<dyn AuditSource>, first: PageRequest) -> mpsc::Receiver<(Result<Page, KongError>, Instant)> {
+fn spawn_page_reader(
+    source: Arc<dyn AuditSource>,
+    first: PageRequest,
+) -> (mpsc::Receiver<(Result<Page, KongError>, Instant)>, tokio::task::AbortHandle) {
     let (tx, rx) = mpsc::channel(1);
-    tokio::spawn(async move {
+    let reader = tokio::spawn(async move {
         let mut request = first;
         let mut seen = HashSet::new();
         loop {
@@ -276,5 +327,85 @@ fn spawn_page_reader(source: Arc<dyn AuditSource>, first: PageRequest) -> mpsc::
             request.offset = Some(offset);
         }
     });
-    rx
+    (rx, reader.abort_handle())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use async_trait::async_trait;
+
+    /// Two pages of requests and one of objects; the second page of requests panics when `panic`.
+    struct Trail {
+        panic: bool,
+    }
+
+    #[async_trait]
+    impl AuditSource for Trail {
+        async fn info(&self) -> Result<KongInfo, KongError> {
+            unreachable!()
+        }
+
+        async fn page(&self, r: &PageRequest) -> Result<Page, KongError> {
+            let entry = |key: &str, ts: i64| {
+                let text = format!(r#"{{"{}":"{key}","request_timestamp":{ts}}}"#, r.kind.key_field());
+                Entry::parse(r.kind, &text).unwrap()
+            };
+            match (r.kind, r.offset.as_deref()) {
+                (EntryKind::Request, None) => Ok(Page {
+                    entries: vec![entry("r1", 10)],
+                    offset: Some("2".into()),
+                }),
+                (EntryKind::Request, Some(_)) if self.panic => panic!("a reader dies"),
+                (EntryKind::Request, Some(_)) => Ok(Page {
+                    entries: vec![entry("r2", 30)],
+                    offset: None,
+                }),
+                (EntryKind::Object, _) => Ok(Page {
+                    entries: vec![entry("o1", 20)],
+                    offset: None,
+                }),
+            }
+        }
+    }
+
+    async fn read_all(panic: bool) -> (Vec<String>, Result<(), KongError>) {
+        let firsts = EntryKind::ALL
+            .iter()
+            .map(|kind| PageRequest {
+                kind: *kind,
+                size: 1,
+                sort_by: "request_timestamp",
+                sort_desc: false,
+                after: None,
+                before: None,
+                offset: None,
+            })
+            .collect();
+        let mut chunks = spawn(Arc::new(Trail { panic }), firsts, true, 10, Arc::new(Counters::default()));
+        let mut keys = Vec::new();
+        loop {
+            match chunks.next().await {
+                Ok(Some(chunk)) => keys.extend(chunk.entries.into_iter().map(|e| e.entry.key)),
+                Ok(None) => return (keys, Ok(())),
+                Err(e) => return (keys, Err(e)),
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn both_endpoints_merge_oldest_first_and_end_explicitly() {
+        let (keys, end) = read_all(false).await;
+        assert_eq!(keys, ["r1", "o1", "r2"]);
+        assert!(end.is_ok());
+    }
+
+    #[tokio::test]
+    async fn a_reader_that_dies_is_an_error_never_the_end_of_the_trail() {
+        let (keys, end) = read_all(true).await;
+        assert!(!keys.contains(&"r2".to_string()));
+        let e = end.expect_err("a dead reader is not the last page");
+        assert!(matches!(e, KongError::Task { .. }), "{e}");
+        assert!(e.to_string().contains("/audit/requests"), "{e}");
+    }
 }

@@ -49,7 +49,10 @@ impl AuditSource for VerifyingSource {
             entries
         })
         .await
-        .expect("verifying a page of entries does not panic");
+        .map_err(|e| KongError::Task {
+            url: format!("/{}", request.kind.path()),
+            detail: format!("verifying the signatures of a page failed: {e}"),
+        })?;
         Ok(page)
     }
 }

@@ -149,9 +149,9 @@ pub async fn verify_kong(
         signatures: Default::default(),
     };
     let mut report = TrailReport::default();
-    while let Some(chunk) = chunks.recv().await {
-        match chunk {
-            Ok(chunk) => {
+    loop {
+        match chunks.next().await {
+            Ok(Some(chunk)) => {
                 for read in chunk.entries {
                     let entry = read.entry;
                     if window.contains(event_time(&entry, &ctx).0) {
@@ -160,6 +160,7 @@ pub async fn verify_kong(
                     }
                 }
             }
+            Ok(None) => break,
             Err(e) => {
                 report.error = Some(e.to_string());
                 break;

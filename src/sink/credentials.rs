@@ -28,6 +28,19 @@ pub fn unusable(err: &(dyn Error + 'static)) -> bool {
     false
 }
 
+/// True when `err`, or one of its causes, is about loading credentials at all (none found, an invalid
+/// configuration, or a provider that failed): the call was never signed, so it never reached AWS.
+pub fn involved(err: &(dyn Error + 'static)) -> bool {
+    let mut cause = Some(err);
+    while let Some(e) = cause {
+        if e.downcast_ref::<CredentialsError>().is_some() {
+            return true;
+        }
+        cause = e.source();
+    }
+    false
+}
+
 #[cfg(test)]
 mod tests {
     use std::time::Duration;

@@ -109,7 +109,7 @@ impl Default for LakeState {
             stores: vec![STORE_ARN.to_string()],
             events: Vec::new(),
             ingestion_delay: Duration::ZERO,
-            running_polls: 1,
+            running_polls: 0,
             denied: Vec::new(),
             time_out_spans_over: 0,
             fail_next: 0,
@@ -318,7 +318,7 @@ fn describe_query(lake: &mut LakeState, request: &Value) -> Response {
     if q.status == "QUEUED" && q.polls > 1 {
         q.status = "RUNNING";
     }
-    if q.status == "RUNNING" && q.polls > 1 + running_polls {
+    if q.status == "RUNNING" && q.polls >= 1 + running_polls {
         q.status = "FINISHED";
     }
     let mut answer = json!({
