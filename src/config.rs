@@ -127,9 +127,11 @@ pub struct Settings {
     #[arg(long, env = "OVERLAP_SECONDS", default_value_t = 300, global = true)]
     pub overlap_seconds: u64,
     /// Incremental runs read the whole trail when the last full read is older than this (catches rows
-    /// stamped further back than OVERLAP_SECONDS by a node whose clock is behind); 0: every run
-    #[arg(long, env = "SWEEP_INTERVAL_SECONDS", default_value_t = 86_400, global = true)]
-    pub sweep_interval_seconds: u64,
+    /// stamped further back than OVERLAP_SECONDS by a node whose clock is behind); 0: every run.
+    /// Default: a day, or half of Kong's audit_log_record_ttl when that is shorter; a longer one
+    /// than half the retention is refused (rows behind the overlap would expire unread)
+    #[arg(long, env = "SWEEP_INTERVAL_SECONDS", global = true)]
+    pub sweep_interval_seconds: Option<u64>,
     /// Read Kong's whole trail instead of what is newer than the watermark (shipped entries are still skipped)
     #[arg(long, env = "FULL_READ", global = true)]
     pub full_read: bool,

@@ -330,6 +330,7 @@ impl LettersSource {
                 version: None,
                 record_ttl,
                 audit_log: None,
+                clock_offset: None,
             },
             entries: by_kind,
         }

@@ -5,7 +5,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use crate::config::Settings;
-use crate::ship::{RunLimits, ShipOptions};
+use crate::ship::{RunLimits, ShipOptions, Sweep};
 use crate::summary::Summary;
 
 /// Exit codes: 0 all shipped (or a run stopped at its time budget having lost nothing); 1 a run that
@@ -25,7 +25,10 @@ pub fn ship_options(s: &Settings) -> ShipOptions {
         backoff: s.backoff(),
         incremental: !s.full_read,
         overlap: Duration::from_secs(s.overlap_seconds),
-        sweep_interval: Some(Duration::from_secs(s.sweep_interval_seconds)),
+        sweep: match s.sweep_interval_seconds {
+            Some(secs) => Sweep::Every(Duration::from_secs(secs)),
+            None => Sweep::Default,
+        },
         put_rate: s.put_rate_limit,
         rebuild: true,
         settle: Duration::from_secs(s.reconcile_settle_seconds),

@@ -33,6 +33,7 @@ impl AuditSource for StaticKong {
             version: KongVersion::parse("3.8.1.0"),
             record_ttl: 2_592_000,
             audit_log: Some(true),
+            clock_offset: None,
         })
     }
 

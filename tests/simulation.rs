@@ -25,7 +25,7 @@ use kong_audit_shipper::dedup::{Claim, Commit, DedupStore, MemoryStore, Settleme
 use kong_audit_shipper::event::AuditEvent;
 use kong_audit_shipper::kong::{AuditSource, Entry, EntryKind, KongError, KongInfo, KongVersion, Page, PageRequest};
 use kong_audit_shipper::retry::Backoff;
-use kong_audit_shipper::ship::{RunLimits, ShipOptions, Shipper};
+use kong_audit_shipper::ship::{RunLimits, ShipOptions, Shipper, Sweep};
 use kong_audit_shipper::sink::{CallLimits, PutReport, Refusal, Sink, SinkError};
 use kong_audit_shipper::summary::{Counters, Summary};
 
@@ -82,6 +82,7 @@ impl AuditSource for SimKong {
             version: KongVersion::parse("3.8.1.0"),
             record_ttl: 2_592_000,
             audit_log: Some(true),
+            clock_offset: None,
         })
     }
 
@@ -368,7 +369,7 @@ fn options(rng: &mut fastrand::Rng, sweep_every_run: bool) -> ShipOptions {
             attempts: 3,
         },
         incremental: rng.u8(..10) != 0,
-        sweep_interval: Some(if sweep_every_run {
+        sweep: Sweep::Every(if sweep_every_run {
             Duration::ZERO
         } else {
             Duration::from_secs(86_400)
@@ -682,6 +683,29 @@ async fn no_call_starts_on_a_claim_about_to_lapse() {
     }
     let ids = sink.accepted.lock().unwrap().clone();
     assert_eq!(ids.iter().collect::<HashSet<_>>().len(), ids.len(), "nothing shipped twice");
+}
+
+/// The lease is checked again when a call's slot comes: with eight calls packed at once and a pace
+/// of two calls a second, the last calls wait seconds for their slots, longer than a 1.6 s lease
+/// leaves; their entries are released instead of sent on claims that have lapsed.
+#[tokio::test]
+async fn no_call_goes_out_on_a_claim_that_ran_short_while_waiting_for_its_slot() {
+    let (_kong, _store, sink, shipper) = lease_world(80, Duration::from_millis(5));
+    let opts = ShipOptions {
+        key_prefix: PREFIX.into(),
+        lease: Duration::from_millis(1_600),
+        put_concurrency: 8,
+        put_rate: 2.0,
+        ..ShipOptions::default()
+    };
+    let first = shipper.run(&opts, Arc::new(Counters::default())).await;
+    adds_up(&first, "first");
+    assert!(first.failed > 0 && first.shipped > 0, "{}", first.line());
+    let shortest = sink.shortest_left.lock().unwrap().unwrap();
+    assert!(
+        shortest >= Duration::from_millis(300),
+        "a call went out with only {shortest:?} left on a claim (margin 400 ms)"
+    );
 }
 
 /// When another run took a claim over while this run's put was under way, the commit leaves the

@@ -9,7 +9,7 @@ use clap::Args;
 use crate::config::Settings;
 use crate::runner;
 use crate::setup::{SinkChoice, StoreChoice, build};
-use crate::ship::{Keys, Life, rebuild, set_floor};
+use crate::ship::{Keys, Life, rebuild, set_floor, sweep_interval};
 use crate::summary::Counters;
 
 #[derive(Debug, Args)]
@@ -30,6 +30,14 @@ pub async fn main(settings: &Settings, args: RunArgs) -> ExitCode {
         Err(e) => return super::setup_failed(&e),
     };
     let mut opts = runner::ship_options(settings);
+    // A sweep interval Kong's retention cannot honour is a setting to fix, found before any work.
+    if let Ok(info) = shipper.source.info().await
+        && let Err(e) = sweep_interval(opts.sweep, info.record_ttl)
+    {
+        tracing::error!("{e}");
+        eprintln!("kong-audit-shipper: {e}");
+        return ExitCode::from(runner::EXIT_CONFIG);
+    }
     if let Some(since) = args.since {
         if let Err(e) = set_floor(shipper.store.as_ref(), &Keys::new(opts.key_prefix.clone()), since).await {
             tracing::error!(error = %e, "cannot set the floor");

@@ -16,6 +16,9 @@ use crate::secret::Secret;
 
 /// Kong's default `audit_log_record_ttl` (30 days), used when `GET /` does not report it.
 pub const DEFAULT_RECORD_TTL: i64 = 2_592_000;
+/// The largest answer read from Kong: a page of 1,000 entries is a few MiB; anything this large is
+/// a misconfigured proxy or a runaway payload, and reading it would exhaust a Lambda's memory.
+pub const MAX_BODY_BYTES: usize = 64 * 1024 * 1024;
 
 /// Where audit entries come from. `KongClient` reads a real Admin API; tests may put anything here.
 #[async_trait]
@@ -32,6 +35,16 @@ pub struct KongInfo {
     pub record_ttl: i64,
     /// `audit_log` as `GET /` reports it, when it does.
     pub audit_log: Option<bool>,
+    /// Kong's clock less ours, in seconds, from the `Date` of its answer to `GET /`: rows are
+    /// stamped by Kong's clock, so where a read stood is told in it too.
+    pub clock_offset: Option<i64>,
+}
+
+impl KongInfo {
+    /// Kong's clock when ours shows `now`, as far as it is known.
+    pub fn kong_time(&self, now: i64) -> i64 {
+        now + self.clock_offset.unwrap_or(0)
+    }
 }
 
 impl KongInfo {
@@ -80,6 +93,8 @@ pub enum KongError {
     /// A task of the read failed (a panic): an error of the run, never the end of the trail.
     #[error("reading {url} failed: {detail}")]
     Task { url: String, detail: String },
+    #[error("{url} answered with more than {limit} bytes: lower KONG_PAGE_SIZE (a page of 1,000 entries is a few MiB), or check what answers at KONG_ADMIN_API")]
+    TooLarge { url: String, limit: usize },
 }
 
 impl KongError {
@@ -167,15 +182,21 @@ impl KongClient {
     }
 
     /// GET with retries on 429 (after `Retry-After`), 5xx, timeouts and broken connections;
-    /// fails at once on answers that a retry cannot change.
-    async fn get_json<T: for<'de> Deserialize<'de>>(&self, url: &Url, not_found_hint: &'static str) -> Result<T, KongError> {
+    /// fails at once on answers that a retry cannot change. Also returns the answer's `Date`.
+    async fn get_json<T: for<'de> Deserialize<'de>>(&self, url: &Url, not_found_hint: &'static str) -> Result<(T, Option<i64>), KongError> {
         let shown = url.to_string();
         let mut retry = 0;
         loop {
             let (last, hint) = match self.try_get(url).await {
+                Err(Fetch::TooLarge) => {
+                    return Err(KongError::TooLarge {
+                        url: shown,
+                        limit: MAX_BODY_BYTES,
+                    });
+                }
                 Ok((status, headers, body)) => match classify(status, &headers, &body, &shown, not_found_hint) {
                     Outcome::Body => match serde_json::from_slice::<T>(&body) {
-                        Ok(v) => return Ok(v),
+                        Ok(v) => return Ok((v, date(&headers))),
                         Err(e) if is_json(&headers) && e.is_eof() => (format!("truncated JSON: {e}"), None),
                         Err(e) => {
                             return Err(KongError::NotJson {
@@ -187,7 +208,7 @@ impl KongClient {
                     Outcome::Retry(reason, hint) => (reason, hint),
                     Outcome::Fail(e) => return Err(e),
                 },
-                Err(e) => (transport_error(&e), None),
+                Err(Fetch::Transport(e)) => (transport_error(&e), None),
             };
             retry += 1;
             match self.backoff.wait(retry, hint, None) {
@@ -206,27 +227,49 @@ impl KongClient {
         }
     }
 
-    async fn try_get(&self, url: &Url) -> Result<(StatusCode, HeaderMap, Vec<u8>), reqwest::Error> {
+    async fn try_get(&self, url: &Url) -> Result<(StatusCode, HeaderMap, Vec<u8>), Fetch> {
         let mut req = self.http.get(url.clone()).header("accept", "application/json");
         if let Some(token) = &self.token {
             let mut value = HeaderValue::from_str(token.expose()).unwrap_or_else(|_| HeaderValue::from_static("invalid"));
             value.set_sensitive(true);
             req = req.header("Kong-Admin-Token", value);
         }
-        let resp = req.send().await?;
+        let mut resp = req.send().await.map_err(Fetch::Transport)?;
         let status = resp.status();
         let headers = resp.headers().clone();
-        let body = resp.bytes().await?.to_vec();
+        if resp.content_length().is_some_and(|n| n > MAX_BODY_BYTES as u64) {
+            return Err(Fetch::TooLarge);
+        }
+        let mut body = Vec::new();
+        while let Some(chunk) = resp.chunk().await.map_err(Fetch::Transport)? {
+            if body.len() + chunk.len() > MAX_BODY_BYTES {
+                return Err(Fetch::TooLarge);
+            }
+            body.extend_from_slice(&chunk);
+        }
         Ok((status, headers, body))
     }
+}
+
+/// Why an answer could not be read.
+enum Fetch {
+    Transport(reqwest::Error),
+    TooLarge,
+}
+
+/// The answer's `Date`, epoch seconds.
+fn date(headers: &HeaderMap) -> Option<i64> {
+    let value = headers.get(reqwest::header::DATE)?.to_str().ok()?;
+    chrono::DateTime::parse_from_rfc2822(value).ok().map(|t| t.timestamp())
 }
 
 #[async_trait]
 impl AuditSource for KongClient {
     async fn info(&self) -> Result<KongInfo, KongError> {
-        let root: RootBody = self
+        let (root, date): (RootBody, _) = self
             .get_json(&self.base, "KONG_ADMIN_API does not point at Kong's Admin API")
             .await?;
+        let clock_offset = date.map(|d| d - chrono::Utc::now().timestamp());
         let config = root.configuration.unwrap_or_default();
         let record_ttl = config
             .get("audit_log_record_ttl")
@@ -243,12 +286,13 @@ impl AuditSource for KongClient {
             version_text: root.version,
             record_ttl,
             audit_log,
+            clock_offset,
         })
     }
 
     async fn page(&self, request: &PageRequest) -> Result<Page, KongError> {
         let url = self.page_url(request);
-        let body: PageBody = self
+        let (body, _): (PageBody, _) = self
             .get_json(
                 &url,
                 "audit logging is off on this Kong (set audit_log = on in kong.conf), or KONG_ADMIN_API is not the Admin API",

@@ -123,7 +123,9 @@ pub fn outcomes(ids: &[&str], answer: &Result<PutReport, SinkError>) -> Vec<Even
     let failed: HashMap<&str, &Refusal> = report.failed.iter().map(|r| (r.id.as_str(), r)).collect();
     ids.iter()
         .map(|id| match failed.get(id) {
-            _ if ok.contains(id) => EventOutcome::Accepted,
+            // Listed as both stored and refused: the answer cannot be trusted for it; send it again.
+            Some(_) if ok.contains(id) => EventOutcome::Retry("listed as both successful and failed".into()),
+            None if ok.contains(id) => EventOutcome::Accepted,
             Some(r) => match r.kind {
                 RefusalKind::Throttled => EventOutcome::Throttled(r.code.clone()),
                 RefusalKind::Retryable => EventOutcome::Retry(r.code.clone()),
@@ -225,6 +227,18 @@ pub fn after_call(item: &mut Item, sent: &[(usize, EventOutcome)], times: &Retry
     }
     // Only events that did not fit this call are left.
     Next::Now
+}
+
+/// Whether an entry's claim has less than the margin left: 60 s, or a quarter of a short lease.
+pub fn about_to_lapse(item: &Item, lease: Duration, now: Instant) -> bool {
+    let margin = Duration::from_secs(60).min(lease / 4);
+    item.claimed_at + lease < now + margin
+}
+
+/// A call without the entries whose claims are about to lapse, and those entries.
+pub fn split_lapsing(call: Call, lease: Duration, now: Instant) -> (Call, Vec<Item>) {
+    let (keep, lapsing): (Call, Call) = call.into_iter().partition(|(item, _)| !about_to_lapse(item, lease, now));
+    (keep, lapsing.into_iter().map(|(item, _)| item).collect())
 }
 
 // ---------------------------------------------------------------- packing
@@ -397,12 +411,11 @@ impl Delivery {
         for item in ready.into_iter().rev() {
             self.queue.push_front(item);
         }
-        // No call starts on a claim about to lapse: 60 s, or a quarter of a short lease, must be left.
+        // No call starts on a claim about to lapse (checked again when the call's slot comes).
         let lease = run.opts.lease;
-        let margin = Duration::from_secs(60).min(lease / 4);
         let (lapsing, keep): (Vec<Item>, Vec<Item>) = std::mem::take(&mut self.queue)
             .into_iter()
-            .partition(|i| i.claimed_at + lease < now + margin);
+            .partition(|i| about_to_lapse(i, lease, now));
         self.queue = keep.into();
         if !lapsing.is_empty() {
             let done = lapsing
@@ -511,6 +524,16 @@ async fn put(run: &Run, call: Call) -> Vec<Item> {
                 item
             })
             .collect();
+    }
+    // The slot may have come minutes after the call was packed (a slow pace, many calls in flight):
+    // no event goes out on a claim about to lapse.
+    let (call, lapsing) = split_lapsing(call, run.opts.lease, Instant::now());
+    if !lapsing.is_empty() {
+        let why = "its claim's lease is about to lapse".to_string();
+        settle(run, lapsing.into_iter().map(|item| (item, Resolution::Failed(why.clone()))).collect()).await;
+    }
+    if call.is_empty() {
+        return Vec::new();
     }
     let events: Vec<AuditEvent> = call
         .iter()
@@ -650,6 +673,32 @@ mod tests {
         let down = Err(SinkError::Transient("500".into()));
         assert_eq!(outcomes(&ids[..1], &down), vec![EventOutcome::Retry("500".into())]);
         assert_eq!(signal(&down, &[]), Signal::Failed);
+    }
+
+    #[test]
+    fn an_id_listed_both_successful_and_failed_is_sent_again_not_counted_accepted() {
+        for code in ["Throttling", "InvalidData"] {
+            let report = PutReport {
+                successful: vec!["a".into()],
+                failed: vec![Refusal::from_cloudtrail("a", code, "?")],
+            };
+            assert!(matches!(outcomes(&["a"], &Ok(report))[0], EventOutcome::Retry(_)), "{code}");
+        }
+    }
+
+    #[test]
+    fn a_claim_that_ran_short_while_its_call_waited_for_a_slot_is_taken_out_of_the_call() {
+        let lease = Duration::from_secs(600);
+        let now = Instant::now();
+        let fresh = item("fresh", &[1]);
+        let mut old = item("old", &[1]);
+        old.claimed_at = now - Duration::from_secs(560);
+        let (call, lapsing) = split_lapsing(vec![(fresh, vec![0]), (old, vec![0])], lease, now);
+        assert_eq!(shape(&call), vec![("fresh".to_string(), vec![0])]);
+        assert_eq!(lapsing.iter().map(|i| i.key.as_str()).collect::<Vec<_>>(), ["old"]);
+        // The margin is 60 s, or a quarter of a short lease.
+        assert!(!about_to_lapse(&item("x", &[1]), Duration::from_secs(100), now + Duration::from_secs(74)));
+        assert!(about_to_lapse(&item("x", &[1]), Duration::from_secs(100), now + Duration::from_secs(76)));
     }
 
     #[test]

@@ -33,11 +33,11 @@ pub use deliver::{Pacer, Signal, next_rate};
 pub use read::{Chunk, Chunks, ReadEntry, Window, first_page, spawn as read_trail};
 pub use rebuild::{Known, Life};
 pub use settle::{MARK_GRACE_SECONDS, commit_ttl};
-pub use watermark::{Position, Progress, next_watermark, set_floor, sweep_due};
+pub use watermark::{Position, Progress, Sweep, next_watermark, set_floor, sweep_due, sweep_interval};
 
 use crate::dead_letter::DeadLetterSink;
 use crate::reconcile::{Inventory, InventoryError, Scope};
-use crate::dedup::{DedupStore, StoreError, claim_token};
+use crate::dedup::{DedupStore, StoreError, Swap, claim_token};
 use crate::kong::{AuditSource, EntryKind, KongError, KongInfo};
 use crate::retry::Backoff;
 use crate::signature::Verifier;
@@ -62,9 +62,8 @@ pub struct ShipOptions {
     /// How far before the watermark incremental reads start: rows are stamped by each node's
     /// clock and written after the response, so late rows land slightly in the past.
     pub overlap: Duration,
-    /// Incremental runs read the whole trail when the last such read is older than this (rows
-    /// stamped further behind than `overlap`). `None`: never.
-    pub sweep_interval: Option<Duration>,
+    /// How often incremental runs read the whole trail (rows stamped further behind than `overlap`).
+    pub sweep: Sweep,
     /// Most calls per second to the destination.
     pub put_rate: f64,
     /// Read nothing older than the store's floor (`run --since`); a backfill's own window does not.
@@ -89,7 +88,7 @@ impl Default for ShipOptions {
             limits: None,
             incremental: false,
             overlap: Duration::from_secs(300),
-            sweep_interval: Some(Duration::from_secs(86_400)),
+            sweep: Sweep::Default,
             put_rate: 95.0,
             respect_floor: true,
             rebuild: false,
@@ -231,11 +230,31 @@ impl Shipper {
             s.error = error.or_else(|| run.and_then(|r| r.fatal.lock().unwrap().as_ref().map(ToString::to_string)));
             s
         };
-        let info = match self.source.info().await {
+        // Bounded by the run's time: a Kong answering 429 with a long Retry-After must not hold a
+        // Lambda past its deadline.
+        let asked = self.source.info();
+        let answer = match opts.limits.map(|l| l.stop_claiming_at) {
+            Some(until) => tokio::time::timeout_at(until.into(), asked).await.unwrap_or_else(|_| {
+                Err(KongError::Unavailable {
+                    url: "GET /".into(),
+                    attempts: 0,
+                    last: "no answer before the run's time ran out".into(),
+                })
+            }),
+            None => asked.await,
+        };
+        let info = match answer {
             Ok(info) => info,
             Err(e) => {
                 tracing::error!(error = %e, "stopping the run");
                 return summary(None, Some(e.to_string()), false);
+            }
+        };
+        let sweep_every = match watermark::sweep_interval(opts.sweep, info.record_ttl) {
+            Ok(every) => every,
+            Err(e) => {
+                tracing::error!(error = %e, "stopping the run");
+                return summary(None, Some(e), false);
             }
         };
         describe_capabilities(&info);
@@ -294,9 +313,7 @@ impl Shipper {
         let (stored, sweep) = if incremental {
             match watermark::load(self.store.as_ref(), &run.keys).await {
                 Ok(stored) => {
-                    let due = opts
-                        .sweep_interval
-                        .is_some_and(|every| watermark::sweep_due(stored.last_sweep, run_started, every));
+                    let due = sweep_every.is_some_and(|every| watermark::sweep_due(stored.last_sweep, run_started, every));
                     let sweep = stored.sweeping_since.is_some() || due;
                     (stored, sweep)
                 }
@@ -345,7 +362,8 @@ impl Shipper {
             }
         }
         if incremental {
-            self.advance_watermarks(&run, &stored, &progress, sweep, run_started).await;
+            self.advance_watermarks(&run, &stored, &progress, sweep, run_started, info.kong_time(run_started))
+                .await;
         }
         if let Some(before) = life.rebuilding {
             let read_all = EntryKind::ALL.iter().all(|k| progress.get(k).is_some_and(|p| p.complete));
@@ -506,34 +524,47 @@ impl Shipper {
         progress: &HashMap<EntryKind, watermark::Progress>,
         sweep: bool,
         run_started: i64,
+        read_at: i64,
     ) {
         if run.lost_track.load(Ordering::SeqCst) {
             tracing::warn!("watermarks left as they were: a task of this run failed with entries in hand");
             return;
         }
         let keys = &run.keys;
-        let mut writes: Vec<(String, String)> = Vec::new();
-        let mut deletes: Vec<(String, String)> = Vec::new();
+        // Each move applies only while the key holds what this run read at its start.
+        let mut swaps: Vec<Swap> = Vec::new();
         let mut swept = sweep;
         for kind in EntryKind::ALL {
             let p = progress.get(&kind).copied().unwrap_or_default();
             let current = stored.watermarks.get(&kind).copied();
-            match watermark::next_watermark(current, &p, run_started) {
-                Some(next) if Some(next) != current => writes.push((keys.watermark(kind), next.render())),
+            match watermark::next_watermark(current, &p, run_started, read_at) {
+                Some(next) if Some(next) != current => swaps.push(Swap {
+                    key: keys.watermark(kind),
+                    expected: current.map(|c| c.render()),
+                    new: Some((next.render(), None)),
+                }),
                 _ => {}
             }
             if sweep {
                 let at = stored.sweep_at(kind);
-                match watermark::next_sweep_position(at, &p, run_started) {
+                let reached = match at {
+                    watermark::SweepAt::Reached(position) => Some(position.render()),
+                    watermark::SweepAt::Beginning => None,
+                };
+                match watermark::next_sweep_position(at, &p, run_started, read_at) {
                     None => {
-                        if let watermark::SweepAt::Reached(position) = at {
-                            deletes.push((keys.sweep_position(kind), position.render()));
+                        if let Some(position) = reached {
+                            swaps.push(Swap::delete(keys.sweep_position(kind), position));
                         }
                     }
                     Some(next) => {
                         swept = false;
                         if let (watermark::SweepAt::Reached(position), true) = (next, next != at) {
-                            writes.push((keys.sweep_position(kind), position.render()));
+                            swaps.push(Swap {
+                                key: keys.sweep_position(kind),
+                                expected: reached,
+                                new: Some((position.render(), None)),
+                            });
                         }
                     }
                 }
@@ -542,20 +573,29 @@ impl Shipper {
         if sweep {
             let began = stored.sweeping_since.unwrap_or(run_started);
             if swept {
-                writes.push((keys.sweep(), began.to_string()));
+                swaps.push(Swap {
+                    key: keys.sweep(),
+                    expected: stored.last_sweep.map(|t| t.to_string()),
+                    new: Some((began.to_string(), None)),
+                });
                 if let Some(since) = stored.sweeping_since {
-                    deletes.push((keys.sweeping_since(), since.to_string()));
+                    swaps.push(Swap::delete(keys.sweeping_since(), since.to_string()));
                 }
                 tracing::info!("sweep complete: the whole trail was read");
-            } else if stored.sweeping_since.is_none() && writes.iter().any(|(k, _)| k.starts_with(&keys.sweep_position_prefix())) {
+            } else if stored.sweeping_since.is_none() && swaps.iter().any(|s| s.key.starts_with(&keys.sweep_position_prefix())) {
                 // A sweep that got somewhere goes on in the next runs.
-                writes.push((keys.sweeping_since(), began.to_string()));
+                swaps.push(Swap::create(keys.sweeping_since(), began.to_string(), None));
             }
         }
         let until = run.tail().map(|t| t.watermark_until);
-        if let Err(e) = watermark::save(self.store.as_ref(), &writes, &deletes, until).await {
+        match watermark::save(self.store.as_ref(), &swaps, until).await {
+            Ok(moved) if !moved.is_empty() => tracing::info!(
+                keys = %moved.join(","),
+                "another run moved these positions while this one ran: left as that run wrote them"
+            ),
+            Ok(_) => {}
             // Not fatal: the next run reads from the old watermark, and the store skips what shipped.
-            tracing::warn!(error = %e, "cannot write the watermark; the next run reads a little more");
+            Err(e) => tracing::warn!(error = %e, "cannot write the watermark; the next run reads a little more"),
         }
     }
 }

@@ -16,7 +16,7 @@ use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use super::claim::Keys;
-use crate::dedup::{DedupStore, StoreError};
+use crate::dedup::{DedupStore, StoreError, Swap};
 use crate::kong::EntryKind;
 
 /// What one run learned about one endpoint.
@@ -90,7 +90,8 @@ impl Position {
 /// the oldest entry not handled, and never past `run_started` (the shipper's clock when the run
 /// began). It stays at the newest entry rather than moving to the end of a complete read: the
 /// next run then reads that entry's second again, and rows a little late in it are not missed.
-pub fn next_watermark(current: Option<Position>, progress: &Progress, run_started: i64) -> Option<Position> {
+/// `read_at` is when this run read, by Kong's clock (the one that stamps rows), as near as known.
+pub fn next_watermark(current: Option<Position>, progress: &Progress, run_started: i64, read_at: i64) -> Option<Position> {
     let covered = match (current.map(|c| c.at), progress.newest_read) {
         (Some(c), Some(r)) => c.max(r),
         (c, r) => c.or(r)?,
@@ -101,11 +102,43 @@ pub fn next_watermark(current: Option<Position>, progress: &Progress, run_starte
     Some(Position {
         at: held_back.min(run_started),
         read_at: if reread {
-            Some(run_started)
+            Some(read_at)
         } else {
             current.and_then(|c| c.read_at)
         },
     })
+}
+
+/// How often incremental runs read the whole trail.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Sweep {
+    /// A day, or half of Kong's retention when that is shorter.
+    Default,
+    /// As set (`SWEEP_INTERVAL_SECONDS`; zero: every run).
+    Every(Duration),
+    /// Never (tests of what the watermark alone does).
+    Never,
+}
+
+/// The default sweep interval where Kong keeps rows long enough.
+pub const DEFAULT_SWEEP: Duration = Duration::from_secs(86_400);
+
+/// The interval a run sweeps at, given Kong's `audit_log_record_ttl`. A row stamped further behind
+/// than the overlap is only caught by a sweep, and only if the sweep comes before Kong deletes it:
+/// with sweeps at most half the retention apart, every row is read by one while Kong still has it.
+/// An interval set longer than that is refused, naming both.
+pub fn sweep_interval(sweep: Sweep, record_ttl: i64) -> Result<Option<Duration>, String> {
+    let half = Duration::from_secs((record_ttl.max(2) / 2) as u64);
+    match sweep {
+        Sweep::Never => Ok(None),
+        Sweep::Default => Ok(Some(DEFAULT_SWEEP.min(half))),
+        Sweep::Every(every) if every > half => Err(format!(
+            "SWEEP_INTERVAL_SECONDS ({} s) is longer than half of Kong's audit_log_record_ttl ({record_ttl} s): rows stamped behind the overlap would expire before a sweep reads them; set it to {} s or less, or leave it unset",
+            every.as_secs(),
+            half.as_secs()
+        )),
+        Sweep::Every(every) => Ok(Some(every)),
+    }
 }
 
 /// Whether a sweep is due: none on record, or the last began `interval` ago.
@@ -136,7 +169,8 @@ pub fn read_from(watermark: Option<Position>, overlap: Duration, sweep: Option<S
 }
 
 /// Where the sweep of an endpoint stands after a run that swept it: `None` once it read to the end.
-pub fn next_sweep_position(current: SweepAt, progress: &Progress, run_started: i64) -> Option<SweepAt> {
+/// `read_at` as for `next_watermark`.
+pub fn next_sweep_position(current: SweepAt, progress: &Progress, run_started: i64, read_at: i64) -> Option<SweepAt> {
     if progress.complete {
         return None;
     }
@@ -144,7 +178,7 @@ pub fn next_sweep_position(current: SweepAt, progress: &Progress, run_started: i
     let moved = |at| {
         SweepAt::Reached(Position {
             at,
-            read_at: Some(run_started),
+            read_at: Some(read_at),
         })
     };
     Some(match (current, reached) {
@@ -206,36 +240,29 @@ pub async fn floor(store: &dyn DedupStore, keys: &Keys) -> Result<Option<i64>, S
     Ok(store.get(&keys.floor()).await?.and_then(|v| v.trim().parse().ok()))
 }
 
-/// Writes `(key, value)` pairs and deletes `(key, value it holds)` pairs, giving up at `until`.
-pub async fn save(
-    store: &dyn DedupStore,
-    writes: &[(String, String)],
-    deletes: &[(String, String)],
-    until: Option<Instant>,
-) -> Result<(), StoreError> {
-    let all = async {
-        for (key, value) in writes {
-            store.put(key, value, None).await?;
-        }
-        for (key, value) in deletes {
-            // A release deletes a key only while it holds the given value: here, what we read.
-            let delete = crate::dedup::Settlement {
-                releases: vec![key.clone()],
-                ..Default::default()
-            };
-            store.settle(&delete, value).await?;
-        }
-        Ok(())
-    };
-    match until {
+/// Applies the moves of the watermarks and the sweep, each only while its key still holds what this
+/// run read at its start (two runs at once never put back a position the other moved on from);
+/// gives up at `until`. Returns the keys another run had moved meanwhile.
+pub async fn save(store: &dyn DedupStore, swaps: &[crate::dedup::Swap], until: Option<Instant>) -> Result<Vec<String>, StoreError> {
+    if swaps.is_empty() {
+        return Ok(Vec::new());
+    }
+    let all = store.swap(swaps);
+    let applied = match until {
         Some(at) => tokio::time::timeout_at(at.into(), all).await.unwrap_or_else(|_| {
             Err(StoreError {
                 location: store.describe(),
                 detail: "no time left before the deadline to write the watermark".into(),
             })
-        }),
-        None => all.await,
-    }
+        })?,
+        None => all.await?,
+    };
+    Ok(swaps
+        .iter()
+        .zip(applied)
+        .filter(|(_, applied)| !applied)
+        .map(|(swap, _)| swap.key.clone())
+        .collect())
 }
 
 #[cfg(test)]
@@ -258,7 +285,7 @@ mod tests {
     }
 
     fn next(current: Option<Position>, p: Progress) -> Option<i64> {
-        next_watermark(current, &p, NOW).map(|w| w.at)
+        next_watermark(current, &p, NOW, NOW).map(|w| w.at)
     }
 
     #[test]
@@ -300,9 +327,9 @@ mod tests {
             at: NOW - 5_000,
             read_at: Some(NOW - 3_600),
         });
-        let reached = next_watermark(old, &progress(false, Some(NOW - 2_000), None), NOW).unwrap();
+        let reached = next_watermark(old, &progress(false, Some(NOW - 2_000), None), NOW, NOW).unwrap();
         assert_eq!(reached.read_at, Some(NOW), "read up to it in this run");
-        let fell_short = next_watermark(old, &progress(false, Some(NOW - 5_100), None), NOW).unwrap();
+        let fell_short = next_watermark(old, &progress(false, Some(NOW - 5_100), None), NOW, NOW).unwrap();
         assert_eq!(fell_short.read_at, Some(NOW - 3_600), "not read again: the old time stands");
     }
 
@@ -348,6 +375,28 @@ mod tests {
     }
 
     #[test]
+    fn the_sweep_comes_at_least_twice_within_kongs_retention() {
+        let day = Duration::from_secs(86_400);
+        assert_eq!(sweep_interval(Sweep::Default, 2_592_000), Ok(Some(day)));
+        assert_eq!(sweep_interval(Sweep::Default, 36_000), Ok(Some(Duration::from_secs(18_000))), "half a 10 h retention");
+        assert_eq!(sweep_interval(Sweep::Every(Duration::ZERO), 60), Ok(Some(Duration::ZERO)));
+        assert_eq!(sweep_interval(Sweep::Never, 60), Ok(None));
+        let refused = sweep_interval(Sweep::Every(day), 86_400).unwrap_err();
+        assert!(refused.contains("SWEEP_INTERVAL_SECONDS (86400 s)") && refused.contains("audit_log_record_ttl (86400 s)"), "{refused}");
+    }
+
+    #[test]
+    fn positions_record_when_they_were_read_by_kongs_clock() {
+        // Our clock an hour ahead of Kong's: rows may still land in the overlap before Kong's now.
+        let w = next_watermark(None, &progress(true, Some(NOW - 3_660), None), NOW, NOW - 3_600).unwrap();
+        assert_eq!(w.read_at, Some(NOW - 3_600));
+        assert_eq!(w.resume_from(OVERLAP), NOW - 3_600 - 300);
+        // By our own clock, the overlap would have been spent already: nothing read again.
+        let ours = next_watermark(None, &progress(true, Some(NOW - 3_660), None), NOW, NOW).unwrap();
+        assert_eq!(ours.resume_from(OVERLAP), NOW - 3_660);
+    }
+
+    #[test]
     fn a_sweep_is_due_without_a_record_or_after_the_interval() {
         let day = Duration::from_secs(86_400);
         assert!(sweep_due(None, NOW, day));
@@ -379,18 +428,18 @@ mod tests {
     fn a_sweep_cut_short_goes_on_from_where_it_stopped_and_ends_when_read_to_the_end() {
         let reached = |at| Some(SweepAt::Reached(Position { at, read_at: Some(NOW) }));
         let cut = progress(false, Some(NOW - 20_000), None);
-        assert_eq!(next_sweep_position(SweepAt::Beginning, &cut, NOW), reached(NOW - 20_000));
+        assert_eq!(next_sweep_position(SweepAt::Beginning, &cut, NOW, NOW), reached(NOW - 20_000));
         let before = SweepAt::Reached(Position {
             at: NOW - 20_000,
             read_at: Some(NOW - 3_600),
         });
         let only_the_overlap = progress(false, Some(NOW - 20_100), None);
-        assert_eq!(next_sweep_position(before, &only_the_overlap, NOW), Some(before), "never back");
+        assert_eq!(next_sweep_position(before, &only_the_overlap, NOW, NOW), Some(before), "never back");
         let nothing = progress(false, None, None);
-        assert_eq!(next_sweep_position(SweepAt::Beginning, &nothing, NOW), Some(SweepAt::Beginning));
-        assert_eq!(next_sweep_position(before, &progress(true, None, None), NOW), None);
+        assert_eq!(next_sweep_position(SweepAt::Beginning, &nothing, NOW, NOW), Some(SweepAt::Beginning));
+        assert_eq!(next_sweep_position(before, &progress(true, None, None), NOW, NOW), None);
         let future = progress(false, Some(NOW + 3_600), None);
-        assert_eq!(next_sweep_position(SweepAt::Beginning, &future, NOW), reached(NOW));
+        assert_eq!(next_sweep_position(SweepAt::Beginning, &future, NOW, NOW), reached(NOW));
     }
 
     #[tokio::test]
@@ -409,9 +458,17 @@ mod tests {
             (keys.sweeping_since(), (NOW - 9).to_string()),
             (keys.sweep_position(EntryKind::Object), p(NOW - 8).render()),
         ];
-        save(&store, &writes, &[], None).await.unwrap();
-        let deletes = [(keys.sweep_position(EntryKind::Object), p(NOW - 8).render())];
-        save(&store, &[], &deletes, None).await.unwrap();
+        let creates: Vec<Swap> = writes.iter().map(|(k, v)| Swap::create(k.clone(), v.clone(), None)).collect();
+        assert!(save(&store, &creates, None).await.unwrap().is_empty());
+        let deletes = [Swap::delete(keys.sweep_position(EntryKind::Object), p(NOW - 8).render())];
+        assert!(save(&store, &deletes, None).await.unwrap().is_empty());
+        // A run that read a position another run has moved since does not put it back.
+        let stale = Swap {
+            key: keys.watermark(EntryKind::Object),
+            expected: Some(p(NOW - 100).render()),
+            new: Some((p(NOW - 50).render(), None)),
+        };
+        assert_eq!(save(&store, &[stale], None).await.unwrap(), vec![keys.watermark(EntryKind::Object)]);
         let stored = load(&store, &keys).await.unwrap();
         assert_eq!(stored.watermarks.get(&EntryKind::Object), Some(&p(NOW)));
         assert_eq!(stored.watermarks.get(&EntryKind::Request), None);
