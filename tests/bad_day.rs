@@ -379,3 +379,83 @@ async fn without_filters_a_budgeted_run_reads_both_endpoints_in_turn() {
     );
     assert!(shipped.len() < requests.len() + objects.len());
 }
+
+// ---------------------------------------------------------------- the protocol's edges
+
+/// Where a read stood is told by Kong's clock, the one that stamps the rows: with the shipper's
+/// clock an hour ahead of Kong's, a row that lands late a minute behind the newest one read is
+/// still inside the overlap of the next run. (By the shipper's clock the overlap was spent an hour
+/// ago, and the row waited for the daily sweep.)
+#[tokio::test]
+async fn a_shipper_clock_ahead_of_kongs_does_not_eat_the_overlap() {
+    let s = setup().await;
+    s.kong.with(|k| k.clock_offset = -3_600);
+    let kong_now = chrono::Utc::now().timestamp() - 3_600;
+    s.kong.add("requests", &[request("KONGCLOCK00000000000000000000001", kong_now - 10)]);
+    let first = run_bin(&["run"], &s.env).await;
+    assert_eq!((first.code, first.count("shipped")), (0, 1), "{}", first.stderr);
+    // A row written a little late, stamped a minute before the newest one read.
+    s.kong.add("requests", &[request("KONGCLOCK00000000000000000000002", kong_now - 70)]);
+    let second = run_bin(&["run"], &s.env).await;
+    assert_eq!((second.code, second.count("shipped")), (0, 1), "{}", second.stderr);
+    assert!(!second.stderr.contains("sweeping the whole trail"), "the overlap, not a sweep: {}", second.stderr);
+}
+
+/// A Kong that answers `GET /` with 429 and `Retry-After: 300` again and again: the run stops when
+/// its time is up, not seven Retry-Afters later.
+#[tokio::test]
+async fn a_kong_that_keeps_saying_retry_later_does_not_hold_a_run_past_its_budget() {
+    let s = setup().await;
+    s.kong.with(|k| {
+        k.root_faults
+            .extend(std::iter::repeat_n(support::Fault::TooManyRequests { retry_after_secs: 300 }, 10))
+    });
+    let mut env = s.env.clone();
+    env.insert("MAX_RUN_SECONDS".into(), "4".into());
+    env.insert("DEADLINE_MARGIN_SECONDS".into(), "2".into());
+    env.insert("RETRY_MAX_MS".into(), "600000".into());
+    let started = Instant::now();
+    let ran = run_bin(&["run"], &env).await;
+    assert!(started.elapsed() < Duration::from_secs(20), "{:?}", started.elapsed());
+    assert_eq!(ran.code, 1, "{}", ran.stderr);
+    assert!(ran.stderr.contains("time ran out"), "{}", ran.stderr);
+}
+
+/// A sweep interval longer than half of Kong's retention would let rows behind the overlap expire
+/// unread: refused before any work, naming both.
+#[tokio::test]
+async fn a_sweep_interval_longer_than_half_kongs_retention_is_refused() {
+    let s = setup().await;
+    s.kong.with(|k| k.record_ttl = 36_000);
+    let mut env = s.env.clone();
+    env.insert("SWEEP_INTERVAL_SECONDS".into(), "86400".into());
+    let ran = run_bin(&["run"], &env).await;
+    assert_eq!(ran.code, 2, "{}", ran.stderr);
+    for name in ["SWEEP_INTERVAL_SECONDS", "audit_log_record_ttl (36000 s)", "18000"] {
+        assert!(ran.stderr.contains(name), "names {name}: {}", ran.stderr);
+    }
+    assert!(s.ct.accepted().is_empty());
+    env.insert("SWEEP_INTERVAL_SECONDS".into(), "18000".into());
+    assert_eq!(run_bin(&["run"], &env).await.code, 0);
+}
+
+/// Kong may serve a row whose `ttl` has run out (a node's clock ahead of the database's, a cleanup
+/// not yet run): it is shipped once, and its mark outlives the next reads. (Its mark used to live one
+/// second, and every read shipped it again.)
+#[tokio::test]
+async fn a_row_served_already_expired_is_not_shipped_again_on_every_read() {
+    let s = setup().await;
+    let now = chrono::Utc::now().timestamp();
+    let mut row = request("EXPIRED0000000000000000000000001", now - 2_592_010);
+    row["ttl"] = json!(-10);
+    s.kong.add("requests", &[row]);
+    let mut env = s.env.clone();
+    env.insert("FULL_READ".into(), "true".into());
+    let first = run_bin(&["run"], &env).await;
+    assert_eq!((first.code, first.count("shipped")), (0, 1), "{}", first.stderr);
+    tokio::time::sleep(Duration::from_millis(2_100)).await;
+    let second = run_bin(&["run"], &env).await;
+    assert_eq!((second.code, second.count("shipped"), second.count("already_shipped")), (0, 0, 1), "{}", second.stderr);
+    assert!(s.redis.ttl(&format!("{PREFIX}request:EXPIRED0000000000000000000000001")) > 3_600);
+    assert_eq!(s.ct.accepted().len(), 1);
+}

@@ -30,8 +30,11 @@ pub async fn main(settings: &Settings, args: RunArgs) -> ExitCode {
         Err(e) => return super::setup_failed(&e),
     };
     let mut opts = runner::ship_options(settings);
-    // A sweep interval Kong's retention cannot honour is a setting to fix, found before any work.
-    if let Ok(info) = shipper.source.info().await
+    // A sweep interval Kong's retention cannot honour is a setting to fix, found before any work
+    // (within the run's time: a Kong that does not answer is the run's to report).
+    opts.limits = Some(runner::time_budget(settings));
+    let until = opts.limits.map(|l| l.stop_claiming_at).expect("set above");
+    if let Ok(Ok(info)) = tokio::time::timeout_at(until.into(), shipper.source.info()).await
         && let Err(e) = sweep_interval(opts.sweep, info.record_ttl)
     {
         tracing::error!("{e}");
@@ -60,7 +63,6 @@ pub async fn main(settings: &Settings, args: RunArgs) -> ExitCode {
             Err(e) => tracing::warn!(error = %e, "cannot read the store's record of its life"),
         }
     }
-    opts.limits = Some(runner::time_budget(settings));
     let summary = shipper.run(&opts, Arc::new(Counters::default())).await;
     runner::report(&summary, opts.lease.as_secs());
     runner::exit_code(&summary)

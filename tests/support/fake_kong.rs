@@ -66,6 +66,10 @@ pub struct KongState {
     pub page_hits: u64,
     /// Signs this share of the rows added from now on, as Kong does with `audit_log_signing_key`.
     pub signing: Option<Signing>,
+    /// Faults for `GET /`.
+    pub root_faults: VecDeque<Fault>,
+    /// Kong's clock less the real one, in seconds: the `Date` of `GET /` says so.
+    pub clock_offset: i64,
 }
 
 #[derive(Debug, Clone)]
@@ -126,6 +130,8 @@ impl FakeKong {
             answered: Vec::new(),
             page_hits: 0,
             signing: None,
+            root_faults: VecDeque::new(),
+            clock_offset: 0,
         }));
         let app = Router::new()
             .route("/", get(root))
@@ -232,16 +238,29 @@ impl FakeKong {
 }
 
 async fn root(State(state): State<Arc<Mutex<KongState>>>, headers: HeaderMap) -> Response {
-    let s = state.lock().unwrap();
+    let mut s = state.lock().unwrap();
     if let Some(denied) = check_token(&s, &headers) {
         return denied;
+    }
+    if let Some(Fault::TooManyRequests { retry_after_secs }) = s.root_faults.pop_front() {
+        let mut r = json_response(
+            StatusCode::TOO_MANY_REQUESTS,
+            json!({"message": "API rate limit exceeded"}).to_string(),
+        );
+        r.headers_mut()
+            .insert("retry-after", HeaderValue::from_str(&retry_after_secs.to_string()).unwrap());
+        return r;
     }
     let body = json!({
         "tagline": "Welcome to kong",
         "version": s.version,
         "configuration": { "audit_log": s.audit_enabled, "audit_log_record_ttl": s.record_ttl },
     });
-    json_response(StatusCode::OK, body.to_string())
+    let mut r = json_response(StatusCode::OK, body.to_string());
+    let kong_now = chrono::Utc::now() + chrono::Duration::seconds(s.clock_offset);
+    let date = kong_now.format("%a, %d %b %Y %H:%M:%S GMT").to_string();
+    r.headers_mut().insert("date", HeaderValue::from_str(&date).unwrap());
+    r
 }
 
 fn check_token(s: &KongState, headers: &HeaderMap) -> Option<Response> {
