@@ -91,6 +91,13 @@ resource "aws_lambda_function" "this" {
       condition     = var.kong_admin_token == "" || var.existing_kong_admin_token_secret_arn == ""
       error_message = "Set either kong_admin_token or existing_kong_admin_token_secret_arn, not both."
     }
+    precondition {
+      # Lambda refuses an environment over 4 KB, keys and values together, as the JSON of the map
+      # (here measured the same way, which over-counts a little: a PEM's newlines are two bytes).
+      # Checked at plan when every value is known, else at apply before the function is touched.
+      condition     = length(jsonencode(local.lambda_environment)) <= 4096
+      error_message = "The function's environment is ${length(jsonencode(local.lambda_environment))} bytes, over Lambda's 4 KB (4096) for all variables together; characters per variable: ${join(", ", [for k, v in local.lambda_environment : "${k} ${length(v)}"])}. Shorten the largest: kong_root_ca_pem (one CA certificate) or kong_audit_signing_public_key (only the keys still in use)."
+    }
   }
 }
 
