@@ -78,6 +78,13 @@ locals {
   # Only a schedule that runs can be expected to succeed.
   create_no_success_alarm = var.enable_no_success_alarm && var.schedule_enabled
 
+  # The program refuses plain text to another machine unless told so; it is told exactly when an
+  # input accepted plain text.
+  allow_insecure_transport = (
+    (var.kong_admin_api_allow_http && startswith(var.kong_admin_api, "http://")) ||
+    (!local.create_redis && var.existing_redis_allow_plaintext && startswith(var.existing_redis_url, "redis://"))
+  )
+
   # --- Environment of the program (the names are the program's interface) ----
   # Optional entries are left out rather than set to "", and only on values
   # known at plan time, so the plan shows the whole environment.
@@ -96,6 +103,7 @@ locals {
     var.kong_root_ca_pem != "" ? { KONG_ROOT_CA = var.kong_root_ca_pem } : {},
     var.channel_external_id != "" && !local.to_logs ? { CHANNEL_EXTERNAL_ID = var.channel_external_id } : {},
     var.rust_log != "" ? { RUST_LOG = var.rust_log } : {},
+    local.allow_insecure_transport ? { ALLOW_INSECURE_TRANSPORT = "true" } : {},
     local.signature_environment,
   )
 }
