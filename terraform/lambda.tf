@@ -101,6 +101,15 @@ resource "aws_lambda_function" "this" {
   }
 }
 
+# A tag is resolved once, when the function is created or image_uri changes: a new image pushed
+# under the same tag is never deployed. Warn (a check, not an error) so the plan says so.
+check "image_by_digest" {
+  assert {
+    condition     = var.image_uri == "" || strcontains(var.image_uri, "@sha256:")
+    error_message = "image_uri ${var.image_uri} names a tag: Lambda keeps the image the tag named when the function was last updated, and pushing a new image under the same tag redeploys nothing. Deploy by digest (…@sha256:<digest>, printed by `docker buildx build --push` or `aws ecr describe-images`)."
+  }
+}
+
 # Scheduled events are invoked asynchronously. No retries: a failed run's
 # window is re-read by the next run, and a retry would only overlap it.
 resource "aws_lambda_function_event_invoke_config" "this" {

@@ -36,9 +36,15 @@ variable "lambda_zip_path" {
 }
 
 variable "image_uri" {
-  description = "ECR image URI (built from the repository's Dockerfile). Non-empty => the function is deployed as a container image instead of the zip."
+  description = "ECR image (built from the repository's Dockerfile), by digest: <account>.dkr.ecr.<region>.amazonaws.com/<repository>@sha256:<digest>. Non-empty => the function is deployed as a container image instead of the zip. A tag (<repository>:<tag>) is accepted too, but Lambda resolves it once: pushing a new image under the same tag changes nothing here, and the function keeps the old image until image_uri itself changes."
   type        = string
   default     = ""
+  nullable    = false
+
+  validation {
+    condition     = var.image_uri == "" || can(regex("^[0-9]{12}\\.dkr\\.ecr\\.[a-z0-9-]+\\.amazonaws\\.com(\\.cn)?/[a-z0-9]+([._/-][a-z0-9]+)*(@sha256:[0-9a-f]{64}|:[A-Za-z0-9_][A-Za-z0-9_.-]{0,127})$", var.image_uri))
+    error_message = "image_uri must be an ECR image by digest (<account>.dkr.ecr.<region>.amazonaws.com/<repository>@sha256:<64 hex digits>) or by tag (...:<tag>): Lambda runs images from ECR only."
+  }
 }
 
 variable "architectures" {
