@@ -105,5 +105,6 @@ locals {
     var.rust_log != "" ? { RUST_LOG = var.rust_log } : {},
     local.allow_insecure_transport ? { ALLOW_INSECURE_TRANSPORT = "true" } : {},
     local.signature_environment,
+    local.reconcile_environment,
   )
 }

@@ -288,7 +288,7 @@ variable "channel_name" {
 }
 
 variable "event_data_store_arn" {
-  description = "ARN of an existing CloudTrail Lake event data store (category ActivityAuditLog) the created channel delivers to. Only used when create_channel = true."
+  description = "ARN of an existing CloudTrail Lake event data store (category ActivityAuditLog): the one the created channel delivers to (create_channel = true), and the one reconcile queries (env EVENT_DATA_STORE; the role may query this store only). Empty with an existing channel: reconcile finds the store with GetChannel, and the role may query any event data store of the channel's account and region."
   type        = string
   default     = ""
   nullable    = false
