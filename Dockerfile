@@ -9,9 +9,12 @@
 # UpdateFunctionCode refuse.
 #
 #   docker buildx build --platform linux/arm64 --provenance=false --sbom=false \
-#     -t "$ECR_REPO:0.1.0" --push .                  # Graviton Lambda (terraform/ default)
+#     -t "$ECR_REPO:0.1.0" --metadata-file build.json --push .   # Graviton Lambda (terraform/ default)
 #   docker buildx build --platform linux/amd64 --provenance=false --sbom=false \
-#     -t "$ECR_REPO:0.1.0" --push .                  # x86_64 Lambda
+#     -t "$ECR_REPO:0.1.0" --metadata-file build.json --push .   # x86_64 Lambda
+#
+# Deploy it by digest (terraform/ image_uri = "$ECR_REPO@<containerimage.digest of
+# build.json>"): Lambda resolves a tag once, and never sees the tag move.
 #
 # The build stage runs on the builder's own platform ($BUILDPLATFORM) and
 # cross-compiles with cargo-lambda and Zig, so an x86 machine builds the arm64
@@ -40,13 +43,21 @@
 # Not verified where this file was written (no Docker engine): a build, the
 # image's start under Lambda, and that the digests above still resolve.
 
+############################ runtime base #####################################
+# public.ecr.aws/lambda/provided:al2023, for the platform being built. Its digest is that of a
+# multi-platform index, from which the builder takes the image of the target platform; the build
+# stage checks that image's architecture and glibc before the binary is put on it, so a digest that
+# names one platform only (or the wrong one) fails the build instead of the first invocation.
+FROM public.ecr.aws/lambda/provided:al2023@sha256:dfd5ad325f666d12eed1af8e909a977e3eb1b214bbfc24fc0c1e03a45ecd179c AS runtime-base
+
 ############################ build ############################################
 # rust:1.95.0-slim-bookworm
 FROM --platform=$BUILDPLATFORM rust:1.95.0-slim-bookworm@sha256:b8ecdb97c5b9c1ae058249f72710dbe33d4da19f7b8d911bd3c72e5f048af251 AS build
 
 # The platform being built for (linux/arm64 or linux/amd64), set by buildx.
 ARG TARGETARCH
-# The same cross-compiling toolchain as scripts/package-lambda and the test command.
+# The same cross-compiling toolchain as scripts/package-lambda and the test command
+# (scripts/toolchain.env; scripts/check-deploy checks that these defaults match it).
 ARG CARGO_LAMBDA_VERSION=1.9.2
 ARG ZIGLANG_VERSION=0.17.1
 
@@ -94,24 +105,33 @@ RUN --mount=type=cache,target=/usr/local/cargo/registry,sharing=locked \
     && cp target/lambda/kong-audit-shipper/bootstrap /build/bootstrap \
     && mkdir -p /build/state
 
-# 3. Fail the build, rather than the first invocation, when the binary is for
-#    another architecture or needs a newer glibc than Lambda's al2023 runtime
-#    has (2.34). readelf reads any architecture's ELF.
-RUN machine="$(readelf -h /build/bootstrap | sed -n 's/^ *Machine: *//p')" \
-    && echo "bootstrap: ${machine}" \
-    && case "${TARGETARCH}:${machine}" in \
-         arm64:AArch64|amd64:*X86-64) ;; \
-         *) echo "bootstrap is built for '${machine}', not ${TARGETARCH}" >&2; exit 1 ;; \
-       esac \
-    && newest="$(readelf -V --wide /build/bootstrap | grep -o 'GLIBC_[0-9.]*' | sed 's/^GLIBC_//' | sort -uV | tail -n 1)" \
-    && echo "newest glibc symbol version required: ${newest:-none}" \
-    && if [ -n "${newest}" ] && [ "$(printf '%s\n2.34\n' "${newest}" | sort -V | tail -n 1)" != "2.34" ]; then \
-         echo "binary needs glibc ${newest} > 2.34 (Amazon Linux 2023)" >&2; exit 1; \
-       fi
+# 3. Fail the build, rather than the first invocation, when the binary or the
+#    runtime image is for another architecture, or the binary needs a newer
+#    glibc than the runtime image's (2.34 on al2023). The runtime's C library is
+#    read here, on the builder's platform: readelf reads any architecture's ELF,
+#    so nothing of the target platform is run.
+COPY --from=runtime-base /usr/lib64/libc.so.6 /build/runtime-libc.so.6
+RUN machine_of() { readelf -h "$1" | sed -n 's/^ *Machine: *//p'; } \
+    && for elf in /build/bootstrap /build/runtime-libc.so.6; do \
+         machine="$(machine_of "${elf}")"; \
+         echo "${elf}: ${machine}"; \
+         case "${TARGETARCH}:${machine}" in \
+           arm64:AArch64|amd64:*X86-64) ;; \
+           *) echo "${elf} is for '${machine}', not ${TARGETARCH}: the base image digest does not give a ${TARGETARCH} image, or the build went wrong" >&2; exit 1 ;; \
+         esac; \
+       done \
+    && newest="$(readelf -V --wide /build/bootstrap | sed -n '/\.gnu\.version_r/,$p' | grep -o 'GLIBC_[0-9.]*' | sed 's/^GLIBC_//' | sort -uV | tail -n 1)" \
+    && runtime="$(readelf -V --wide /build/runtime-libc.so.6 | sed -n '/\.gnu\.version_d/,/\.gnu\.version_r/p' | grep -o 'GLIBC_[0-9][0-9.]*' | sed 's/^GLIBC_//' | sort -uV | tail -n 1)" \
+    && echo "newest glibc symbol version required: ${newest:-none}; the runtime image's glibc: ${runtime}" \
+    && if [ -z "${runtime}" ]; then echo "no glibc version found in the runtime image's libc.so.6" >&2; exit 1; fi \
+    && if [ -n "${newest}" ] && [ "$(printf '%s\n%s\n' "${newest}" "${runtime}" | sort -V | tail -n 1)" != "${runtime}" ]; then \
+         echo "binary needs glibc ${newest}, the runtime image has ${runtime}" >&2; exit 1; \
+       fi \
+    && rm /build/runtime-libc.so.6
 
 ############################ runtime ##########################################
-# public.ecr.aws/lambda/provided:al2023
-FROM public.ecr.aws/lambda/provided:al2023@sha256:dfd5ad325f666d12eed1af8e909a977e3eb1b214bbfc24fc0c1e03a45ecd179c
+# The runtime base checked in step 3.
+FROM runtime-base
 
 # Lambda runs ENTRYPOINT with no arguments and AWS_LAMBDA_RUNTIME_API set, so
 # the binary starts its Lambda handler; a subcommand given as `docker run`

@@ -89,6 +89,10 @@ pub struct Settings {
     /// Use TLS without verifying Redis's certificate (insecure; logged loudly)
     #[arg(long, env = "REDIS_TLS_INSECURE", global = true)]
     pub redis_tls_insecure: bool,
+    /// Accept plain-text connections (http:// Kong, redis:// or REDIS_HOST Redis) to hosts other than
+    /// this machine's loopback: the token, the password and the audit trail then cross the network unencrypted
+    #[arg(long, env = "ALLOW_INSECURE_TRANSPORT", global = true)]
+    pub allow_insecure_transport: bool,
     /// Prefix of every key this program writes
     #[arg(long, env = "REDIS_KEY_PREFIX", default_value = DEFAULT_KEY_PREFIX, global = true)]
     pub redis_key_prefix: String,
@@ -318,6 +322,17 @@ impl Settings {
                 Some(text)
             }
         };
+        check_transport(
+            S,
+            &Transport {
+                shown: base_url.as_str(),
+                encrypted: base_url.scheme() == "https",
+                host: base_url.host_str().unwrap_or_default(),
+                exposed: "the Kong RBAC token and every audit entry",
+                fix: "use Kong's TLS Admin API (https://, port 8444 by default)",
+            },
+            self.allow_insecure_transport,
+        )?;
         Ok(KongConfig {
             base_url,
             token,
@@ -367,10 +382,15 @@ impl Settings {
     pub fn redis_config(&self) -> Result<Option<RedisConfig>, ConfigError> {
         let url_setting = self.redis_url.as_deref().map(str::trim).filter(|s| !s.is_empty());
         let host_setting = self.redis_host.as_deref().map(str::trim).filter(|s| !s.is_empty());
+        let setting = if url_setting.is_some() {
+            "REDIS_URL (--redis-url)"
+        } else {
+            "REDIS_HOST (--redis-host)"
+        };
         let mut cfg = match (url_setting, host_setting) {
-            (Some(url), _) => parse_redis_url(url, "REDIS_URL (--redis-url)")?,
-            (None, Some(host)) if host.contains("://") => parse_redis_url(host, "REDIS_HOST (--redis-host)")?,
-            (None, Some(host)) => parse_redis_url(&format!("redis://{host}"), "REDIS_HOST (--redis-host)")?,
+            (Some(url), _) => parse_redis_url(url, setting)?,
+            (None, Some(host)) if host.contains("://") => parse_redis_url(host, setting)?,
+            (None, Some(host)) => parse_redis_url(&format!("redis://{host}"), setting)?,
             (None, None) => {
                 if self.redis_password.is_some() || self.redis_username.is_some() || self.redis_db.is_some() {
                     return Err(invalid(
@@ -395,6 +415,17 @@ impl Settings {
             cfg.password = Some(Secret::new(pass));
         }
         cfg.tls_insecure = self.redis_tls_insecure;
+        check_transport(
+            setting,
+            &Transport {
+                shown: &cfg.display_url(),
+                encrypted: cfg.tls,
+                host: &cfg.host,
+                exposed: "the Redis password and every claim and mark",
+                fix: "use TLS: REDIS_URL=rediss://HOST:PORT",
+            },
+            self.allow_insecure_transport,
+        )?;
         Ok(Some(cfg))
     }
 
@@ -443,6 +474,46 @@ impl Settings {
         }
         self.event_data_store()?;
         Ok(())
+    }
+}
+
+/// A connection a setting describes, as `check_transport` judges it.
+struct Transport<'a> {
+    /// The URL, safe to show (no credentials).
+    shown: &'a str,
+    encrypted: bool,
+    host: &'a str,
+    /// What would cross the network in clear.
+    exposed: &'a str,
+    /// How to encrypt it instead.
+    fix: &'a str,
+}
+
+/// Refuses a plain-text connection to another machine unless `ALLOW_INSECURE_TRANSPORT` says so.
+/// Loopback stays allowed: nothing leaves the machine.
+fn check_transport(setting: &'static str, transport: &Transport, allowed: bool) -> Result<(), ConfigError> {
+    if transport.encrypted || allowed || is_loopback(transport.host) {
+        return Ok(());
+    }
+    Err(invalid(
+        setting,
+        format!(
+            "{} is plain text to another machine: {} would cross the network unencrypted. {}, or set ALLOW_INSECURE_TRANSPORT=true (--allow-insecure-transport) to accept that",
+            transport.shown, transport.exposed, transport.fix
+        ),
+    ))
+}
+
+/// `localhost`, 127.0.0.0/8 or ::1 (also as an IPv4-mapped address).
+pub fn is_loopback(host: &str) -> bool {
+    let host = host.trim_start_matches('[').trim_end_matches(']').trim_end_matches('.');
+    if host.eq_ignore_ascii_case("localhost") {
+        return true;
+    }
+    match host.parse::<std::net::IpAddr>() {
+        Ok(std::net::IpAddr::V4(ip)) => ip.is_loopback(),
+        Ok(std::net::IpAddr::V6(ip)) => ip.is_loopback() || ip.to_ipv4_mapped().is_some_and(|v4| v4.is_loopback()),
+        Err(_) => false,
     }
 }
 
@@ -717,6 +788,7 @@ mod tests {
     #[test]
     fn legacy_redis_settings_work_and_override() {
         let s = settings(&[
+            "--allow-insecure-transport",
             "--redis-host",
             "10.0.0.5:6390",
             "--redis-db",
@@ -760,5 +832,86 @@ mod tests {
             .kong_config()
             .unwrap_err();
         assert!(err.to_string().starts_with("KONG_ROOT_CA"), "{err}");
+    }
+
+    #[test]
+    fn plain_text_to_another_machine_is_refused_unless_allowed() {
+        let err = settings(&["--kong-admin-api", "http://kong.internal:8001"])
+            .kong_config()
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.starts_with("KONG_ADMIN_API")
+                && err.contains("http://kong.internal:8001/")
+                && err.contains("https://")
+                && err.contains("ALLOW_INSECURE_TRANSPORT=true"),
+            "{err}"
+        );
+        let allowed = settings(&["--kong-admin-api", "http://kong.internal:8001", "--allow-insecure-transport"]);
+        assert_eq!(allowed.kong_config().unwrap().base_url.as_str(), "http://kong.internal:8001/");
+
+        for (args, setting) in [
+            (["--redis-url", "redis://app:s3cret@cache.internal:6379/0"], "REDIS_URL"),
+            (["--redis-host", "cache.internal:6379"], "REDIS_HOST"),
+            (["--redis-host", "redis://10.0.0.5:6379"], "REDIS_HOST"),
+        ] {
+            let err = settings(&args).redis_config().unwrap_err().to_string();
+            assert!(
+                err.starts_with(setting) && err.contains("rediss://") && err.contains("ALLOW_INSECURE_TRANSPORT=true"),
+                "{args:?}: {err}"
+            );
+            assert!(!err.contains("s3cret"), "{err}");
+            let mut with_flag = args.to_vec();
+            with_flag.push("--allow-insecure-transport");
+            assert!(!settings(&with_flag).redis_config().unwrap().unwrap().tls, "{args:?}");
+        }
+
+        // Encrypted, or not leaving the machine: always fine.
+        for url in [
+            "https://kong.internal:8444",
+            "http://127.0.0.1:8001",
+            "http://127.8.9.10:8001",
+            "http://localhost:8001",
+            "http://[::1]:8001",
+        ] {
+            assert!(settings(&["--kong-admin-api", url]).kong_config().is_ok(), "{url}");
+        }
+        for url in [
+            "rediss://cache.internal:6379",
+            "redis://127.0.0.1:6379",
+            "redis://localhost:6379",
+            "redis://[::1]:6379",
+        ] {
+            assert!(settings(&["--redis-url", url]).redis_config().is_ok(), "{url}");
+        }
+        assert!(settings(&["--redis-host", "127.0.0.1:6379"]).redis_config().is_ok());
+    }
+
+    #[test]
+    fn loopback_is_localhost_127_slash_8_and_colon_colon_1() {
+        for host in [
+            "localhost",
+            "LOCALHOST",
+            "localhost.",
+            "127.0.0.1",
+            "127.255.0.9",
+            "::1",
+            "[::1]",
+            "::ffff:127.0.0.1",
+        ] {
+            assert!(is_loopback(host), "{host}");
+        }
+        for host in [
+            "kong.internal",
+            "10.0.0.5",
+            "128.0.0.1",
+            "0.0.0.0",
+            "::",
+            "localhost.example.com",
+            "::ffff:10.0.0.1",
+            "",
+        ] {
+            assert!(!is_loopback(host), "{host}");
+        }
     }
 }

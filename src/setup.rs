@@ -250,7 +250,7 @@ async fn dead_letter_sink(settings: &Settings, aws: &Aws) -> Result<Arc<dyn Dead
     } else {
         Arc::new(crate::dead_letter::FileDeadLetters::new(crate::dead_letter::file::default_path()))
     };
-    tracing::info!(dead_letters = %sink.describe(), "entries refused for good are dead-lettered (and logged whole)");
+    tracing::info!(dead_letters = %sink.describe(), "entries refused for good are dead-lettered (and logged by key, code and reason)");
     Ok(sink)
 }
 

@@ -91,6 +91,22 @@ resource "aws_lambda_function" "this" {
       condition     = var.kong_admin_token == "" || var.existing_kong_admin_token_secret_arn == ""
       error_message = "Set either kong_admin_token or existing_kong_admin_token_secret_arn, not both."
     }
+    precondition {
+      # Lambda refuses an environment over 4 KB, keys and values together, as the JSON of the map
+      # (here measured the same way, which over-counts a little: a PEM's newlines are two bytes).
+      # Checked at plan when every value is known, else at apply before the function is touched.
+      condition     = length(jsonencode(local.lambda_environment)) <= 4096
+      error_message = "The function's environment is ${length(jsonencode(local.lambda_environment))} bytes, over Lambda's 4 KB (4096) for all variables together; characters per variable: ${join(", ", [for k, v in local.lambda_environment : "${k} ${length(v)}"])}. Shorten the largest: kong_root_ca_pem (one CA certificate) or kong_audit_signing_public_key (only the keys still in use)."
+    }
+  }
+}
+
+# A tag is resolved once, when the function is created or image_uri changes: a new image pushed
+# under the same tag is never deployed. Warn (a check, not an error) so the plan says so.
+check "image_by_digest" {
+  assert {
+    condition     = var.image_uri == "" || strcontains(var.image_uri, "@sha256:")
+    error_message = "image_uri ${var.image_uri} names a tag: Lambda keeps the image the tag named when the function was last updated, and pushing a new image under the same tag redeploys nothing. Deploy by digest (…@sha256:<digest>, printed by `docker buildx build --push` or `aws ecr describe-images`)."
   }
 }
 

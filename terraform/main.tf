@@ -9,6 +9,20 @@ data "aws_subnet" "lambda" {
   id = var.subnet_ids[0]
 }
 
+# The subnets of the dedup store, for their availability zones (Multi-AZ needs two).
+data "aws_subnet" "redis" {
+  for_each = local.create_redis ? toset(local.redis_subnet_ids) : toset([])
+  id       = each.value
+}
+
+module "redis_family" {
+  source = "./modules/redis-family"
+
+  engine         = var.redis_engine
+  engine_version = var.redis_engine_version
+  family         = var.redis_parameter_group_family
+}
+
 locals {
   account_id = data.aws_caller_identity.current.account_id
   partition  = data.aws_partition.current.partition
@@ -38,9 +52,10 @@ locals {
   kong_token_secret_arn = local.create_kong_secret ? aws_secretsmanager_secret.kong_admin_token[0].arn : var.existing_kong_admin_token_secret_arn
 
   # --- Redis -----------------------------------------------------------------
-  create_redis     = var.existing_redis_url == ""
-  redis_subnet_ids = length(var.redis_subnet_ids) > 0 ? var.redis_subnet_ids : var.subnet_ids
-  redis_port       = local.create_redis ? 6379 : try(tonumber(regex("^rediss?://(?:[^@/]+@)?[^:/]+:([0-9]+)", var.existing_redis_url)[0]), 6379)
+  create_redis             = var.existing_redis_url == ""
+  redis_subnet_ids         = length(var.redis_subnet_ids) > 0 ? var.redis_subnet_ids : var.subnet_ids
+  redis_availability_zones = sort(distinct([for s in data.aws_subnet.redis : s.availability_zone]))
+  redis_port               = local.create_redis ? 6379 : try(tonumber(regex("^rediss?://(?:[^@/]+@)?[^:/]+:([0-9]+)", var.existing_redis_url)[0]), 6379)
   # No password in the URL: the program reads it from REDIS_PASSWORD_SECRET_ARN.
   redis_url = local.create_redis ? "rediss://${aws_elasticache_replication_group.this[0].primary_endpoint_address}:6379" : var.existing_redis_url
   redis_password_secret_arn = (
@@ -53,12 +68,8 @@ locals {
     local.has_redis_password ? local.redis_password_secret_arn : "",
   ])
 
-  # The parameter group's family follows the engine and its major version.
-  redis_parameter_group_family = coalesce(
-    var.redis_parameter_group_family,
-    var.redis_engine_version == null ? null : "${var.redis_engine}${split(".", var.redis_engine_version)[0]}",
-    var.redis_engine == "valkey" ? "valkey8" : "redis7",
-  )
+  # The parameter group's family follows the engine and its major version (valkey8, redis7, redis6.x).
+  redis_parameter_group_family = module.redis_family.family
 
   # --- Schedule / alarms -----------------------------------------------------
   # A queued invocation older than one period is superseded by the next run.
@@ -66,6 +77,13 @@ locals {
   lag_threshold_seconds = coalesce(var.lag_alarm_threshold_seconds, 2 * var.schedule_period_seconds)
   # Only a schedule that runs can be expected to succeed.
   create_no_success_alarm = var.enable_no_success_alarm && var.schedule_enabled
+
+  # The program refuses plain text to another machine unless told so; it is told exactly when an
+  # input accepted plain text.
+  allow_insecure_transport = (
+    (var.kong_admin_api_allow_http && startswith(var.kong_admin_api, "http://")) ||
+    (!local.create_redis && var.existing_redis_allow_plaintext && startswith(var.existing_redis_url, "redis://"))
+  )
 
   # --- Environment of the program (the names are the program's interface) ----
   # Optional entries are left out rather than set to "", and only on values
@@ -85,6 +103,8 @@ locals {
     var.kong_root_ca_pem != "" ? { KONG_ROOT_CA = var.kong_root_ca_pem } : {},
     var.channel_external_id != "" && !local.to_logs ? { CHANNEL_EXTERNAL_ID = var.channel_external_id } : {},
     var.rust_log != "" ? { RUST_LOG = var.rust_log } : {},
+    local.allow_insecure_transport ? { ALLOW_INSECURE_TRANSPORT = "true" } : {},
     local.signature_environment,
+    local.reconcile_environment,
   )
 }

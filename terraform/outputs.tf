@@ -13,6 +13,16 @@ output "schedule_rule_arn" {
   value       = aws_cloudwatch_event_rule.schedule.arn
 }
 
+output "reconcile_rule_arn" {
+  description = "ARN of the EventBridge rule that invokes the daily reconcile (null when reconcile_enabled = false)."
+  value       = var.reconcile_enabled ? aws_cloudwatch_event_rule.reconcile[0].arn : null
+}
+
+output "dashboard_url" {
+  description = "Address of the function's CloudWatch dashboard in the console (null when create_dashboard = false)."
+  value       = var.create_dashboard ? "https://${lookup(local.console_host, local.partition, local.console_host["aws"])}/cloudwatch/home?region=${local.region}#dashboards/dashboard/${aws_cloudwatch_dashboard.this[0].dashboard_name}" : null
+}
+
 output "channel_arn" {
   description = "CloudTrail Lake channel the function puts events to (created or given)."
   value       = local.channel_arn

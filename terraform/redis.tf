@@ -110,8 +110,9 @@ resource "aws_elasticache_replication_group" "this" {
     prevent_destroy = true
 
     precondition {
-      condition     = var.redis_num_cache_clusters == 1 || length(local.redis_subnet_ids) >= 2
-      error_message = "Multi-AZ failover (redis_num_cache_clusters >= 2) needs subnets in at least two availability zones: list two or more in redis_subnet_ids or subnet_ids."
+      # Zones, not subnets: two subnets in one zone cannot host a Multi-AZ group.
+      condition     = var.redis_num_cache_clusters == 1 || length(local.redis_availability_zones) >= 2
+      error_message = "Multi-AZ failover (redis_num_cache_clusters >= 2) needs subnets in at least two availability zones, and the dedup store's subnets (${join(", ", local.redis_subnet_ids)}) are all in ${join(", ", local.redis_availability_zones)}: add a subnet of another zone to redis_subnet_ids (or subnet_ids), or set redis_num_cache_clusters = 1 for a test stack."
     }
   }
 }

@@ -31,8 +31,9 @@ resource "aws_secretsmanager_secret_version" "kong_admin_token" {
 }
 
 # Redis / Valkey AUTH token ------------------------------------------------------
-# Kept in the Terraform state (random_password's result, and the replication group's auth_token): the
-# trade-off of a token Terraform generates and hands to two resources. It opens only the dedup store,
+# Kept in the Terraform state in plain text (random_password's result, the replication group's
+# auth_token and this secret version's secret_string): the trade-off of a token Terraform generates
+# and hands to two resources. It opens only the dedup store,
 # reachable only from the function's security group; protect the state (encrypted backend, restricted
 # access) as you would the token, or bring your own Redis and secret (existing_redis_url,
 # existing_redis_password_secret_arn) to keep it out of Terraform.

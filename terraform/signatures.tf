@@ -43,11 +43,4 @@ resource "aws_cloudwatch_metric_alarm" "invalid_signature" {
   treat_missing_data  = "notBreaching"
   alarm_actions       = local.alarm_actions
   ok_actions          = local.alarm_actions
-
-  lifecycle {
-    precondition {
-      condition     = length(var.kong_root_ca_pem) + length(var.kong_audit_signing_public_key) <= 3400
-      error_message = "kong_root_ca_pem and kong_audit_signing_public_key together exceed what Lambda's 4 KB environment leaves for them (3400 characters): shorten one (one CA certificate, only the keys still in use)."
-    }
-  }
 }

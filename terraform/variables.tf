@@ -36,9 +36,15 @@ variable "lambda_zip_path" {
 }
 
 variable "image_uri" {
-  description = "ECR image URI (built from the repository's Dockerfile). Non-empty => the function is deployed as a container image instead of the zip."
+  description = "ECR image (built from the repository's Dockerfile), by digest: <account>.dkr.ecr.<region>.amazonaws.com/<repository>@sha256:<digest>. Non-empty => the function is deployed as a container image instead of the zip. A tag (<repository>:<tag>) is accepted too, but Lambda resolves it once: pushing a new image under the same tag changes nothing here, and the function keeps the old image until image_uri itself changes."
   type        = string
   default     = ""
+  nullable    = false
+
+  validation {
+    condition     = var.image_uri == "" || can(regex("^[0-9]{12}\\.dkr\\.ecr\\.[a-z0-9-]+\\.amazonaws\\.com(\\.cn)?/[a-z0-9]+([._/-][a-z0-9]+)*(@sha256:[0-9a-f]{64}|:[A-Za-z0-9_][A-Za-z0-9_.-]{0,127})$", var.image_uri))
+    error_message = "image_uri must be an ECR image by digest (<account>.dkr.ecr.<region>.amazonaws.com/<repository>@sha256:<64 hex digits>) or by tag (...:<tag>): Lambda runs images from ECR only."
+  }
 }
 
 variable "architectures" {
@@ -282,7 +288,7 @@ variable "channel_name" {
 }
 
 variable "event_data_store_arn" {
-  description = "ARN of an existing CloudTrail Lake event data store (category ActivityAuditLog) the created channel delivers to. Only used when create_channel = true."
+  description = "ARN of an existing CloudTrail Lake event data store (category ActivityAuditLog): the one the created channel delivers to (create_channel = true), and the one reconcile queries (env EVENT_DATA_STORE; the role may query this store only). Empty with an existing channel: reconcile finds the store with GetChannel, and the role may query any event data store of the channel's account and region."
   type        = string
   default     = ""
   nullable    = false
@@ -387,19 +393,33 @@ variable "redis_engine" {
 }
 
 variable "redis_engine_version" {
-  description = "Engine version, e.g. \"8.0\" for valkey or \"7.1\" for redis. null = the engine's current default; pin it for reproducible plans."
+  description = "ElastiCache engine version: \"8.0\" (Valkey 8, the default) or \"7.2\" for valkey; \"7.1\", \"7.0\" or \"6.2\" for redis. Pinned because engine = \"valkey\" without a version fails on create, and because the parameter group's family follows it. A group already running another version: set that one (ElastiCache does not go back a version)."
   type        = string
-  default     = null
+  default     = "8.0"
+  nullable    = false
+
+  validation {
+    condition     = can(regex("^[0-9]+\\.([0-9]+|x)(\\.[0-9]+)?$", var.redis_engine_version))
+    error_message = "redis_engine_version must be a version like 8.0, 7.2, 7.1 or 6.2."
+  }
+  validation {
+    condition     = var.redis_engine != "redis" || try(tonumber(split(".", var.redis_engine_version)[0]) <= 7, true)
+    error_message = "redis_engine = \"redis\" runs Redis OSS 7.1 at most: set redis_engine_version to 7.1, 7.0 or 6.2 (8.0, the default, is Valkey's)."
+  }
+  validation {
+    condition     = var.redis_engine != "valkey" || try(tonumber(split(".", var.redis_engine_version)[0]) >= 7, true)
+    error_message = "redis_engine = \"valkey\" starts at Valkey 7.2: set redis_engine_version to 8.0 or 7.2."
+  }
 }
 
 variable "redis_parameter_group_family" {
-  description = "Family of the parameter group the module creates (it sets maxmemory-policy = noeviction), e.g. \"valkey8\", \"valkey7\" or \"redis7\". null = the engine and the major version of redis_engine_version, or valkey8 / redis7 when no version is pinned: set it if AWS's default major version is another."
+  description = "Family of the parameter group the module creates (it sets maxmemory-policy = noeviction). null = derived from redis_engine and redis_engine_version: valkey 8.x -> valkey8, valkey 7.x -> valkey7, redis 7.x -> redis7, redis 6.x -> redis6.x. Set it only for a family the derivation does not know."
   type        = string
   default     = null
 
   validation {
-    condition     = var.redis_parameter_group_family == null || can(regex("^(valkey|redis)[0-9]+(\\.[0-9]+)?$", var.redis_parameter_group_family))
-    error_message = "redis_parameter_group_family must look like valkey8, valkey7 or redis7."
+    condition     = var.redis_parameter_group_family == null || can(regex("^(valkey[0-9]+|redis[0-9]+(\\.([0-9]+|x))?)$", var.redis_parameter_group_family))
+    error_message = "redis_parameter_group_family must be an ElastiCache family like valkey8, valkey7, redis7 or redis6.x."
   }
 }
 
@@ -421,7 +441,7 @@ variable "redis_num_cache_clusters" {
 }
 
 variable "redis_subnet_ids" {
-  description = "Subnets for the ElastiCache subnet group. [] = subnet_ids. Use subnets in two or more AZs when redis_num_cache_clusters >= 2."
+  description = "Subnets for the ElastiCache subnet group. [] = subnet_ids. With redis_num_cache_clusters >= 2 they must span two or more availability zones (the plan checks the zones, not the number of subnets)."
   type        = list(string)
   default     = []
 }

@@ -297,3 +297,50 @@ async fn a_malformed_queue_url_stops_before_any_work_naming_the_setting() {
     assert!(ran.stderr.contains("DEAD_LETTER_QUEUE_URL"), "{}", ran.stderr);
     assert!(kong.audit_queries().is_empty());
 }
+
+/// The log names a dead letter (kind, key, code, reason) but never holds its entry: a request body
+/// may carry anything, and the log group is kept far longer than the queue. The letter itself, in
+/// the file, is whole.
+#[tokio::test]
+async fn the_log_names_a_dead_letter_without_its_entry() {
+    const BODY: &str = "customer-secret-in-a-request-body-7f3a";
+    let kong = FakeKong::start(VERSION).await;
+    let ct = FakeCloudTrail::start().await;
+    let redis = RedisServer::start();
+    let mut refused = request("REFUSED00000000000000000000000A1", chrono::Utc::now().timestamp());
+    refused["payload"] = Value::String(format!("{{\"password\":\"{BODY}\"}}"));
+    kong.add("requests", std::slice::from_ref(&refused));
+    ct.with(|s| {
+        s.refuse.insert("req-REFUSED00000000000000000000000A1".into(), "InvalidData");
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("dead-letters.ndjson");
+    let mut env = env_for(&kong, &ct, Some(&redis));
+    env.insert("DEAD_LETTER_FILE".into(), file.display().to_string());
+
+    for format in ["text", "json"] {
+        env.insert("LOG_FORMAT".into(), format.into());
+        redis.cli(&["FLUSHALL"]);
+        let ran = run_bin(&["run"], &env).await;
+        assert_eq!((ran.code, ran.count("rejected")), (1, 1), "{}", ran.stderr);
+        let line = ran
+            .stderr
+            .lines()
+            .find(|l| l.contains("rejected for good"))
+            .unwrap_or_else(|| panic!("no dead-letter line in {format}: {}", ran.stderr));
+        assert!(
+            line.contains("REFUSED00000000000000000000000A1") && line.contains("InvalidData") && line.contains("request"),
+            "the line names the letter: {line}"
+        );
+        assert!(
+            !ran.stderr.contains(BODY),
+            "the entry's body is not in the {format} log: {}",
+            ran.stderr
+        );
+        assert!(!ran.stdout.contains(BODY), "nor on stdout: {}", ran.stdout);
+    }
+    assert!(
+        std::fs::read_to_string(&file).unwrap().contains(BODY),
+        "the letter holds the whole entry"
+    );
+}

@@ -133,3 +133,38 @@ async fn dead_letter_files_are_private_even_under_a_permissive_umask() {
     assert!(rec.status.success());
     assert_eq!(mode(&output), 0o600);
 }
+
+/// A Kong or a Redis on another machine over plain text is refused before anything connects (exit 2,
+/// the setting and the fix named); the same names on loopback are what every other suite runs on.
+#[tokio::test]
+async fn plain_text_to_another_machine_stops_the_run_before_it_connects() {
+    let kong = FakeKong::start("3.8.1.0").await;
+    let ct = FakeCloudTrail::start().await;
+    let state = tempfile::tempdir().unwrap();
+    let mut env = env_for(&kong, &ct, None);
+    env.insert("XDG_STATE_HOME".into(), state.path().display().to_string());
+
+    // `.invalid` never resolves: a run that tried to connect would fail some other way.
+    let mut http_kong = env.clone();
+    http_kong.insert("KONG_ADMIN_API".into(), "http://kong.invalid:8001".into());
+    let refused = run_bin(&["run"], &http_kong).await;
+    assert_eq!(refused.code, 2, "{}", refused.stderr);
+    assert!(
+        refused.stderr.contains("KONG_ADMIN_API") && refused.stderr.contains("ALLOW_INSECURE_TRANSPORT=true"),
+        "{}",
+        refused.stderr
+    );
+
+    let mut plain_redis = env.clone();
+    plain_redis.insert("REDIS_URL".into(), format!("redis://default:{URL_PASSWORD}@cache.invalid:6379/0"));
+    let refused = run_bin(&["run"], &plain_redis).await;
+    assert_eq!(refused.code, 2, "{}", refused.stderr);
+    assert!(
+        refused.stderr.contains("REDIS_URL")
+            && refused.stderr.contains("rediss://")
+            && refused.stderr.contains("ALLOW_INSECURE_TRANSPORT=true"),
+        "{}",
+        refused.stderr
+    );
+    assert!(leaks(&refused.stderr).is_empty(), "{}", refused.stderr);
+}

@@ -45,24 +45,34 @@ pub trait DeadLetterSink: Send + Sync {
     fn describe(&self) -> String;
 }
 
-/// Logs each letter, whole, at error level. Always on: the other sinks add to this, not replace it.
-pub struct LogDeadLetters;
-
+/// Names every letter at error level: its kind, key, code and reason, never the entry. The entry (a
+/// request body may hold anything) is in the queue or the file; the log is kept far longer, and read
+/// by more people, than an audit entry should be.
 pub fn log_letter(letter: &DeadLetter) {
     tracing::error!(
         kind = letter.kind.as_str(),
         key = %letter.key,
         code = %letter.code,
         reason = %letter.reason,
-        entry = %letter.entry.get(),
         "entry rejected for good; dead-lettered, not retried until redriven"
     );
 }
 
+/// The log as the only store of the letters, whole: the Lambda without a queue, which runs only with
+/// ALLOW_EPHEMERAL_DEAD_LETTERS (the operator accepted that a letter lives only in the log).
+pub struct LogDeadLetters;
+
 #[async_trait]
 impl DeadLetterSink for LogDeadLetters {
-    /// Nothing to add: the cycle has already logged every letter whole (`log_letter`).
-    async fn send(&self, _letters: &[DeadLetter]) -> Result<(), DeadLetterError> {
+    async fn send(&self, letters: &[DeadLetter]) -> Result<(), DeadLetterError> {
+        for letter in letters {
+            tracing::error!(
+                kind = letter.kind.as_str(),
+                key = %letter.key,
+                entry = %letter.entry.get(),
+                "dead letter kept in the log only (no DEAD_LETTER_QUEUE_URL)"
+            );
+        }
         Ok(())
     }
 
