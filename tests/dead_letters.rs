@@ -344,3 +344,34 @@ async fn the_log_names_a_dead_letter_without_its_entry() {
         "the letter holds the whole entry"
     );
 }
+
+/// `run --since T` sets a floor below which no run reads Kong; the letters of entries older than it
+/// are still the operator's to redrive: redrive ships them. (It used to clear their `rejected:` marks
+/// and then drop them under the floor, silently.)
+#[tokio::test]
+async fn redrive_ships_letters_older_than_the_floor_set_by_run_since() {
+    let kong = FakeKong::start(VERSION).await;
+    let ct = FakeCloudTrail::start().await;
+    let redis = RedisServer::start();
+    let now = chrono::Utc::now().timestamp();
+    let old = json!({"request_id": "OLDLETTER000000000000000000000001", "request_timestamp": now - 7_200, "method": "POST", "path": "/default/services", "status": 201, "ttl": 2_580_000});
+    kong.add("requests", std::slice::from_ref(&old));
+    ct.with(|s| {
+        s.refuse.insert("req-OLDLETTER000000000000000000000001".into(), "InvalidData");
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("dead-letters.ndjson");
+    let mut env = env_for(&kong, &ct, Some(&redis));
+    env.insert("DEAD_LETTER_FILE".into(), file.display().to_string());
+    let first = run_bin(&["run"], &env).await;
+    assert_eq!((first.code, first.count("rejected")), (1, 1), "{}", first.stderr);
+
+    let floor = run_bin(&["run", "--since", &(now - 60).to_string()], &env).await;
+    assert_eq!(floor.code, 0, "{}", floor.stderr);
+    ct.with(|s| s.refuse.clear());
+    let redrive = run_bin(&["redrive"], &env).await;
+    assert_eq!(redrive.code, 0, "{}", redrive.stderr);
+    assert!(redrive.stderr.contains("letters=1 shipped=1"), "{}", redrive.stderr);
+    assert_eq!(ct.accepted_ids().get("req-OLDLETTER000000000000000000000001"), Some(&1));
+    assert!(letters_in(&file).is_empty());
+}

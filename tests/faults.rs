@@ -241,6 +241,33 @@ async fn an_html_page_or_broken_json_stops_the_run_clearly_and_the_next_run_comp
     exactly_once(&s.ct, &s.want);
 }
 
+/// A page larger than anything Kong sends (64 MiB: a proxy's error page, a runaway payload) stops
+/// the run with an error naming the page and the fix, instead of exhausting a Lambda's memory; what
+/// was read before ships, and nothing moves past the page.
+#[tokio::test]
+async fn a_page_too_large_to_read_stops_the_run_naming_the_page() {
+    let s = setup(20).await;
+    let huge = format!(r#"{{"request_id":"HUGE","payload":"{}"}}"#, "x".repeat(65 * 1024 * 1024));
+    s.kong.with(|k| {
+        k.kind_faults
+            .entry("objects".into())
+            .or_default()
+            .push_back(support::Fault::ExtraEntry(huge))
+    });
+    let ran = run_bin(&["run"], &s.env).await;
+    assert_eq!(ran.code, 1, "{}", ran.stderr);
+    adds_up(&ran);
+    let line = ran.summary()["error"].clone();
+    assert!(
+        ran.stderr.contains("/audit/objects") && ran.stderr.contains("more than 67108864 bytes") && ran.stderr.contains("KONG_PAGE_SIZE"),
+        "{line}"
+    );
+    assert!(s.redis.watermark("object").is_none(), "nothing moves past the page");
+    let second = run_bin(&["run"], &s.env).await;
+    assert_eq!(second.code, 0, "{}", second.stderr);
+    exactly_once(&s.ct, &s.want);
+}
+
 #[tokio::test]
 async fn a_malformed_entry_is_dead_lettered_with_its_reason_and_the_rest_ships() {
     let s = setup(20).await;
