@@ -25,7 +25,8 @@ use kong_audit_shipper::dedup::{Claim, Commit, DedupStore, MemoryStore, Settleme
 use kong_audit_shipper::event::AuditEvent;
 use kong_audit_shipper::kong::{AuditSource, Entry, EntryKind, KongError, KongInfo, KongVersion, Page, PageRequest};
 use kong_audit_shipper::retry::Backoff;
-use kong_audit_shipper::ship::{RunLimits, ShipOptions, Shipper, Sweep};
+use kong_audit_shipper::reconcile::{Answer, Holdings, Inventory, InventoryError, Scope, parse_message};
+use kong_audit_shipper::ship::{Position, RunLimits, ShipOptions, Shipper, Sweep};
 use kong_audit_shipper::sink::{CallLimits, PutReport, Refusal, Sink, SinkError};
 use kong_audit_shipper::summary::{Counters, Summary};
 
@@ -141,6 +142,8 @@ struct SinkFaults {
 
 struct SimSink {
     accepted: Mutex<HashMap<String, usize>>,
+    /// The eventData of each id accepted (its first copy): what the destination can be asked about.
+    held: Mutex<HashMap<String, String>>,
     /// Ids of calls accepted whose answer was lost.
     lost: Mutex<HashSet<String>>,
     faults: Mutex<(SinkFaults, fastrand::Rng)>,
@@ -153,6 +156,7 @@ impl SimSink {
     fn new(refused: HashSet<String>, limits: CallLimits) -> SimSink {
         SimSink {
             accepted: Mutex::default(),
+            held: Mutex::default(),
             lost: Mutex::default(),
             faults: Mutex::new((SinkFaults::default(), fastrand::Rng::with_seed(0))),
             refused,
@@ -193,6 +197,7 @@ impl Sink for SimSink {
                 report.failed.push(Refusal::from_cloudtrail(e.id.clone(), "Throttling", "injected"));
             } else {
                 *self.accepted.lock().unwrap().entry(e.id.clone()).or_default() += 1;
+                self.held.lock().unwrap().entry(e.id.clone()).or_insert_with(|| e.event_data.clone());
                 report.successful.push(e.id.clone());
             }
         }
@@ -209,6 +214,30 @@ impl Sink for SimSink {
 
     fn limits(&self) -> CallLimits {
         self.limits
+    }
+}
+
+/// The destination answers what it holds, exactly and at once (no ingestion delay).
+#[async_trait]
+impl Inventory for SimSink {
+    async fn holdings(&self, scope: Scope, _now: i64, _until: Option<std::time::Instant>) -> Result<Answer, InventoryError> {
+        let mut holdings = Holdings::new(scope);
+        for data in self.held.lock().unwrap().values() {
+            let held = parse_message(data).expect("the shipper's own event");
+            holdings.add(&held);
+        }
+        Ok(Answer {
+            holdings,
+            ..Answer::default()
+        })
+    }
+
+    fn destination(&self) -> serde_json::Value {
+        serde_json::json!({"type": "simulated"})
+    }
+
+    fn describe(&self) -> String {
+        "simulated destination".into()
     }
 }
 
@@ -312,7 +341,7 @@ impl World {
             dead_letters: self.letters.clone(),
             recipient_account_id: "123456789012".into(),
             signatures: Default::default(),
-            inventory: None,
+            inventory: Some(self.sink.clone()),
         }
     }
 
@@ -377,7 +406,36 @@ fn options(rng: &mut fastrand::Rng, sweep_every_run: bool) -> ShipOptions {
         put_rate: 2_000.0,
         limits: (rng.u8(..3) == 0)
             .then(|| RunLimits::budget(Duration::from_millis(rng.u64(40..300)), Duration::from_millis(rng.u64(10..40)))),
+        // A store that comes back empty is rebuilt from the destination, which ingests at once.
+        rebuild: true,
+        settle: Duration::ZERO,
         ..ShipOptions::default()
+    }
+}
+
+/// The watermark never passes an entry that is not handled: after a run (sweeps off), every row Kong
+/// held when the run began, stamped at or after where the run began reading and before the stored
+/// watermark, is in the destination, dead-lettered, or held by a claim. (Rows stamped behind where a
+/// read begins are the sweep's; rows Kong deletes meanwhile are nobody's.)
+async fn check_watermarks(world: &World, before: &[(EntryKind, String, i64)], read_from: &HashMap<EntryKind, i64>, what: &str) {
+    let accepted = world.sink.accepted.lock().unwrap().clone();
+    let lettered: HashSet<String> = world.letters.0.lock().unwrap().iter().map(|l| id_prefix(l.kind, &l.key)).collect();
+    let still_held: HashSet<String> = world.kong.held(60).into_iter().map(|(_, key)| key).collect();
+    for kind in EntryKind::ALL {
+        let stored = world.store.inner.get(&format!("{PREFIX}watermark:{}", kind.as_str())).await.unwrap();
+        let Some(w) = stored.as_deref().and_then(Position::parse) else { continue };
+        let from = read_from.get(&kind).copied().unwrap_or(i64::MIN);
+        for (k, key, ts) in before.iter().filter(|(k, key, ts)| *k == kind && *ts >= from && *ts < w.at && still_held.contains(key)) {
+            let id = id_prefix(*k, key);
+            let value = world.store.inner.get(&format!("{PREFIX}{}:{key}", k.as_str())).await.unwrap().unwrap_or_default();
+            let handled = accepted.contains_key(&id) || lettered.contains(&id) || value.starts_with("inflight:");
+            assert!(
+                handled,
+                "{what}: the {} watermark ({}) passed {key} (stamped {ts}), which is neither shipped, dead-lettered nor held (store: {value:?})",
+                kind.as_str(),
+                w.at
+            );
+        }
     }
 }
 
@@ -446,8 +504,24 @@ async fn one_schedule(seed: u64) {
                 store.down.store(false, Ordering::SeqCst);
             }
         });
+        // Now and then the store comes back empty before a run: it is rebuilt, never re-shipped.
+        if rng.u8(..6) == 0 {
+            world.store.inner.flush();
+        }
         let shipper = world.shipper();
-        let (a, b) = (options(&mut rng, false), options(&mut rng, false));
+        let (mut a, b) = (options(&mut rng, false), options(&mut rng, false));
+        // Half the runs sweep never: after those, the watermark alone must be right.
+        let watch = rng.bool();
+        if watch {
+            a.sweep = Sweep::Never;
+        }
+        let before: Vec<(EntryKind, String, i64)> = world.kong.rows.lock().unwrap().iter().map(|r| (r.kind, r.key.clone(), r.ts)).collect();
+        let mut read_from = HashMap::new();
+        for kind in EntryKind::ALL {
+            let stored = world.store.inner.get(&format!("{PREFIX}watermark:{}", kind.as_str())).await.unwrap();
+            let from = stored.as_deref().and_then(Position::parse).map_or(i64::MIN, |w| w.resume_from(a.overlap));
+            read_from.insert(kind, from);
+        }
         if rng.u8(..4) == 0 {
             let other = world.shipper();
             let (x, y) = tokio::join!(
@@ -459,6 +533,9 @@ async fn one_schedule(seed: u64) {
         } else {
             let s = shipper.run(&a, Arc::new(Counters::default())).await;
             adds_up(&s, &format!("seed {seed} run {run}"));
+            if watch {
+                check_watermarks(&world, &before, &read_from, &format!("seed {seed} run {run}")).await;
+            }
         }
         outage_task.await.unwrap();
         world.store.down.store(false, Ordering::SeqCst);

@@ -24,7 +24,7 @@ use std::time::{Duration, Instant};
 pub use holdings::{HeldEvents, Holding, Holdings, Scope, Status, entry_digest, judge};
 pub use inventory::{Answer, Inventory, InventoryError, PAD_SECONDS, QueryRecord};
 pub use lake::{CallFail, LakeApi, LakeInventory, MAX_CONCURRENT_QUERIES, QueryState, ResultsPage, SdkLake, Store, Stores};
-pub use logs::{FilterApi, FilterPage, LogsInventory, SdkFilter};
+pub use logs::{FilterApi, FilterPage, LogsInventory, SdkFilter, parse_message};
 pub use memory::MemoryInventory;
 pub use report::{Counts, EntryRef, Repair, Report, Totals, Window};
 

@@ -440,6 +440,19 @@ impl Shipper {
                         .map_err(ShipError::Watermark)?;
                     return Ok(LifeCheck::default());
                 }
+                // Recorded before anything else is written (marks, watermarks): a run that stops part
+                // way leaves a store that says it is being rebuilt, never one that looks whole.
+                let life = match life {
+                    Life::Unknown => {
+                        let begun = Life::Rebuilding { since: run_started };
+                        rebuild::save(store, keys, life, begun).await.map_err(ShipError::Watermark)?;
+                        rebuild::load(store, keys).await.map_err(ShipError::Watermark)?
+                    }
+                    other => other,
+                };
+                if matches!(life, Life::Whole { .. }) {
+                    return Ok(LifeCheck::default());
+                }
                 let plan = rebuild::plan(life, false, held > 0, run_started, opts.settle.as_secs() as i64);
                 let defer_unfound = plan == rebuild::Plan::Rebuild { defer: true };
                 tracing::info!(

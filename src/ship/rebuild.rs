@@ -1,8 +1,9 @@
 //! A store that comes back empty is rebuilt from the destination, not re-shipped.
 //!
 //! The store keeps a record of its own life (`<prefix>store:life`, no expiry): `whole@<t>` once it
-//! holds a mark for everything shipped, `rebuilding@<t>` while a rebuild begun at `t` waits for the
-//! destination to finish ingesting. A run that finds no record (a failover to a replica without the
+//! holds a mark for everything shipped, `rebuilding@<t>` from the moment a rebuild begins at `t`
+//! until a run has read the whole trail with nothing left for later (so a rebuild cut short never
+//! leaves watermarks that make the store look whole). A run that finds no record (a failover to a replica without the
 //! data, a rebuilt cluster, a `FLUSHALL`, a first install beside another shipper) asks the
 //! destination what it holds for the window Kong holds, and marks those entries instead of sending
 //! them. What the destination does not show yet may still be on its way in (it ingests in minutes):
