@@ -148,8 +148,9 @@ pub struct Settings {
     #[arg(long, env = "ALLOW_EPHEMERAL_DEAD_LETTERS", global = true)]
     pub allow_ephemeral_dead_letters: bool,
 
-    /// Kong's audit signing public key(s), to verify every row's signature: PEM text or the path of
-    /// a PEM file, with one or more PUBLIC KEY or RSA PUBLIC KEY blocks (several during a rotation)
+    /// Kong's audit signing public key(s), RSA or EC (P-256, P-384, P-521), to verify every row's
+    /// signature: PEM text or the path of a PEM file, with one or more PUBLIC KEY, RSA PUBLIC KEY or
+    /// EC PUBLIC KEY blocks (several during a rotation, of either type)
     #[arg(long, env = "KONG_AUDIT_SIGNING_PUBLIC_KEY", hide_env_values = true, global = true)]
     pub kong_audit_signing_public_key: Option<String>,
 }
