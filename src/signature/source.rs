@@ -1,5 +1,5 @@
 //! Verification beside the cycle instead of in it: an `AuditSource` whose pages come with each
-//! entry's verdict made. Pages are fetched ahead of the cycle, so the RSA work (tens of
+//! entry's verdict made. Pages are fetched ahead of the cycle, so the signature work (tens of
 //! microseconds a row) is done on a blocking thread while the cycle maps and ships the page before.
 
 use std::sync::Arc;
