@@ -200,7 +200,9 @@ async fn main() {
         "Machine: {} cores; scale {scale}; every row signed; Kong 5 ms per page, CloudTrail 20 ms per call and 100 calls/s.\n",
         std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0)
     );
-    println!("| key | verdict per row, µs | mapping per row without a key, µs | verdict made beforehand (what the cycle does) | verdict made inline |");
+    println!(
+        "| key | verdict per row, µs | mapping per row without a key, µs | verdict made beforehand (what the cycle does) | verdict made inline |"
+    );
     println!("|---|---|---|---|---|");
     for (kind, (verdict_us, map_without_us, map_verified_us, map_with_us)) in &per_key {
         println!(
