@@ -1,16 +1,19 @@
 //! What verifying Kong's signatures costs: per row in-process, and on the backfill rate side by side.
 //!
-//!     cargo run --release --example bench-signatures            # 25,000 requests (about 50,000 entries)
-//!     cargo run --release --example bench-signatures -- 0.2     # a fifth of that
+//!     cargo run --release --example bench-signatures                # 25,000 requests (about 50,000 entries)
+//!     cargo run --release --example bench-signatures -- 0.2         # a fifth of that
+//!     cargo run --release --example bench-signatures -- 0.2 p384    # the backfill signed with EC P-384
 //!
-//! 1. Per row: the verdict alone (signed text, base64, RSA-2048 PKCS#1 v1.5 SHA-256), and the whole
-//!    mapping of an entry without a key, with its verdict made beforehand (as the cycle maps: pages
-//!    are verified as they arrive, beside it), and with the verdict made inline; over the fakes'
-//!    realistic rows, every one signed.
+//! 1. Per row, for each kind of key Kong may sign with (RSA-2048 PKCS#1 v1.5, ECDSA on P-256, P-384
+//!    and P-521; all over SHA-256): the verdict alone (signed text, base64, verification), and the
+//!    whole mapping of an entry without a key, with its verdict made beforehand (as the cycle maps:
+//!    pages are verified as they arrive, beside it), and with the verdict made inline; over the
+//!    fakes' realistic rows, every one signed. Then the verdict of a P-384 row under a bundle that
+//!    holds the RSA and P-256 keys first (a rotation's worst case: every other key is tried before).
 //! 2. Backfill: the release binary (`run`, as in `bench`) against the loopback fakes (Kong 5 ms per
-//!    page with every row signed, CloudTrail 20 ms per call and its 100 calls/s quota) and a real
-//!    redis-server, without and with KONG_AUDIT_SIGNING_PUBLIC_KEY, in turns (A B A B), the store
-//!    emptied before each run.
+//!    page with every row signed, RSA-2048 unless the second argument names `p256`, `p384` or
+//!    `p521`; CloudTrail 20 ms per call and its 100 calls/s quota) and a real redis-server, without
+//!    and with KONG_AUDIT_SIGNING_PUBLIC_KEY, in turns (A B A B), the store emptied before each run.
 
 #[path = "support/bench_run.rs"]
 mod bench_run;
@@ -29,7 +32,7 @@ use std::time::{Duration, Instant};
 
 use fake_cloudtrail::FakeCloudTrail;
 use fake_kong::FakeKong;
-use fake_kong::kong_signer::KongSigner;
+use fake_kong::kong_signer::{KongKey, KongSigner};
 use kong_audit_shipper::event::{MapContext, map_entry_detailed};
 use kong_audit_shipper::kong::{Entry, EntryKind};
 use kong_audit_shipper::signature::Verifier;
@@ -49,7 +52,10 @@ fn per_row_micros(rows: usize, rounds: usize, mut f: impl FnMut()) -> f64 {
     samples[samples.len() / 2]
 }
 
-fn micro(signer: &KongSigner, requests: &[Value], objects: &[Value]) -> (f64, f64, f64, f64) {
+/// Per-row microseconds of: the verdict, the mapping without a key, the mapping with the verdict
+/// made beforehand, the mapping with the verdict made inline; `pems` is the key setting (the
+/// signer's key among them).
+fn micro(signer: &KongSigner, pems: &[String], requests: &[Value], objects: &[Value]) -> (f64, f64, f64, f64) {
     let sign = |kind: &str, rows: &[Value]| -> Vec<String> {
         rows.iter()
             .map(|r| {
@@ -64,7 +70,7 @@ fn micro(signer: &KongSigner, requests: &[Value], objects: &[Value]) -> (f64, f6
         .map(|t| Entry::parse(EntryKind::Request, t).unwrap())
         .chain(sign("objects", objects).iter().map(|t| Entry::parse(EntryKind::Object, t).unwrap()))
         .collect();
-    let verifier = Arc::new(Verifier::from_setting(&signer.public_key_pem()).unwrap());
+    let verifier = Arc::new(Verifier::from_setting(&pems.concat()).unwrap());
     let ctx = |signatures: Arc<Verifier>| MapContext {
         recipient_account_id: fake_cloudtrail::ACCOUNT.into(),
         record_ttl: 2_592_000,
@@ -120,19 +126,38 @@ async fn main() {
     let requests_n = ((25_000.0 * scale) as usize).max(100);
     let bin = bench_run::binary();
 
-    // 1. Per row, in-process.
-    let signer = KongSigner::generate();
+    let backfill_key = match std::env::args().nth(2).as_deref() {
+        None | Some("rsa") => KongKey::Rsa2048,
+        Some("p256") => KongKey::EcP256,
+        Some("p384") => KongKey::EcP384,
+        Some("p521") => KongKey::EcP521,
+        Some(other) => panic!("unknown key kind {other}: rsa, p256, p384 or p521"),
+    };
+
+    // 1. Per row, in-process, for each kind of key.
     let (sample_r, sample_o) = fake_kong::sample_trail(2_000, chrono::Utc::now().timestamp() - 86_400, true);
-    let (verdict_us, map_without_us, map_verified_us, map_with_us) = micro(&signer, &sample_r, &sample_o);
-    eprintln!(
-        "per row: verdict {verdict_us:.1} µs; mapping {map_without_us:.1} µs without a key, {map_verified_us:.1} µs verified beforehand, {map_with_us:.1} µs verified inline"
-    );
+    let mut per_key = Vec::new();
+    let mut signers = Vec::new();
+    for kind in [KongKey::Rsa2048, KongKey::EcP256, KongKey::EcP384, KongKey::EcP521] {
+        let signer = KongSigner::generate_key(kind);
+        let measured = micro(&signer, &[signer.public_key_pem()], &sample_r, &sample_o);
+        eprintln!(
+            "{kind:?} per row: verdict {:.1} µs; mapping {:.1} µs without a key, {:.1} µs verified beforehand, {:.1} µs verified inline",
+            measured.0, measured.1, measured.2, measured.3
+        );
+        per_key.push((kind, measured));
+        signers.push(signer);
+    }
+    let bundle: Vec<String> = signers[..3].iter().map(KongSigner::public_key_pem).collect();
+    let (bundle_us, ..) = micro(&signers[2], &bundle, &sample_r, &sample_o);
+    eprintln!("P-384 row under [RSA, P-256, P-384]: verdict {bundle_us:.1} µs");
 
     // 2. Backfill, side by side.
     let kong = FakeKong::start("3.8.1.0").await;
     let ct = FakeCloudTrail::start().await;
     let redis = RedisServer::start();
-    let signer = kong.sign_rows(1.0);
+    let signer = Arc::new(KongSigner::generate_key(backfill_key));
+    kong.sign_rows_with(signer.clone(), 1.0);
     let signing = Instant::now();
     let (r, o) = fake_kong::sample_trail(requests_n, chrono::Utc::now().timestamp() - 86_400, true);
     kong.add("requests", &r);
@@ -174,20 +199,23 @@ async fn main() {
     let mean = |v: &[f64]| v.iter().sum::<f64>() / v.len() as f64;
     let (a, b) = (mean(&without), mean(&with));
     println!(
-        "Machine: {} cores; scale {scale}; every row signed (RSA-2048); Kong 5 ms per page, CloudTrail 20 ms per call and 100 calls/s.\n",
+        "Machine: {} cores; scale {scale}; every row signed; Kong 5 ms per page, CloudTrail 20 ms per call and 100 calls/s.\n",
         std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0)
     );
-    println!("| measure | without a key | with the key | change |");
+    println!(
+        "| key | verdict per row, µs | mapping per row without a key, µs | verdict made beforehand (what the cycle does) | verdict made inline |"
+    );
+    println!("|---|---|---|---|---|");
+    for (kind, (verdict_us, map_without_us, map_verified_us, map_with_us)) in &per_key {
+        println!(
+            "| {kind:?} | {verdict_us:.1} | {map_without_us:.1} | {map_verified_us:.1} ({:+.1}) | {map_with_us:.1} ({:+.1}) |",
+            map_verified_us - map_without_us,
+            map_with_us - map_without_us
+        );
+    }
+    println!("| EcP384 row, bundle [RSA, P-256, P-384] | {bundle_us:.1} | | | |\n");
+    println!("| backfill ({backfill_key:?}) | without a key | with the key | change |");
     println!("|---|---|---|---|");
-    println!("| verdict per row (signed text, base64, RSA verify), µs | — | {verdict_us:.1} | |");
-    println!(
-        "| mapping per row, verdict made beforehand (what the cycle does), µs | {map_without_us:.1} | {map_verified_us:.1} | {:+.1} µs |",
-        map_verified_us - map_without_us
-    );
-    println!(
-        "| mapping per row, verdict made inline, µs | {map_without_us:.1} | {map_with_us:.1} | {:+.1} µs |",
-        map_with_us - map_without_us
-    );
     println!(
         "| backfill of {total} entries, entries/s (mean of 3 runs each, in turns) | {a:.0} ({}) | {b:.0} ({}) | {:+.1} % |",
         without.iter().map(|r| format!("{r:.0}")).collect::<Vec<_>>().join(", "),

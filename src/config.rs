@@ -170,8 +170,9 @@ pub struct Settings {
     #[arg(long, env = "RECONCILE_CONCURRENCY", default_value_t = 5, global = true)]
     pub reconcile_concurrency: usize,
 
-    /// Kong's audit signing public key(s), to verify every row's signature: PEM text or the path of
-    /// a PEM file, with one or more PUBLIC KEY or RSA PUBLIC KEY blocks (several during a rotation)
+    /// Kong's audit signing public key(s), RSA or EC (P-256, P-384, P-521), to verify every row's
+    /// signature: PEM text or the path of a PEM file, with one or more PUBLIC KEY, RSA PUBLIC KEY or
+    /// EC PUBLIC KEY blocks (several during a rotation, of either type)
     #[arg(long, env = "KONG_AUDIT_SIGNING_PUBLIC_KEY", hide_env_values = true, global = true)]
     pub kong_audit_signing_public_key: Option<String>,
 }

@@ -5,18 +5,18 @@
 # SignaturesInvalid, which the alarm below watches.
 
 variable "kong_audit_signing_public_key" {
-  description = "Optional PEM of the public key(s) of Kong's audit_log_signing_key: one or more PUBLIC KEY or RSA PUBLIC KEY blocks, several during a key rotation (env KONG_AUDIT_SIGNING_PUBLIC_KEY). Empty = signatures are not checked and no alarm is created. Lambda limits all environment variables together to 4 KB; an RSA-2048 public key is about 450 characters."
+  description = "Optional PEM of the public key(s) of Kong's audit_log_signing_key: RSA or EC (P-256, P-384, P-521) keys in one or more PUBLIC KEY, RSA PUBLIC KEY or EC PUBLIC KEY blocks, several during a key rotation (env KONG_AUDIT_SIGNING_PUBLIC_KEY). Empty = signatures are not checked and no alarm is created. Lambda limits all environment variables together to 4 KB; an RSA-2048 public key is about 450 characters, an EC P-256 key about 180."
   type        = string
   default     = ""
   nullable    = false
 
   validation {
     condition = var.kong_audit_signing_public_key == "" || (
-      can(regex("-----BEGIN (RSA )?PUBLIC KEY-----", var.kong_audit_signing_public_key)) &&
+      can(regex("-----BEGIN ((RSA|EC) )?PUBLIC KEY-----", var.kong_audit_signing_public_key)) &&
       !can(regex("PRIVATE KEY", var.kong_audit_signing_public_key)) &&
       length(var.kong_audit_signing_public_key) <= 2400
     )
-    error_message = "kong_audit_signing_public_key must be PEM public key text (-----BEGIN PUBLIC KEY----- or -----BEGIN RSA PUBLIC KEY-----; never the private key, which stays on Kong) of at most 2400 characters (Lambda's 4 KB limit on all environment variables)."
+    error_message = "kong_audit_signing_public_key must be PEM public key text (-----BEGIN PUBLIC KEY-----, -----BEGIN RSA PUBLIC KEY----- or -----BEGIN EC PUBLIC KEY-----; never the private key, which stays on Kong) of at most 2400 characters (Lambda's 4 KB limit on all environment variables)."
   }
 }
 

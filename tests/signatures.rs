@@ -6,11 +6,17 @@
 //!   the key that verified; nulls, unicode and Kong's JSON escapes verify; unsigned rows are
 //!   `unsigned`; without a key, `unchecked`; a newer Kong that signs another field still verifies;
 //!   any entry with any signature maps without a panic to an event CloudTrail accepts.
+//! - EC keys (P-256, P-384, P-521: ECDSA over SHA-256, DER, as OpenSSL signs for Kong) verify their
+//!   rows and catch tampering and rows of another key, alone or in one bundle with RSA keys through
+//!   a rotation; any row signed with any key verifies under the mixed bundle and any change breaks
+//!   it; an object row signed with its legacy `expire` verifies, and its `expire` is then covered.
 //! - End to end, with the real binary: a run against a fake Kong that signs three rows in four ships
 //!   every row with its verdict in eventData, counts the verdicts in the summary, logs each invalid
 //!   row at error level with its key, and still exits 0; `verify` against Kong and against an export
-//!   of shipped events (a tampered line included) exits 1 and names the row; a malformed key setting
-//!   stops every command with exit 2, naming the setting.
+//!   of shipped events (a tampered line included) exits 1 and names the row; `verify` over a trail
+//!   signed with RSA then EC counts the rows of each key; a malformed key setting (an EC key off its
+//!   curve or on another curve included) stops every command with exit 2, naming the setting; `check`
+//!   names each key's type and fingerprint.
 
 #[path = "support/arb_json.rs"]
 mod arb_json;
@@ -21,12 +27,13 @@ use std::sync::Arc;
 
 use kong_audit_shipper::event::{MapContext, hex_sha256, map_entry_detailed};
 use kong_audit_shipper::kong::{Entry, EntryKind};
-use kong_audit_shipper::signature::{Verdict, Verifier};
+use kong_audit_shipper::signature::canonical::signed_texts;
+use kong_audit_shipper::signature::{PublicKey, Verdict, Verifier};
 use kong_audit_shipper::sink::checksum;
 use proptest::prelude::*;
 use serde_json::{Value, json};
 use support::fake_cloudtrail::validate;
-use support::fake_kong::kong_signer::{KongSigner, REQUEST_FIELDS};
+use support::fake_kong::kong_signer::{KongKey, KongSigner, OBJECT_FIELDS, REQUEST_FIELDS};
 use support::*;
 
 fn ctx(verifier: Verifier) -> MapContext {
@@ -200,6 +207,178 @@ fn two_keys_in_rotation_each_row_names_the_key_that_signed_it() {
     assert_eq!(status(&shipped_verdict(&only_new, EntryKind::Request, &after.to_string())), "valid");
 }
 
+/// The EC keys Kong's `resty.openssl.pkey` signs with: ECDSA over SHA-256, whatever the curve.
+const EC_KEYS: [KongKey; 3] = [KongKey::EcP256, KongKey::EcP384, KongKey::EcP521];
+
+#[test]
+fn ec_keys_sign_as_kong_does_and_tampered_rows_and_rows_of_another_key_are_invalid() {
+    for kind in EC_KEYS {
+        let kong = KongSigner::generate_key(kind);
+        let ctx = ctx(verifier(&[kong.public_key_pem()]));
+        let mut request = request_row("Rq-ec");
+        kong.sign("requests", &mut request);
+        let mut object = object_row("0b1c2d3e-0000-4000-8000-0000000000ec");
+        kong.sign("objects", &mut object);
+        // What OpenSSL gives Kong for an EC key: a DER SEQUENCE of two INTEGERs, not raw r||s.
+        use base64::Engine;
+        let der = base64::engine::general_purpose::STANDARD
+            .decode(request["signature"].as_str().unwrap())
+            .unwrap();
+        assert_eq!((der[0], der.len() < 140), (0x30, true), "{kind:?}: {der:02x?}");
+
+        let valid = json!({"status": "valid", "keyFingerprint": kong.fingerprint()});
+        assert_eq!(shipped_verdict(&ctx, EntryKind::Request, &request.to_string()), valid, "{kind:?}");
+        assert_eq!(shipped_verdict(&ctx, EntryKind::Object, &object.to_string()), valid, "{kind:?}");
+        let mut later = request.clone();
+        later["ttl"] = json!(1);
+        later["request_timestamp"] = json!(2);
+        assert_eq!(shipped_verdict(&ctx, EntryKind::Request, &later.to_string()), valid, "{kind:?}");
+
+        let tampered: [(EntryKind, Value); 4] = [
+            (EntryKind::Request, {
+                let mut r = request.clone();
+                r["path"] = json!("/default/services?tags=dev");
+                r
+            }),
+            (EntryKind::Request, {
+                let mut r = request.clone();
+                r["status"] = json!(200);
+                r
+            }),
+            (EntryKind::Object, {
+                let mut o = object.clone();
+                o["operation"] = json!("delete");
+                o
+            }),
+            (EntryKind::Object, {
+                let mut o = object.clone();
+                o["rbac_user_id"] = Value::Null;
+                o
+            }),
+        ];
+        for (entry_kind, row) in &tampered {
+            let v = shipped_verdict(&ctx, *entry_kind, &row.to_string());
+            assert_eq!(status(&v), "invalid", "{kind:?}: {v}");
+            assert!(v["reason"].as_str().unwrap().contains("altered after Kong signed it"), "{v}");
+        }
+
+        // Rows of another key of the same curve, or of an RSA key, under this key alone.
+        let other = KongSigner::generate_key(kind);
+        let mut by_other = request_row("Rq-other-ec");
+        other.sign("requests", &mut by_other);
+        let mut by_rsa = request_row("Rq-rsa");
+        KongSigner::generate().sign("requests", &mut by_rsa);
+        for row in [&by_other, &by_rsa] {
+            let v = shipped_verdict(&ctx, EntryKind::Request, &row.to_string());
+            assert_eq!(status(&v), "invalid", "{kind:?}: {v}");
+            assert!(v["reason"].as_str().unwrap().contains("under the configured key"), "{v}");
+        }
+    }
+}
+
+#[test]
+fn one_bundle_mixes_rsa_and_ec_keys_through_a_rotation_and_names_the_key_of_each_row() {
+    let (rsa, p256, p384) = (
+        KongSigner::generate(),
+        KongSigner::generate_key(KongKey::EcP256),
+        KongSigner::generate_key(KongKey::EcP384),
+    );
+    // All three PEM forms in one file, as an operator keeps them from RSA to EC.
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("kong-audit-keys.pem");
+    std::fs::write(
+        &path,
+        format!(
+            "# current (P-384)\n{}# before (P-256)\n{}# first (RSA)\n{}",
+            p384.public_key_pem(),
+            p256.ec_public_key_pem(),
+            rsa.rsa_public_key_pem()
+        ),
+    )
+    .unwrap();
+    let all = ctx(Verifier::from_setting(path.to_str().unwrap()).unwrap());
+    let types: Vec<String> = all.signatures.keys().iter().map(|k| k.key_type().to_string()).collect();
+    assert_eq!(types, ["EC P-384", "EC P-256", "RSA-2048"]);
+    let ec_only = ctx(verifier(&[p384.public_key_pem(), p256.public_key_pem()]));
+    for (i, signer) in [&rsa, &p256, &p384].into_iter().enumerate() {
+        let mut request = request_row(&format!("Rq-rotation-{i}"));
+        signer.sign("requests", &mut request);
+        let mut object = object_row(&format!("o-rotation-{i}"));
+        signer.sign("objects", &mut object);
+        for (kind, row) in [(EntryKind::Request, &request), (EntryKind::Object, &object)] {
+            let v = shipped_verdict(&all, kind, &row.to_string());
+            assert_eq!(v, json!({"status": "valid", "keyFingerprint": signer.fingerprint()}), "{signer:?}");
+            let expected = if signer.kind() == KongKey::Rsa2048 { "invalid" } else { "valid" };
+            assert_eq!(status(&shipped_verdict(&ec_only, kind, &row.to_string())), expected, "{signer:?}");
+        }
+        let mut altered = request.clone();
+        altered["method"] = json!("PUT");
+        let v = shipped_verdict(&all, EntryKind::Request, &altered.to_string());
+        assert!(v["reason"].as_str().unwrap().contains("any of the 3 configured keys"), "{v}");
+    }
+}
+
+/// An object row as Kong Enterprise's first audit code wrote it (2018 to April 2019): the legacy
+/// `expire` (milliseconds), no `request_timestamp`, no `ttl`.
+fn legacy_object_row() -> Value {
+    json!({
+        "dao_name": "consumers",
+        "entity": "{\"created_at\":1542131418000,\"id\":\"16787ed7-d805-434a-9cec-5e5a3e5c9e4f\",\"username\":\"bob\",\"type\":0}",
+        "entity_key": "16787ed7-d805-434a-9cec-5e5a3e5c9e4f",
+        "expire": 1_544_723_418_009_u64,
+        "id": "7ebabee7-2b09-445d-bc1f-2092c4ddc4be",
+        "operation": "create",
+        "request_id": "59fpTWlpUtHJ0qnAWBzQRHRDv7i5DwK2",
+        "signature": null
+    })
+}
+
+#[test]
+fn an_object_row_signed_with_its_legacy_expire_verifies_and_its_expire_is_then_covered() {
+    let kong = KongSigner::generate();
+    let key = &PublicKey::from_spki(&kong.spki()).unwrap();
+    let ctx = ctx(verifier(&[kong.public_key_pem()]));
+    let mut fields = OBJECT_FIELDS.to_vec();
+    fields.push("expire");
+    fields.sort_unstable();
+    let mut row = legacy_object_row();
+    kong.sign_fields(&fields, &mut row);
+    let valid = json!({"status": "valid", "keyFingerprint": kong.fingerprint()});
+    assert_eq!(shipped_verdict(&ctx, EntryKind::Object, &row.to_string()), valid);
+
+    // The signature covers the text with expire, not the one a rule leaving expire out builds.
+    use base64::Engine;
+    let signature = base64::engine::general_purpose::STANDARD
+        .decode(row["signature"].as_str().unwrap())
+        .unwrap();
+    let texts = signed_texts(EntryKind::Object, row.as_object().unwrap()).unwrap();
+    assert_eq!(
+        texts[1],
+        KongSigner::signed_text(OBJECT_FIELDS, &row),
+        "the second text leaves expire out"
+    );
+    assert!(texts[0].contains("|1544723418009|"), "{}", texts[0]);
+    assert!(key.verifies(texts[0].as_bytes(), &signature));
+    assert!(!key.verifies(texts[1].as_bytes(), &signature));
+
+    // Signed with expire, expire is covered: altered, the row is invalid.
+    let mut altered = row.clone();
+    altered["expire"] = json!(1_600_000_000_000_u64);
+    assert_eq!(status(&shipped_verdict(&ctx, EntryKind::Object, &altered.to_string())), "invalid");
+    // A row signed without expire (expire set after signing) verifies too, and so does today's row.
+    let mut without = legacy_object_row();
+    kong.sign("objects", &mut without);
+    assert_eq!(shipped_verdict(&ctx, EntryKind::Object, &without.to_string()), valid);
+    // A request row's expire keeps its rule: set at insert, never signed.
+    let mut request = json!({
+        "client_ip": "127.0.0.1", "expire": 1_544_723_418_013_u64, "method": "POST", "path": "/consumers",
+        "payload": "{\"username\": \"bob\"}", "request_id": "59fpTWlpUtHJ0qnAWBzQRHRDv7i5DwK2",
+        "request_timestamp": 1_542_131_418_014_u64, "status": 201, "workspace": "fd51ce6e-59c0-4b6b-b991-aa708a9ff4d2"
+    });
+    kong.sign("requests", &mut request);
+    assert_eq!(shipped_verdict(&ctx, EntryKind::Request, &request.to_string()), valid);
+}
+
 #[test]
 fn nulls_unicode_pipes_and_kongs_json_escapes_verify() {
     let kong = KongSigner::generate();
@@ -317,13 +496,46 @@ fn any_signature() -> impl Strategy<Value = String> {
         Just("12".to_string()),
         Just("[\"c2ln\"]".to_string()),
         Just("{\"sig\":1}".to_string()),
+        ecdsa_shaped_signature(),
     ]
 }
 
-/// The key every property case verifies with: one keypair for the whole run.
+/// A DER `SEQUENCE { INTEGER r, INTEGER s }` of random integers of a curve's size: shaped as an
+/// ECDSA signature, so that verification goes past the parsing.
+fn ecdsa_shaped_signature() -> impl Strategy<Value = String> {
+    use base64::Engine;
+    (prop_oneof![Just(32usize), Just(48), Just(66)], any::<[u8; 66]>(), any::<[u8; 66]>()).prop_map(|(n, r, s)| {
+        let integer = |bytes: &[u8]| {
+            let mut v = vec![0x02, bytes.len() as u8 + 1, 0x00];
+            v.extend_from_slice(bytes);
+            v
+        };
+        let body = [integer(&r[..n]), integer(&s[..n])].concat();
+        let mut der = if body.len() < 128 {
+            vec![0x30, body.len() as u8]
+        } else {
+            vec![0x30, 0x81, body.len() as u8]
+        };
+        der.extend(body);
+        json!(base64::engine::general_purpose::STANDARD.encode(der)).to_string()
+    })
+}
+
+/// One Kong signing key of each kind, generated once for the whole run.
+fn property_signers() -> &'static [KongSigner; 4] {
+    static SIGNERS: std::sync::OnceLock<[KongSigner; 4]> = std::sync::OnceLock::new();
+    SIGNERS.get_or_init(|| [KongKey::Rsa2048, KongKey::EcP256, KongKey::EcP384, KongKey::EcP521].map(KongSigner::generate_key))
+}
+
+/// The keys every property case verifies with: an RSA key and an EC key on each curve.
 fn property_verifier() -> Arc<Verifier> {
-    static KEY: std::sync::OnceLock<String> = std::sync::OnceLock::new();
-    Arc::new(verifier(&[KEY.get_or_init(|| KongSigner::generate().public_key_pem()).clone()]))
+    static VERIFIER: std::sync::OnceLock<Arc<Verifier>> = std::sync::OnceLock::new();
+    VERIFIER
+        .get_or_init(|| {
+            let pems: Vec<String> = property_signers().iter().map(KongSigner::public_key_pem).collect();
+            Arc::new(verifier(&pems))
+        })
+        .clone()
 }
 
 proptest! {
@@ -360,6 +572,61 @@ proptest! {
                 prop_assert_eq!(data["additionalEventData"]["kongSignature"]["status"].as_str(), Some(verdict.status()));
             }
         }
+    }
+}
+
+/// The name of a field Kong may sign (`request_id` aside, which every row gets).
+fn signed_name() -> impl Strategy<Value = String> {
+    "[a-z_]{1,12}".prop_filter("a field Kong adds after signing", |n| {
+        !matches!(
+            n.as_str(),
+            "signature" | "ttl" | "request_timestamp" | "expire" | "id" | "request_id"
+        )
+    })
+}
+
+/// A value Kong may sign: text, or an integer Lua writes as plain digits.
+fn signed_value() -> impl Strategy<Value = Value> {
+    prop_oneof![
+        3 => any::<String>().prop_map(Value::from),
+        1 => (-99_999_999_999_999i64..=99_999_999_999_999).prop_map(Value::from),
+    ]
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 200, ..ProptestConfig::default() })]
+
+    #[test]
+    fn any_row_kong_signs_with_any_key_verifies_under_the_mixed_bundle_and_any_change_breaks_it(
+        kind in prop_oneof![Just(EntryKind::Request), Just(EntryKind::Object)],
+        signer in 0usize..4,
+        fields in proptest::collection::btree_map(signed_name(), signed_value(), 0..8),
+        request_id in "[A-Za-z0-9]{1,32}",
+        changed in any::<proptest::sample::Index>(),
+    ) {
+        let signer = &property_signers()[signer];
+        let mut row: serde_json::Map<String, Value> = fields.into_iter().collect();
+        row.insert("request_id".into(), json!(request_id));
+        let mut row = Value::Object(row);
+        // Every field, in byte order.
+        let mut names: Vec<String> = row.as_object().unwrap().keys().cloned().collect();
+        names.sort_unstable();
+        let signed: Vec<&str> = names.iter().map(String::as_str).collect();
+        signer.sign_fields(&signed, &mut row);
+        let verifier = property_verifier();
+        let verdict = verifier.check(&Entry::parse(kind, &row.to_string()).unwrap());
+        prop_assert_eq!(verdict, Verdict::Valid { key_fingerprint: signer.fingerprint() });
+
+        // Any one value changed after signing.
+        let name = signed[changed.index(signed.len())].to_string();
+        let value = &mut row[&name];
+        *value = match value.take() {
+            Value::String(s) => json!(format!("{s}x")),
+            Value::Number(n) => json!(n.as_i64().unwrap() + 1),
+            other => other,
+        };
+        let verdict = verifier.check(&Entry::parse(kind, &row.to_string()).unwrap());
+        prop_assert_eq!(verdict.status(), "invalid", "{} changed", name);
     }
 }
 
@@ -583,6 +850,50 @@ async fn verify_reads_kong_names_each_invalid_row_and_exits_1_and_0_when_the_win
 }
 
 #[tokio::test]
+async fn verify_reads_a_trail_signed_with_rsa_then_with_an_ec_key_and_counts_the_rows_of_each() {
+    let kong = FakeKong::start("3.8.1.0").await;
+    let (rsa, ec) = (
+        Arc::new(KongSigner::generate()),
+        Arc::new(KongSigner::generate_key(KongKey::EcP384)),
+    );
+    let start = chrono::Utc::now().timestamp() - 86_400;
+    let (requests, objects) = fake_kong::sample_trail(60, start, true);
+    let (r, o) = (requests.len() / 2, objects.len() / 2);
+    // Kong's signing key switched from RSA to EC half-way through the trail.
+    kong.sign_rows_with(rsa.clone(), 1.0);
+    kong.add("requests", &requests[..r]);
+    kong.add("objects", &objects[..o]);
+    kong.sign_rows_with(ec.clone(), 1.0);
+    kong.add("requests", &requests[r..]);
+    kong.add("objects", &objects[o..]);
+    let total = requests.len() + objects.len();
+    let by_rsa = r + o;
+
+    let (env, _state) = verify_env(&kong, &format!("{}{}", ec.ec_public_key_pem(), rsa.public_key_pem()));
+    let ran = run_bin(&["verify"], &env).await;
+    assert_eq!(ran.code, 0, "{}\n{}", ran.stdout, ran.stderr);
+    for (signer, rows) in [(&rsa, by_rsa), (&ec, total - by_rsa)] {
+        let line = format!("valid key={} rows={rows}", signer.fingerprint());
+        assert!(ran.stdout.lines().any(|l| l == line), "{line} not in:\n{}", ran.stdout);
+    }
+    assert_eq!(
+        ran.stdout.lines().last().unwrap(),
+        format!("verify rows={total} valid={total} invalid=0 unsigned=0 problems=0")
+    );
+
+    // The RSA key dropped too early: its rows are invalid, each named.
+    let (env, _state) = verify_env(&kong, &ec.public_key_pem());
+    let ran = run_bin(&["verify"], &env).await;
+    assert_eq!(ran.code, 1, "{}", ran.stdout);
+    assert_eq!(
+        ran.stdout.lines().filter(|l| l.starts_with("invalid ")).count(),
+        by_rsa,
+        "{}",
+        ran.stdout
+    );
+}
+
+#[tokio::test]
 async fn verify_input_rechecks_an_export_of_shipped_events_and_names_a_tampered_line() {
     let kong = FakeKong::start("3.8.1.0").await;
     let signer = kong.sign_rows(1.0);
@@ -665,6 +976,19 @@ async fn a_malformed_key_setting_stops_every_command_with_exit_2_naming_the_sett
     let ct = FakeCloudTrail::start().await;
     let secret_looking =
         "-----BEGIN PRIVATE KEY-----\nTUlJRXZRSUJBREFOQmdrcWhraUc5dzBCQVFFRkFBU0NCS2N3Z2dTakFnRUFBb0lCQVFD\n-----END PRIVATE KEY-----\n";
+    // A P-384 key whose point is not on the curve: its last byte changed.
+    let off_curve = {
+        let mut spki = KongSigner::generate_key(KongKey::EcP384).spki();
+        *spki.last_mut().unwrap() ^= 1;
+        support::fake_kong::kong_signer::pem("PUBLIC KEY", &spki)
+    };
+    // A key on a curve Kong could use but the shipper does not check.
+    let secp256k1 = {
+        use aws_lc_rs::encoding::AsDer;
+        use aws_lc_rs::signature::{ECDSA_P256K1_SHA256_ASN1_SIGNING, EcdsaKeyPair, KeyPair};
+        let pair = EcdsaKeyPair::generate(&ECDSA_P256K1_SHA256_ASN1_SIGNING).unwrap();
+        support::fake_kong::kong_signer::pem("EC PUBLIC KEY", pair.public_key().as_der().unwrap().as_ref())
+    };
     for (value, expected) in [
         (
             "-----BEGIN PUBLIC KEY-----\nnot base64!\n-----END PUBLIC KEY-----",
@@ -676,6 +1000,11 @@ async fn a_malformed_key_setting_stops_every_command_with_exit_2_naming_the_sett
         ),
         (secret_looking, "is a private key"),
         ("   ", "is set but empty"),
+        (off_curve.as_str(), "the block at line 1: is not a usable EC P-384 public key"),
+        (
+            secp256k1.as_str(),
+            "is an EC key on the curve 1.3.132.0.10: the shipper checks EC keys on P-256, P-384 and P-521",
+        ),
     ] {
         for args in [&["run"][..], &["backfill", "--dry-run"], &["verify"], &["verify", "--input", "-"]] {
             let ran = run_bin(args, &with_key(env_for(&kong, &ct, None), value)).await;
@@ -709,6 +1038,20 @@ async fn check_reads_the_keys_and_names_the_setting_when_they_are_malformed() {
         .unwrap_or_else(|| panic!("{}", ran.stdout));
     assert!(
         line.starts_with('✓') && line.contains(&format!("RSA-2048 {}", signer.fingerprint())),
+        "{line}"
+    );
+    // EC keys are reported as RSA ones are, beside them.
+    let ec = KongSigner::generate_key(KongKey::EcP384);
+    let bundle = format!("{}{}", signer.public_key_pem(), ec.ec_public_key_pem());
+    let ran = run_bin(&["check"], &with_key(env_for(&kong, &ct, None), &bundle)).await;
+    let line = ran.stdout.lines().find(|l| l.contains("Kong audit signing keys")).unwrap();
+    assert!(
+        line.starts_with('✓')
+            && line.contains(&format!(
+                "2 key(s): RSA-2048 {}, EC P-384 {}",
+                signer.fingerprint(),
+                ec.fingerprint()
+            )),
         "{line}"
     );
     let ran = run_bin(&["check"], &with_key(env_for(&kong, &ct, None), "/no/such/kong.pub")).await;

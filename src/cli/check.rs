@@ -61,7 +61,7 @@ fn signing_key_check(settings: &Settings, report: &mut Report) {
     }
     let outcome = match settings.signature_verifier() {
         Ok(v) => {
-            let keys: Vec<String> = v.keys().iter().map(|k| format!("RSA-{} {}", k.bits(), k.fingerprint())).collect();
+            let keys: Vec<String> = v.keys().iter().map(|k| format!("{} {}", k.key_type(), k.fingerprint())).collect();
             Outcome::Pass(format!(
                 "{} key(s): {}; every shipped row records its verdict",
                 keys.len(),
@@ -71,7 +71,7 @@ fn signing_key_check(settings: &Settings, report: &mut Report) {
         Err(e) => fail(
             e.to_string(),
             format!(
-                "set {} to the PEM of Kong's audit signing public key (openssl rsa -in private.pem -pubout), or the path of a file holding it",
+                "set {} to the PEM of Kong's audit signing public key (openssl pkey -in private.pem -pubout), or the path of a file holding it",
                 e.setting
             ),
         ),

@@ -1,25 +1,113 @@
-//! Kong's public keys: read from PEM (SubjectPublicKeyInfo `PUBLIC KEY`, as `openssl rsa -pubout`
-//! writes it, or PKCS#1 `RSA PUBLIC KEY`), one or more per setting, each known by the SHA-256 of
-//! its SubjectPublicKeyInfo DER (`openssl pkey -pubin -in public.pem -outform DER | sha256sum`).
+//! Kong's public keys: read from PEM, one or more per setting, each known by the SHA-256 of its
+//! SubjectPublicKeyInfo DER (`openssl pkey -pubin -in public.pem -outform DER | sha256sum`).
+//!
+//! Kong signs with whatever key `audit_log_signing_key` holds: RSA (PKCS#1 v1.5) or, since Kong
+//! signs through `resty.openssl.pkey`, EC (ECDSA, the signature DER-encoded). The digest is SHA-256
+//! whatever the key. Keys come as SubjectPublicKeyInfo `PUBLIC KEY` blocks (what
+//! `openssl pkey -in private.pem -pubout` writes, for RSA and EC alike), PKCS#1 `RSA PUBLIC KEY`
+//! blocks, or `EC PUBLIC KEY` blocks: a label OpenSSL never writes but other tools do, around the
+//! same SubjectPublicKeyInfo.
 //!
 //! The PEM reader is this small one: the PEM readers already in the tree skip `RSA PUBLIC KEY`
 //! blocks without a word, and a key given but silently ignored would make every row `invalid`.
 
+use std::fmt;
+
 use aws_lc_rs::encoding::AsDer;
 use aws_lc_rs::rsa::PublicEncryptingKey;
-use aws_lc_rs::signature::{ParsedPublicKey, RSA_PKCS1_2048_8192_SHA256};
+use aws_lc_rs::signature::{
+    ECDSA_P256_SHA256_ASN1, ECDSA_P384_SHA256_ASN1, ECDSA_P521_SHA256_ASN1, EcdsaVerificationAlgorithm, ParsedPublicKey,
+    RSA_PKCS1_2048_8192_SHA256,
+};
 use base64::Engine;
+
+/// What a key is, and so what its signatures are: RSA PKCS#1 v1.5 or ECDSA, over SHA-256.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeyType {
+    Rsa { bits: usize },
+    Ec(Curve),
+}
+
+/// The named curves an EC key may be on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Curve {
+    P256,
+    P384,
+    P521,
+}
+
+impl Curve {
+    fn named(oid: &[u8]) -> Option<Curve> {
+        match oid {
+            OID_P256 => Some(Curve::P256),
+            OID_P384 => Some(Curve::P384),
+            OID_P521 => Some(Curve::P521),
+            _ => None,
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Curve::P256 => "P-256",
+            Curve::P384 => "P-384",
+            Curve::P521 => "P-521",
+        }
+    }
+
+    pub fn bits(self) -> usize {
+        match self {
+            Curve::P256 => 256,
+            Curve::P384 => 384,
+            Curve::P521 => 521,
+        }
+    }
+
+    /// ECDSA on this curve with a SHA-256 digest, the signature DER-encoded: what OpenSSL makes of
+    /// Kong's `pkey:sign(text, "SHA256")` with an EC key, on any curve.
+    fn algorithm(self) -> &'static EcdsaVerificationAlgorithm {
+        match self {
+            Curve::P256 => &ECDSA_P256_SHA256_ASN1,
+            Curve::P384 => &ECDSA_P384_SHA256_ASN1,
+            Curve::P521 => &ECDSA_P521_SHA256_ASN1,
+        }
+    }
+}
+
+/// `RSA-2048`, `EC P-256`.
+impl fmt::Display for KeyType {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            KeyType::Rsa { bits } => write!(f, "RSA-{bits}"),
+            KeyType::Ec(curve) => write!(f, "EC {}", curve.name()),
+        }
+    }
+}
 
 /// One public key Kong's signing key pairs with.
 pub struct PublicKey {
     parsed: ParsedPublicKey,
     fingerprint: String,
-    bits: usize,
+    key_type: KeyType,
 }
 
 impl PublicKey {
-    /// An RSA public key from DER: SubjectPublicKeyInfo or PKCS#1 `RSAPublicKey`.
-    pub fn from_der(der: &[u8]) -> Result<PublicKey, String> {
+    /// A key from a SubjectPublicKeyInfo's DER: RSA, or EC on P-256, P-384 or P-521.
+    pub fn from_spki(der: &[u8]) -> Result<PublicKey, String> {
+        match spki_algorithm(der) {
+            Some(SpkiAlgorithm::Rsa) => PublicKey::from_rsa_der(der),
+            Some(SpkiAlgorithm::Ec { curve }) => PublicKey::from_ec_spki(der, curve),
+            Some(SpkiAlgorithm::Other(oid)) => Err(format!(
+                "{}: the shipper checks signatures made with RSA and EC (P-256, P-384, P-521) keys",
+                other_algorithm(oid)
+            )),
+            // A PKCS#1 key under the SubjectPublicKeyInfo label, as some tools write it.
+            None if is_pkcs1_rsa(der) => PublicKey::from_rsa_der(der),
+            None => Err("not a public key (neither a SubjectPublicKeyInfo nor a PKCS#1 RSA key)".into()),
+        }
+    }
+
+    /// An RSA key from DER: SubjectPublicKeyInfo or PKCS#1 `RSAPublicKey`.
+    pub fn from_rsa_der(der: &[u8]) -> Result<PublicKey, String> {
         let parsed = ParsedPublicKey::new(&RSA_PKCS1_2048_8192_SHA256, der).map_err(|e| format!("not an RSA public key ({e})"))?;
         let spki = parsed
             .as_der()
@@ -32,8 +120,36 @@ impl PublicKey {
             Err(e) if e.description_() == "TooLarge" => return Err("an RSA key of more than 8192 bits".into()),
             Err(e) => return Err(format!("not a usable RSA public key ({e})")),
         };
-        let fingerprint = format!("sha256:{}", crate::event::hex_sha256(spki.as_ref()));
-        Ok(PublicKey { parsed, fingerprint, bits })
+        Ok(PublicKey::with(parsed, spki.as_ref(), KeyType::Rsa { bits }))
+    }
+
+    fn from_ec_spki(der: &[u8], curve: Option<&[u8]>) -> Result<PublicKey, String> {
+        let curve = match curve {
+            None => {
+                return Err("an EC key with explicit curve parameters instead of a named curve (openssl ec -pubin -in public.pem -param_enc named_curve -pubout writes the named form)".into());
+            }
+            Some(oid) => Curve::named(oid).ok_or_else(|| {
+                format!(
+                    "an EC key on the curve {}: the shipper checks EC keys on P-256, P-384 and P-521",
+                    oid_text(oid)
+                )
+            })?,
+        };
+        let parsed =
+            ParsedPublicKey::new(curve.algorithm(), der).map_err(|e| format!("not a usable EC {} public key ({e})", curve.name()))?;
+        let spki = parsed
+            .as_der()
+            .map_err(|_| format!("not a usable EC {} public key (cannot encode it again)", curve.name()))?;
+        Ok(PublicKey::with(parsed, spki.as_ref(), KeyType::Ec(curve)))
+    }
+
+    fn with(parsed: ParsedPublicKey, spki: &[u8], key_type: KeyType) -> PublicKey {
+        let fingerprint = format!("sha256:{}", crate::event::hex_sha256(spki));
+        PublicKey {
+            parsed,
+            fingerprint,
+            key_type,
+        }
     }
 
     /// `sha256:` and the hex SHA-256 of the key's SubjectPublicKeyInfo DER.
@@ -41,20 +157,129 @@ impl PublicKey {
         &self.fingerprint
     }
 
-    pub fn bits(&self) -> usize {
-        self.bits
+    pub fn key_type(&self) -> KeyType {
+        self.key_type
     }
 
-    /// RSA PKCS#1 v1.5 with SHA-256 over `message`.
+    /// The RSA modulus, or the EC curve's size, in bits.
+    pub fn bits(&self) -> usize {
+        match self.key_type {
+            KeyType::Rsa { bits } => bits,
+            KeyType::Ec(curve) => curve.bits(),
+        }
+    }
+
+    /// Kong's signature over `message` with this key's private half: RSA PKCS#1 v1.5, or ECDSA
+    /// DER-encoded, over SHA-256.
     pub fn verifies(&self, message: &[u8], signature: &[u8]) -> bool {
         self.parsed.verify_sig(message, signature).is_ok()
     }
 }
 
-impl std::fmt::Debug for PublicKey {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "PublicKey(RSA-{} {})", self.bits, self.fingerprint)
+impl fmt::Debug for PublicKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "PublicKey({} {})", self.key_type, self.fingerprint)
     }
+}
+
+// Object identifiers, as the contents of their DER encoding.
+const OID_RSA_ENCRYPTION: &[u8] = &[0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x01, 0x01]; // 1.2.840.113549.1.1.1
+const OID_EC_PUBLIC_KEY: &[u8] = &[0x2a, 0x86, 0x48, 0xce, 0x3d, 0x02, 0x01]; // 1.2.840.10045.2.1
+const OID_P256: &[u8] = &[0x2a, 0x86, 0x48, 0xce, 0x3d, 0x03, 0x01, 0x07]; // 1.2.840.10045.3.1.7
+const OID_P384: &[u8] = &[0x2b, 0x81, 0x04, 0x00, 0x22]; // 1.3.132.0.34
+const OID_P521: &[u8] = &[0x2b, 0x81, 0x04, 0x00, 0x23]; // 1.3.132.0.35
+
+/// The algorithm a SubjectPublicKeyInfo names.
+enum SpkiAlgorithm<'a> {
+    Rsa,
+    /// An EC key, with its named curve's OID (`None`: explicit curve parameters).
+    Ec {
+        curve: Option<&'a [u8]>,
+    },
+    Other(&'a [u8]),
+}
+
+/// What `SEQUENCE { SEQUENCE { OID algorithm, parameters }, BIT STRING key }` says; `None` when
+/// the DER is not shaped so (a PKCS#1 key, or junk). Reading the algorithm first lets the error
+/// for an unsupported key say what it is.
+fn spki_algorithm(der: &[u8]) -> Option<SpkiAlgorithm<'_>> {
+    const SEQUENCE: u8 = 0x30;
+    const BIT_STRING: u8 = 0x03;
+    const OID: u8 = 0x06;
+    let (spki, after) = der_element(der, SEQUENCE)?;
+    let (algorithm, rest) = der_element(spki, SEQUENCE)?;
+    let (_, rest) = der_element(rest, BIT_STRING)?;
+    if !after.is_empty() || !rest.is_empty() {
+        return None;
+    }
+    let (oid, parameters) = der_element(algorithm, OID)?;
+    Some(match oid {
+        OID_RSA_ENCRYPTION => SpkiAlgorithm::Rsa,
+        OID_EC_PUBLIC_KEY => SpkiAlgorithm::Ec {
+            curve: der_element(parameters, OID).map(|(curve, _)| curve),
+        },
+        other => SpkiAlgorithm::Other(other),
+    })
+}
+
+/// Whether the DER is shaped as PKCS#1's `SEQUENCE { INTEGER modulus, INTEGER exponent }`.
+fn is_pkcs1_rsa(der: &[u8]) -> bool {
+    const INTEGER: u8 = 0x02;
+    let Some((key, after)) = der_element(der, 0x30) else {
+        return false;
+    };
+    let rest = der_element(key, INTEGER).and_then(|(_, rest)| der_element(rest, INTEGER));
+    after.is_empty() && rest.is_some_and(|(_, rest)| rest.is_empty())
+}
+
+/// The contents of the DER element at the start of `input` if it has this tag, and what follows it.
+fn der_element(input: &[u8], tag: u8) -> Option<(&[u8], &[u8])> {
+    let (&found, rest) = input.split_first()?;
+    let (&first, rest) = rest.split_first()?;
+    if found != tag {
+        return None;
+    }
+    let (len, rest) = if first < 0x80 {
+        (usize::from(first), rest)
+    } else {
+        let n = usize::from(first & 0x7f);
+        if n == 0 || n > 4 || rest.len() < n {
+            return None;
+        }
+        let len = rest[..n].iter().fold(0usize, |len, b| len << 8 | usize::from(*b));
+        (len, &rest[n..])
+    };
+    (rest.len() >= len).then(|| rest.split_at(len))
+}
+
+/// A key of another algorithm, named when it is a common one.
+fn other_algorithm(oid: &[u8]) -> String {
+    match oid {
+        [0x2b, 0x65, 0x70] => "an Ed25519 key".into(),
+        [0x2b, 0x65, 0x71] => "an Ed448 key".into(),
+        [0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x01, 0x0a] => "an RSA-PSS key".into(),
+        [0x2a, 0x86, 0x48, 0xce, 0x38, 0x04, 0x01] => "a DSA key".into(),
+        _ => format!("a key of the algorithm {}", oid_text(oid)),
+    }
+}
+
+/// An OID in dotted form (`1.3.132.0.10`), from the contents of its DER encoding.
+fn oid_text(oid: &[u8]) -> String {
+    let mut arcs: Vec<String> = Vec::new();
+    let mut value: u64 = 0;
+    for &byte in oid.iter().take(64) {
+        value = value.saturating_mul(128) | u64::from(byte & 0x7f);
+        if byte & 0x80 == 0 {
+            if arcs.is_empty() {
+                let first = (value / 40).min(2);
+                arcs.push(first.to_string());
+                value -= first * 40;
+            }
+            arcs.push(value.to_string());
+            value = 0;
+        }
+    }
+    arcs.join(".")
 }
 
 /// Why the keys could not be read. The messages never quote key material.
@@ -63,7 +288,7 @@ pub enum KeyError {
     #[error("not PEM text, and not a readable file '{path}': {problem}")]
     Unreadable { path: String, problem: String },
     #[error(
-        "{source_name} holds no PEM public key: expected one or more -----BEGIN PUBLIC KEY----- (openssl rsa -in private.pem -pubout) or -----BEGIN RSA PUBLIC KEY----- blocks"
+        "{source_name} holds no PEM public key: expected one or more -----BEGIN PUBLIC KEY----- (openssl pkey -in private.pem -pubout), -----BEGIN RSA PUBLIC KEY----- or -----BEGIN EC PUBLIC KEY----- blocks"
     )]
     NoKey { source_name: String },
     #[error("{source_name}, the block at line {line}: {problem}")]
@@ -117,7 +342,7 @@ pub fn parse_pem(text: &str, source_name: &str) -> Result<Vec<PublicKey>, KeyErr
                 return Err(block_error(*start, format!("BEGIN {label} is closed by END {end}")));
             }
             let key = block_key(label, body).map_err(|p| block_error(*start, p))?;
-            if !keys.iter().any(|k| k.fingerprint == key.fingerprint) {
+            if let Some(key) = key.filter(|key| !keys.iter().any(|k| k.fingerprint == key.fingerprint)) {
                 keys.push(key);
             }
             open = None;
@@ -141,30 +366,36 @@ pub fn parse_pem(text: &str, source_name: &str) -> Result<Vec<PublicKey>, KeyErr
     Ok(keys)
 }
 
-fn block_key(label: &str, body: &str) -> Result<PublicKey, String> {
-    match label {
-        "PUBLIC KEY" | "RSA PUBLIC KEY" => {}
+fn block_key(label: &str, body: &str) -> Result<Option<PublicKey>, String> {
+    let read: fn(&[u8]) -> Result<PublicKey, String> = match label {
+        "PUBLIC KEY" | "EC PUBLIC KEY" => PublicKey::from_spki,
+        "RSA PUBLIC KEY" => PublicKey::from_rsa_der,
+        // `openssl ecparam -genkey` writes the curve's name before the key: not key material.
+        "EC PARAMETERS" => return Ok(None),
         l if l.contains("PRIVATE KEY") => {
             return Err(format!(
-                "is a private key ({l}): give Kong's public key instead (openssl rsa -in private.pem -pubout), and keep the private key on Kong"
+                "is a private key ({l}): give Kong's public key instead (openssl pkey -in private.pem -pubout), and keep the private key on Kong"
             ));
         }
         "CERTIFICATE" => {
             return Err("is a certificate: give the public key (openssl x509 -in cert.pem -pubkey -noout)".into());
         }
-        other => return Err(format!("is a {other}, not a PUBLIC KEY or RSA PUBLIC KEY")),
-    }
+        other => return Err(format!("is a {other}, not a PUBLIC KEY, RSA PUBLIC KEY or EC PUBLIC KEY")),
+    };
     let der = base64::engine::general_purpose::STANDARD
         .decode(body)
         .map_err(|e| format!("is not valid base64 ({e})"))?;
-    PublicKey::from_der(&der).map_err(|p| format!("is {p}"))
+    read(&der).map(Some).map_err(|p| format!("is {p}"))
 }
 
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
     use aws_lc_rs::rsa::{KeyPair, KeySize};
-    use aws_lc_rs::signature::KeyPair as _;
+    use aws_lc_rs::signature::{
+        ECDSA_P256_SHA256_ASN1_SIGNING, ECDSA_P256K1_SHA256_ASN1_SIGNING, ECDSA_P384_SHA384_ASN1_SIGNING, ECDSA_P521_SHA512_ASN1_SIGNING,
+        EcdsaKeyPair, EcdsaSigningAlgorithm, KeyPair as _,
+    };
     use std::sync::OnceLock;
 
     pub fn pem(label: &str, der: &[u8]) -> String {
@@ -190,6 +421,15 @@ pub(crate) mod tests {
 
     pub fn pkcs1_pem(pair: &KeyPair) -> String {
         pem("RSA PUBLIC KEY", pair.public_key().as_ref())
+    }
+
+    /// A fresh EC key pair on the curve of this signing algorithm.
+    pub fn ec_pair(algorithm: &'static EcdsaSigningAlgorithm) -> EcdsaKeyPair {
+        EcdsaKeyPair::generate(algorithm).unwrap()
+    }
+
+    pub fn ec_spki(pair: &EcdsaKeyPair) -> Vec<u8> {
+        pair.public_key().as_der().unwrap().as_ref().to_vec()
     }
 
     #[test]
@@ -242,7 +482,7 @@ pub(crate) mod tests {
             (good.replace("-----END PUBLIC KEY-----\n", ""), "no END line"),
             (good.replace("END PUBLIC KEY", "END RSA PUBLIC KEY"), "closed by END"),
             (good.replacen("MII", "M!I", 1), "not valid base64"),
-            (pem("PUBLIC KEY", b"\x30\x03\x02\x01\x01"), "not an RSA public key"),
+            (pem("PUBLIC KEY", b"\x30\x03\x02\x01\x01"), "is not a public key"),
             (pem("RSA PUBLIC KEY", b"junk"), "not an RSA public key"),
             (pem("CERTIFICATE", b"x"), "is a certificate"),
             (
@@ -267,5 +507,93 @@ pub(crate) mod tests {
         let text = format!("-----BEGIN PUBLIC KEY-----\n{small}\n-----END PUBLIC KEY-----\n");
         let e = parse_pem(&text, "t").unwrap_err().to_string();
         assert!(e.contains("fewer than 2048 bits"), "{e}");
+    }
+
+    #[test]
+    fn ec_keys_on_each_curve_are_read_with_their_type_and_fingerprint_under_both_labels() {
+        for (algorithm, key_type) in [
+            (&ECDSA_P256_SHA256_ASN1_SIGNING, "EC P-256"),
+            (&ECDSA_P384_SHA384_ASN1_SIGNING, "EC P-384"),
+            (&ECDSA_P521_SHA512_ASN1_SIGNING, "EC P-521"),
+        ] {
+            let spki = ec_spki(&ec_pair(algorithm));
+            let keys = parse_pem(&pem("PUBLIC KEY", &spki), "t").unwrap();
+            assert_eq!(keys[0].key_type().to_string(), key_type);
+            assert_eq!(keys[0].fingerprint(), format!("sha256:{}", crate::event::hex_sha256(&spki)));
+            let labelled = parse_pem(&pem("EC PUBLIC KEY", &spki), "t").unwrap();
+            assert_eq!(labelled[0].fingerprint(), keys[0].fingerprint(), "{key_type}");
+            assert_eq!(format!("{:?}", keys[0]), format!("PublicKey({key_type} {})", keys[0].fingerprint()));
+        }
+        assert_eq!(
+            parse_pem(&pem("PUBLIC KEY", &ec_spki(&ec_pair(&ECDSA_P384_SHA384_ASN1_SIGNING))), "t").unwrap()[0].bits(),
+            384
+        );
+    }
+
+    #[test]
+    fn rsa_and_ec_keys_mix_in_one_bundle_and_a_pkcs1_key_under_the_spki_label_still_reads() {
+        let rsa = &pairs()[0];
+        let ec = ec_spki(&ec_pair(&ECDSA_P256_SHA256_ASN1_SIGNING));
+        // What `openssl ecparam -genkey` writes before a key is no key, and no error.
+        let text = format!(
+            "old RSA key:\n{}new EC key:\n-----BEGIN EC PARAMETERS-----\nBggqhkjOPQMBBw==\n-----END EC PARAMETERS-----\n{}",
+            spki_pem(rsa),
+            pem("PUBLIC KEY", &ec)
+        );
+        let keys = parse_pem(&text, "t").unwrap();
+        let types: Vec<String> = keys.iter().map(|k| k.key_type().to_string()).collect();
+        assert_eq!(types, ["RSA-2048", "EC P-256"]);
+        let mislabelled = parse_pem(&pem("PUBLIC KEY", rsa.public_key().as_ref()), "t").unwrap();
+        assert_eq!(mislabelled[0].fingerprint(), keys[0].fingerprint());
+    }
+
+    #[test]
+    fn ec_keys_that_cannot_be_checked_are_refused_saying_what_they_are() {
+        let good = ec_spki(&ec_pair(&ECDSA_P256_SHA256_ASN1_SIGNING));
+        let mut off_curve = good.clone();
+        *off_curve.last_mut().unwrap() ^= 1;
+        // SEQUENCE { SEQUENCE { ecPublicKey, SEQUENCE {} }, BIT STRING }: explicit curve parameters.
+        let explicit = [
+            &[0x30, 0x12, 0x30, 0x0b, 0x06, 0x07][..],
+            OID_EC_PUBLIC_KEY,
+            &[0x30, 0x00, 0x03, 0x03, 0x00, 0x04, 0x01],
+        ]
+        .concat();
+        // An Ed25519 SubjectPublicKeyInfo (RFC 8410), the key bytes zero.
+        let ed25519 = [
+            &[0x30, 0x2a, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x03, 0x21, 0x00][..],
+            &[0; 32],
+        ]
+        .concat();
+        let cases: Vec<(String, &str)> = vec![
+            (pem("PUBLIC KEY", &off_curve), "is not a usable EC P-256 public key"),
+            (pem("EC PUBLIC KEY", &good[..good.len() - 1]), "is not a public key"),
+            (pem("EC PUBLIC KEY", &explicit), "explicit curve parameters"),
+            (
+                pem("PUBLIC KEY", &ec_spki(&ec_pair(&ECDSA_P256K1_SHA256_ASN1_SIGNING))),
+                "an EC key on the curve 1.3.132.0.10: the shipper checks EC keys on P-256, P-384 and P-521",
+            ),
+            (
+                pem("PUBLIC KEY", &ed25519),
+                "is an Ed25519 key: the shipper checks signatures made with RSA and EC",
+            ),
+            (pem("EC PRIVATE KEY", b"SECRETSECRETSECRET"), "is a private key (EC PRIVATE KEY)"),
+        ];
+        for (text, expected) in cases {
+            let e = parse_pem(&text, "KONG").unwrap_err().to_string();
+            assert!(
+                e.contains(expected) && e.contains("the block at line 1"),
+                "{expected:?} not in {e:?}"
+            );
+            assert!(!e.contains("U0VDUkVU"), "never quotes a key: {e}");
+        }
+    }
+
+    #[test]
+    fn oids_are_written_dotted() {
+        assert_eq!(oid_text(OID_P256), "1.2.840.10045.3.1.7");
+        assert_eq!(oid_text(OID_P384), "1.3.132.0.34");
+        assert_eq!(oid_text(OID_RSA_ENCRYPTION), "1.2.840.113549.1.1.1");
+        assert_eq!(oid_text(&[0x88, 0x37]), "2.999");
     }
 }

@@ -1,13 +1,14 @@
 //! Kong's audit signatures: proof that a row is the one Kong wrote.
 //!
-//! With `audit_log_signing_key` set, Kong signs every audit row with RSA PKCS#1 v1.5 over SHA-256.
+//! With `audit_log_signing_key` set, Kong signs every audit row over SHA-256 with that key: RSA
+//! PKCS#1 v1.5, or ECDSA (DER-encoded) for an EC key.
 //! The shipper checks each row once, as it leaves Kong, against the public keys in
 //! `KONG_AUDIT_SIGNING_PUBLIC_KEY`, and records the verdict on every event it ships
 //! (`additionalEventData.kongSignature`); `verify` re-checks Kong's trail, or an export of shipped
 //! events, at any later time.
 //!
 //! - `canonical`: the text Kong signs for a row;
-//! - `keys`: the public keys, from PEM, and their fingerprints;
+//! - `keys`: the public keys (RSA, EC), from PEM, and their fingerprints;
 //! - `verify`: the verdict on one row;
 //! - `source`: verdicts made as pages arrive, beside the cycle;
 //! - `trail`: verdicts over a whole trail, for the `verify` command.

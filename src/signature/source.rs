@@ -1,5 +1,5 @@
 //! Verification beside the cycle instead of in it: an `AuditSource` whose pages come with each
-//! entry's verdict made. Pages are fetched ahead of the cycle, so the RSA work (tens of
+//! entry's verdict made. Pages are fetched ahead of the cycle, so the signature work (tens of
 //! microseconds a row) is done on a blocking thread while the cycle maps and ships the page before.
 
 use std::sync::Arc;
@@ -27,11 +27,22 @@ impl VerifyingSource {
     }
 }
 
-/// Sets each entry's verdict.
+/// Sets each entry's verdict, the entries split over the machine's cores: an ECDSA P-384
+/// verification takes about 300 µs, so a page of 1,000 rows would otherwise hold one core for a third
+/// of a second while the others wait.
 pub fn verify_all(verifier: &Verifier, entries: &mut [Entry]) {
-    for entry in entries {
-        entry.signature = Some(verifier.check(entry));
+    const PER_THREAD_AT_LEAST: usize = 32;
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let per = entries.len().div_ceil(threads).max(PER_THREAD_AT_LEAST);
+    if entries.len() <= per {
+        entries.iter_mut().for_each(|entry| entry.signature = Some(verifier.check(entry)));
+        return;
     }
+    std::thread::scope(|scope| {
+        for chunk in entries.chunks_mut(per) {
+            scope.spawn(|| chunk.iter_mut().for_each(|entry| entry.signature = Some(verifier.check(entry))));
+        }
+    });
 }
 
 #[async_trait]
@@ -62,6 +73,7 @@ mod tests {
     use super::super::keys::tests::{pairs, spki_pem};
     use super::*;
     use crate::kong::EntryKind;
+    use crate::signature::Verdict;
 
     struct OnePage;
 
@@ -102,5 +114,22 @@ mod tests {
             page.entries.iter().all(|e| e.signature.is_none()),
             "nothing to verify with: not wrapped"
         );
+    }
+
+    #[test]
+    fn a_large_page_is_verified_on_every_core_and_each_entry_keeps_its_own_verdict() {
+        let verifier = Verifier::from_setting(&spki_pem(&pairs()[0])).unwrap();
+        // Unsigned and signed-but-wrong rows in turn: each verdict must land on its own entry.
+        let mut entries: Vec<Entry> = (0..500)
+            .map(|i| {
+                let signature = if i % 2 == 0 { "null" } else { "\"c2ln\"" };
+                Entry::parse(EntryKind::Request, &format!(r#"{{"request_id":"r{i}","signature":{signature}}}"#)).unwrap()
+            })
+            .collect();
+        verify_all(&verifier, &mut entries);
+        for (i, entry) in entries.iter().enumerate() {
+            let expected = if i % 2 == 0 { "unsigned" } else { "invalid" };
+            assert_eq!(entry.signature.as_ref().map(Verdict::status), Some(expected), "entry {i}");
+        }
     }
 }

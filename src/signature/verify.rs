@@ -4,7 +4,7 @@ use base64::Engine;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use super::canonical::signed_text;
+use super::canonical::signed_texts;
 use super::keys::{self, KeyError, PublicKey};
 use crate::kong::{Entry, EntryKind};
 
@@ -90,11 +90,12 @@ impl Verifier {
             Ok(bytes) => bytes,
             Err(e) => return Verdict::invalid(format!("the signature is not standard padded base64 ({e})")),
         };
-        let text = match signed_text(kind, fields) {
-            Ok(text) => text,
+        let texts = match signed_texts(kind, fields) {
+            Ok(texts) => texts,
             Err(unsignable) => return Verdict::invalid(unsignable.to_string()),
         };
-        match self.keys.iter().find(|k| k.verifies(text.as_bytes(), &signature)) {
+        let verifies = |key: &&PublicKey| texts.iter().any(|text| key.verifies(text.as_bytes(), &signature));
+        match self.keys.iter().find(verifies) {
             Some(key) => Verdict::Valid {
                 key_fingerprint: key.fingerprint().to_string(),
             },
@@ -119,7 +120,7 @@ mod tests {
     use serde_json::json;
 
     fn sign(pair: &KeyPair, kind: EntryKind, row: &mut Value) {
-        let text = signed_text(kind, row.as_object().unwrap()).unwrap();
+        let text = super::super::canonical::signed_text(kind, row.as_object().unwrap()).unwrap();
         let mut sig = vec![0; pair.public_modulus_len()];
         pair.sign(&RSA_PKCS1_SHA256, &SystemRandom::new(), text.as_bytes(), &mut sig)
             .unwrap();
@@ -175,6 +176,39 @@ mod tests {
         assert_eq!(v.check(&entry(EntryKind::Request, &unsigned)), Verdict::Unsigned);
         assert_eq!(Verifier::default().check(&entry(EntryKind::Request, &unsigned)), Verdict::Unsigned);
         assert_eq!(Verifier::default().check(&entry(EntryKind::Request, &by_a)), Verdict::Unchecked);
+    }
+
+    #[test]
+    fn an_ec_key_beside_an_rsa_key_verifies_its_rows_and_an_objects_expire_counts_either_way() {
+        use super::super::keys::tests::{ec_pair, ec_spki, pem};
+        use aws_lc_rs::signature::ECDSA_P256_SHA256_ASN1_SIGNING;
+        let ec = ec_pair(&ECDSA_P256_SHA256_ASN1_SIGNING);
+        let v = verifier(&[spki_pem(&pairs()[0]), pem("PUBLIC KEY", &ec_spki(&ec))]);
+        let ec_sign = |text: &str| {
+            let sig = ec.sign(&SystemRandom::new(), text.as_bytes()).unwrap();
+            base64::engine::general_purpose::STANDARD.encode(sig.as_ref())
+        };
+        let mut row = json!({"id": "o1", "request_id": "r1", "dao_name": "consumers", "operation": "create",
+            "entity": "{}", "expire": 1544723418009_u64});
+        let object = |row: &Value| entry(EntryKind::Object, row);
+        // Signed with expire in the text, as the first audit code is said to have signed objects.
+        row["signature"] = ec_sign("consumers|{}|1544723418009|create|r1").into();
+        let valid = Verdict::Valid {
+            key_fingerprint: v.keys()[1].fingerprint().to_string(),
+        };
+        assert_eq!(v.check(&object(&row)), valid);
+        let mut altered = row.clone();
+        altered["expire"] = json!(1544723418010_u64);
+        assert_eq!(
+            v.check(&object(&altered)).status(),
+            "invalid",
+            "expire is covered when it was signed"
+        );
+        // Signed without it, as a reading of that code has it: valid too.
+        row["signature"] = ec_sign("consumers|{}|create|r1").into();
+        assert_eq!(v.check(&object(&row)), valid);
+        row["operation"] = json!("delete");
+        assert_eq!(v.check(&object(&row)).status(), "invalid");
     }
 
     #[test]
