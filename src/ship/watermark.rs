@@ -16,7 +16,7 @@ use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use super::claim::Keys;
-use crate::dedup::{DedupStore, StoreError, Swap};
+use crate::dedup::{DedupStore, StoreError};
 use crate::kong::EntryKind;
 
 /// What one run learned about one endpoint.
@@ -268,6 +268,7 @@ pub async fn save(store: &dyn DedupStore, swaps: &[crate::dedup::Swap], until: O
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::dedup::Swap;
 
     const NOW: i64 = 1_700_000_000;
     const OVERLAP: Duration = Duration::from_secs(300);
