@@ -414,10 +414,11 @@ fn options(rng: &mut fastrand::Rng, sweep_every_run: bool) -> ShipOptions {
 }
 
 /// The watermark never passes an entry that is not handled: after a run (sweeps off), every row Kong
-/// held when the run began, stamped at or after where the run began reading and before the stored
-/// watermark, is in the destination, dead-lettered, or held by a claim. (Rows stamped behind where a
-/// read begins are the sweep's; rows Kong deletes meanwhile are nobody's.)
-async fn check_watermarks(world: &World, before: &[(EntryKind, String, i64)], read_from: &HashMap<EntryKind, i64>, what: &str) {
+/// held when the run began, stamped at or after where the run began reading and before where the next
+/// run will begin (the stored watermark, less the overlap still due), is in the destination,
+/// dead-lettered, or held by a claim. (Rows stamped behind where a read begins are the sweep's; rows
+/// Kong deletes meanwhile are nobody's; rows inside the overlap are read again by the next run.)
+async fn check_watermarks(world: &World, overlap: Duration, before: &[(EntryKind, String, i64)], read_from: &HashMap<EntryKind, i64>, what: &str) {
     let accepted = world.sink.accepted.lock().unwrap().clone();
     let lettered: HashSet<String> = world.letters.0.lock().unwrap().iter().map(|l| id_prefix(l.kind, &l.key)).collect();
     let still_held: HashSet<String> = world.kong.held(60).into_iter().map(|(_, key)| key).collect();
@@ -425,15 +426,16 @@ async fn check_watermarks(world: &World, before: &[(EntryKind, String, i64)], re
         let stored = world.store.inner.get(&format!("{PREFIX}watermark:{}", kind.as_str())).await.unwrap();
         let Some(w) = stored.as_deref().and_then(Position::parse) else { continue };
         let from = read_from.get(&kind).copied().unwrap_or(i64::MIN);
-        for (k, key, ts) in before.iter().filter(|(k, key, ts)| *k == kind && *ts >= from && *ts < w.at && still_held.contains(key)) {
+        let next = w.resume_from(overlap);
+        for (k, key, ts) in before.iter().filter(|(k, key, ts)| *k == kind && *ts >= from && *ts < next && still_held.contains(key)) {
             let id = id_prefix(*k, key);
             let value = world.store.inner.get(&format!("{PREFIX}{}:{key}", k.as_str())).await.unwrap().unwrap_or_default();
             let handled = accepted.contains_key(&id) || lettered.contains(&id) || value.starts_with("inflight:");
             assert!(
                 handled,
-                "{what}: the {} watermark ({}) passed {key} (stamped {ts}), which is neither shipped, dead-lettered nor held (store: {value:?})",
+                "{what}: the {} watermark ({}, the next run reads from {next}) passed {key} (stamped {ts}), which is neither shipped, dead-lettered nor held (store: {value:?})",
                 kind.as_str(),
-                w.at
+                w.render()
             );
         }
     }
@@ -534,7 +536,7 @@ async fn one_schedule(seed: u64) {
             let s = shipper.run(&a, Arc::new(Counters::default())).await;
             adds_up(&s, &format!("seed {seed} run {run}"));
             if watch {
-                check_watermarks(&world, &before, &read_from, &format!("seed {seed} run {run}")).await;
+                check_watermarks(&world, a.overlap, &before, &read_from, &format!("seed {seed} run {run}")).await;
             }
         }
         outage_task.await.unwrap();
