@@ -78,6 +78,8 @@ async fn fakes(requests: usize) -> (FakeKong, FakeCloudTrail, Vec<Value>, Vec<Va
         s.latency = Duration::from_millis(20);
         s.quota_per_second = 100;
         s.count_only = true;
+        // Nothing here asks what the destination holds (a first install finds it empty).
+        s.lake.enabled = false;
     });
     (kong, ct, r, o)
 }
@@ -124,11 +126,85 @@ async fn pre_ship(redis: &RedisServer, requests: &[Value], objects: &[Value]) {
     store.put("kong-audit-shipper:watermark:sweep", &swept, None).await.unwrap();
 }
 
+/// A destination that holds every entry of a trail of `requests` requests (and their objects) but ten,
+/// with `kong-audit-shipper reconcile` asked about it; then a run on an empty store. Returns both runs
+/// and how many entries the destination holds.
+async fn reconcile_scenario(bin: &std::path::Path, requests: usize) -> (bench_run::Measured, bench_run::Measured, usize) {
+    let (kong, ct, r, o) = fakes(requests).await;
+    let every = ((r.len() + o.len()) / 10).max(1);
+    let mut events = Vec::with_capacity(r.len() + o.len());
+    for (i, (kind, entry, key)) in r
+        .iter()
+        .map(|e| ("request", e, "request_id"))
+        .chain(o.iter().map(|e| ("object", e, "id")))
+        .enumerate()
+    {
+        if i % every == every / 2 {
+            continue;
+        }
+        let uid = entry[key].as_str().unwrap().to_string();
+        let ts = entry["request_timestamp"].as_i64().unwrap();
+        events.push(fake_lake::LakeEvent {
+            id: format!("{}-{uid}", &kind[..3]),
+            uid,
+            kind: Some(kind.to_string()),
+            part: None,
+            parts: None,
+            event_time: kong_audit_shipper::event::format_event_time(ts),
+            event_source: kong_audit_shipper::event::EVENT_SOURCE.into(),
+            ingested_ms: ts * 1000 + 5_000,
+        });
+    }
+    let held = events.len();
+    ct.with(|s| {
+        s.lake.events = events;
+        s.lake.enabled = true;
+        s.lake.running_polls = 2;
+    });
+    let redis = RedisServer::start();
+    let env = bench_run::env(&kong, &ct, &redis);
+    let recon = bench_run::measure(bin, &["reconcile"], &env, "reconcile status=").await;
+    eprintln!("reconcile: {}", recon.summary);
+    let rebuilt = bench_run::ship(bin, &env).await;
+    eprintln!("rebuild: {}", rebuilt.summary);
+    drop((kong, ct, redis));
+    (recon, rebuilt, held)
+}
+
+fn print_reconcile(recon: &bench_run::Measured, rebuilt: &bench_run::Measured, held: usize) {
+    println!("\n| scenario | entries in the destination | wall s | Lake queries | bytes scanned | peak RSS MiB | result |");
+    println!("|---|---|---|---|---|---|---|");
+    println!(
+        "| reconcile, all Kong holds | {held} | {:.2} | {} | {} | {:.1} | kong={} found={} missing={} |",
+        recon.seconds,
+        recon.count("queries"),
+        recon.count("bytes_scanned"),
+        recon.peak_rss_mib,
+        recon.count("kong"),
+        recon.count("found"),
+        recon.count("missing")
+    );
+    println!(
+        "| run on a store that came back empty | {held} | {:.2} | — | — | {:.1} | rebuilt={} shipped={} deferred={} |",
+        rebuilt.seconds,
+        rebuilt.peak_rss_mib,
+        rebuilt.count("rebuilt"),
+        rebuilt.count("shipped"),
+        rebuilt.count("deferred")
+    );
+}
+
 #[tokio::main]
 async fn main() {
     let scale: f64 = std::env::args().nth(1).and_then(|a| a.parse().ok()).unwrap_or(1.0);
     let n = |x: usize| ((x as f64 * scale) as usize).max(10);
     let bin = bench_run::binary();
+    // `-- <scale> reconcile`: only the reconcile rows.
+    if std::env::args().nth(2).as_deref() == Some("reconcile") {
+        let (recon, rebuilt, held) = reconcile_scenario(&bin, n(500_000)).await;
+        print_reconcile(&recon, &rebuilt, held);
+        return;
+    }
     let mut table = Vec::new();
 
     // 1. Backfill from empty state, our defaults.
@@ -247,6 +323,10 @@ async fn main() {
     table.push(million.row("backfill, 1M", &(r.len() + o.len()).to_string()));
     drop((kong, ct, redis));
 
+    // 5. Reconcile of 1,000,000 entries against CloudTrail Lake, ten of them lost by the destination;
+    //    then a store that comes back empty, rebuilt from the destination by the next run.
+    let (recon, rebuilt, held) = reconcile_scenario(&bin, n(500_000)).await;
+
     println!(
         "Machine: {} cores; scale {scale}; Kong 5 ms per page, CloudTrail 20 ms per call and 100 calls/s.\n",
         std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0)
@@ -279,6 +359,7 @@ async fn main() {
         shipped_requests,
         budgeted.run.count("shipped") - shipped_requests
     );
+    print_reconcile(&recon, &rebuilt, held);
     println!(
         "Steady state: incremental read {} pages in {:.2} s; full read {} pages in {:.2} s ({:.1}× the pages); the daily sweep {} pages in {:.2} s.",
         incremental.run.count("pages"),

@@ -493,3 +493,89 @@ async fn moto_agrees_that_a_trail_shipped_to_logs_is_complete() {
     assert_eq!(num(&checked, "found") + num(&checked, "pending"), total);
     assert_eq!(num(&checked, "found"), total, "moto shows what it stored at once: {}", checked.stderr);
 }
+
+// ---------------------------------------------------------------- Lambda
+
+/// The Lambda handler, in process: `{"action": "reconcile"}` compares the last
+/// `RECONCILE_WINDOW_SECONDS` and repairs; with `"repair": false` an incomplete trail is an error
+/// whose message is the reconcile line; an unknown action is refused, never taken for a run.
+#[tokio::test]
+async fn the_lambda_reconciles_on_its_daily_event_and_repairs() {
+    use std::sync::Arc;
+
+    use aws_sdk_cloudwatchlogs::config::{BehaviorVersion, Credentials, Region};
+    use kong_audit_shipper::lambda::{Handler, Outcome, RunFailed};
+    use kong_audit_shipper::reconcile::{LakeInventory, SdkLake, Stores};
+    use lambda_runtime::{Context, LambdaEvent};
+
+    let kong = FakeKong::start(VERSION).await;
+    let ct = FakeCloudTrail::start().await;
+    let redis = RedisServer::start();
+    let (requests, objects) = load_trail(&kong, 12, true);
+    let cli = <kong_audit_shipper::cli::Cli as clap::Parser>::try_parse_from([
+        "kong-audit-shipper",
+        "--kong-admin-api",
+        &kong.url(),
+        "--channel-arn",
+        support::fake_cloudtrail::CHANNEL_ARN,
+        "--retry-initial-ms",
+        "20",
+        "--retry-max-ms",
+        "200",
+        "--reconcile-settle-seconds",
+        "0",
+    ])
+    .unwrap();
+    let settings = cli.settings;
+    let sdk = aws_config::defaults(BehaviorVersion::latest())
+        .region(Region::new("us-east-1"))
+        .credentials_provider(Credentials::new("AKIDTEST", "test-secret", None, None, "test"))
+        .endpoint_url(ct.url())
+        .load()
+        .await;
+    let channel = settings.channel_config().unwrap();
+    let shipper = kong_audit_shipper::ship::Shipper {
+        source: Arc::new(kong_audit_shipper::kong::KongClient::new(&settings.kong_config().unwrap(), settings.backoff()).unwrap()),
+        store: Arc::new(kong_audit_shipper::dedup::RedisStore::connect(&redis.config()).await.unwrap()),
+        sink: Arc::new(kong_audit_shipper::sink::CloudTrailSink::new(&sdk, &channel)),
+        dead_letters: Arc::new(kong_audit_shipper::dead_letter::LogDeadLetters),
+        recipient_account_id: channel.account_id.clone(),
+        signatures: Default::default(),
+        inventory: Some(Arc::new(LakeInventory::new(
+            Arc::new(SdkLake::new(&sdk, &channel.region)),
+            &channel.arn,
+            Stores::OfChannel(channel.arn.clone()),
+            5,
+            settings.backoff(),
+        ))),
+    };
+    let handler = Handler::new(shipper, &settings, "kong-audit-shipper".into());
+    let invoke = |payload: Value| handler.invoke(LambdaEvent::new(payload, Context::default()));
+
+    assert!(matches!(invoke(json!({})).await, Ok(Outcome::Run(_))));
+    let total = (requests.len() + objects.len()) as u64;
+    let lost: HashSet<String> = [
+        format!("req-{}", requests[2]["request_id"].as_str().unwrap()),
+        format!("obj-{}", objects[1]["id"].as_str().unwrap()),
+    ]
+    .into();
+    ct.with(|c| c.lake.remove(&lost));
+
+    let Err(RunFailed::Reconcile(line)) = invoke(json!({"action": "reconcile", "repair": false})).await else {
+        panic!("an incomplete trail is an error of the invocation");
+    };
+    assert!(line.contains("status=incomplete") && line.contains("missing=2"), "{line}");
+
+    let before = ct.accepted().len();
+    let Ok(Outcome::Reconcile(answer)) = invoke(json!({"action": "reconcile"})).await else {
+        panic!("a repaired trail is a success");
+    };
+    assert_eq!((answer.status, answer.counts.entries.missing, answer.counts.entries.kong), ("repaired", 2, total));
+    assert_eq!(answer.repair_shipped, Some(2));
+    let sent: HashSet<String> = sent_since(&ct, before).into_iter().collect();
+    assert_eq!(sent, lost);
+    let body = serde_json::to_value(&answer).unwrap();
+    assert_eq!((body["status"].as_str(), body["missing"].as_u64()), (Some("repaired"), Some(2)));
+
+    assert!(matches!(invoke(json!({"action": "reconcil"})).await, Err(RunFailed::Event(_))));
+}

@@ -182,7 +182,7 @@ impl Report {
                     "Dimensions": [["FunctionName"]],
                     "Metrics": metrics.iter().map(|(n, _)| serde_json::json!({
                         "Name": n,
-                        "Unit": if n.ends_with("Bytes") || n.ends_with("BytesScanned") { "Bytes" } else { "Count" },
+                        "Unit": if n.ends_with("BytesScanned") { "Bytes" } else { "Count" },
                     })).collect::<Vec<_>>(),
                 }],
             },
@@ -256,6 +256,28 @@ mod tests {
         assert_eq!(r.status, "incomplete");
         assert!(r.line().starts_with("reconcile status=incomplete kong=0 found=0 missing=2 partial=1 pending=3 queries=0 bytes_scanned=0"));
         assert!(r.line().contains(" error=\"query failed\""));
+    }
+
+    #[test]
+    fn the_metrics_record_names_what_the_alarm_watches() {
+        let mut r = report();
+        r.counts.entries.missing = 3;
+        r.counts.entries.partial = 1;
+        r.bytes_scanned = 4096;
+        r.decide_status();
+        let emf: serde_json::Value = serde_json::from_str(&r.emf("fn", 1)).unwrap();
+        assert_eq!((emf["MissingEntries"].as_u64(), emf["PartialEntries"].as_u64()), (Some(3), Some(1)));
+        assert_eq!(emf["ReconcileBytesScanned"], 4096);
+        assert_eq!(emf["_aws"]["CloudWatchMetrics"][0]["Namespace"], "KongAuditShipper");
+        assert_eq!(emf["_aws"]["CloudWatchMetrics"][0]["Dimensions"], serde_json::json!([["FunctionName"]]));
+        let units: Vec<&str> = emf["_aws"]["CloudWatchMetrics"][0]["Metrics"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|m| m["Unit"].as_str().unwrap())
+            .collect();
+        assert_eq!(units.last(), Some(&"Bytes"));
+        assert_eq!(emf["reconcile"], "incomplete");
     }
 
     #[test]
