@@ -241,6 +241,23 @@ async fn an_html_page_or_broken_json_stops_the_run_clearly_and_the_next_run_comp
     exactly_once(&s.ct, &s.want);
 }
 
+/// An `offset` that is not a cursor (a number) is an error of the run naming the page, never the end
+/// of the trail: the pages after it would go unread, and the sweep be recorded as done.
+#[tokio::test]
+async fn an_offset_that_is_not_a_cursor_stops_the_run_instead_of_ending_the_trail() {
+    let s = setup(30).await;
+    let mut env = s.env.clone();
+    env.insert("KONG_PAGE_SIZE".into(), "10".into());
+    s.kong.with(|k| k.kind_faults.entry("requests".into()).or_default().push_back(support::Fault::NumericOffset));
+    let ran = run_bin(&["run"], &env).await;
+    assert_eq!(ran.code, 1, "{}", ran.stderr);
+    assert!(ran.stderr.contains("/audit/requests") && ran.stderr.contains("not a cursor"), "{}", ran.stderr);
+    assert!(s.redis.get("kong-audit-shipper:watermark:sweep").is_empty(), "the sweep is not recorded as done");
+    let second = run_bin(&["run"], &env).await;
+    assert_eq!(second.code, 0, "{}", second.stderr);
+    exactly_once(&s.ct, &s.want);
+}
+
 /// A page larger than anything Kong sends (64 MiB: a proxy's error page, a runaway payload) stops
 /// the run with an error naming the page and the fix, instead of exhausting a Lambda's memory; what
 /// was read before ships, and nothing moves past the page.

@@ -298,9 +298,17 @@ impl AuditSource for KongClient {
                 "audit logging is off on this Kong (set audit_log = on in kong.conf), or KONG_ADMIN_API is not the Admin API",
             )
             .await?;
+        // Absent (or null) on the last page; a cursor otherwise. Anything else is not the end of
+        // the trail: taken for it, every page after this one would go unread.
         let offset = match body.offset {
+            None | Some(serde_json::Value::Null) => None,
             Some(serde_json::Value::String(s)) if !s.is_empty() => Some(s),
-            _ => None,
+            Some(other) => {
+                return Err(KongError::NotJson {
+                    url: url.to_string(),
+                    detail: format!("the page's offset is {other}, not a cursor (a string)"),
+                });
+            }
         };
         let entries = body.data.into_iter().map(|raw| Entry::from_raw(request.kind, raw)).collect();
         Ok(Page { entries, offset })

@@ -35,6 +35,8 @@ pub enum Fault {
     ExtraEntry(String),
     /// Answers with a cursor that Kong then refuses (400).
     BrokenOffset,
+    /// Answers with an `offset` that is not a string (a proxy rewriting the body, a Kong bug).
+    NumericOffset,
 }
 
 #[derive(Debug, Clone)]
@@ -299,6 +301,7 @@ async fn audit(
         tokio::time::sleep(latency).await;
     }
     let mut extra = None;
+    let mut numeric_offset = false;
     match fault {
         Some(Fault::Status(code)) => {
             return json_response(
@@ -328,6 +331,7 @@ async fn audit(
         Some(Fault::BrokenOffset) => {
             return json_response(StatusCode::BAD_REQUEST, json!({"message": "invalid offset"}).to_string());
         }
+        Some(Fault::NumericOffset) => numeric_offset = true,
         None => {}
     }
     let mut s = state.lock().unwrap();
@@ -351,7 +355,11 @@ async fn audit(
             let next = offset.as_ref().map(|o| format!("/audit/{kind}?offset={o}&sort_desc=true"));
             let mut body = format!("{{\"data\":[{}],\"next\":{}", data.join(","), serde_json::to_string(&next).unwrap());
             if let Some(o) = offset {
-                body.push_str(&format!(",\"offset\":{}", serde_json::to_string(&o).unwrap()));
+                if numeric_offset {
+                    body.push_str(",\"offset\":42");
+                } else {
+                    body.push_str(&format!(",\"offset\":{}", serde_json::to_string(&o).unwrap()));
+                }
             }
             body.push('}');
             json_response(StatusCode::OK, body)
