@@ -496,37 +496,28 @@ async fn moto_agrees_that_a_trail_shipped_to_logs_is_complete() {
 
 // ---------------------------------------------------------------- Lambda
 
-/// The Lambda handler, in process: `{"action": "reconcile"}` compares the last
-/// `RECONCILE_WINDOW_SECONDS` and repairs; with `"repair": false` an incomplete trail is an error
-/// whose message is the reconcile line; an unknown action is refused, never taken for a run.
-#[tokio::test]
-async fn the_lambda_reconciles_on_its_daily_event_and_repairs() {
+/// The Lambda handler in process, over the fakes (`extra` flags added to its settings).
+async fn lambda_handler(kong: &FakeKong, ct: &FakeCloudTrail, redis: &RedisServer, extra: &[&str]) -> kong_audit_shipper::lambda::Handler {
     use std::sync::Arc;
 
     use aws_sdk_cloudwatchlogs::config::{BehaviorVersion, Credentials, Region};
-    use kong_audit_shipper::lambda::{Handler, Outcome, RunFailed};
     use kong_audit_shipper::reconcile::{LakeInventory, SdkLake, Stores};
-    use lambda_runtime::{Context, LambdaEvent};
 
-    let kong = FakeKong::start(VERSION).await;
-    let ct = FakeCloudTrail::start().await;
-    let redis = RedisServer::start();
-    let (requests, objects) = load_trail(&kong, 12, true);
-    let cli = <kong_audit_shipper::cli::Cli as clap::Parser>::try_parse_from([
-        "kong-audit-shipper",
-        "--kong-admin-api",
-        &kong.url(),
-        "--channel-arn",
-        support::fake_cloudtrail::CHANNEL_ARN,
-        "--retry-initial-ms",
-        "20",
-        "--retry-max-ms",
-        "200",
-        "--reconcile-settle-seconds",
-        "0",
-    ])
-    .unwrap();
-    let settings = cli.settings;
+    let mut args = vec![
+        "kong-audit-shipper".to_string(),
+        "--kong-admin-api".into(),
+        kong.url(),
+        "--channel-arn".into(),
+        support::fake_cloudtrail::CHANNEL_ARN.into(),
+        "--retry-initial-ms".into(),
+        "20".into(),
+        "--retry-max-ms".into(),
+        "200".into(),
+        "--reconcile-settle-seconds".into(),
+        "0".into(),
+    ];
+    args.extend(extra.iter().map(|a| a.to_string()));
+    let settings = <kong_audit_shipper::cli::Cli as clap::Parser>::try_parse_from(args).unwrap().settings;
     let sdk = aws_config::defaults(BehaviorVersion::latest())
         .region(Region::new("us-east-1"))
         .credentials_provider(Credentials::new("AKIDTEST", "test-secret", None, None, "test"))
@@ -549,7 +540,22 @@ async fn the_lambda_reconciles_on_its_daily_event_and_repairs() {
             settings.backoff(),
         ))),
     };
-    let handler = Handler::new(shipper, &settings, "kong-audit-shipper".into());
+    kong_audit_shipper::lambda::Handler::new(shipper, &settings, "kong-audit-shipper".into())
+}
+
+/// The Lambda handler, in process: `{"action": "reconcile"}` compares the last
+/// `RECONCILE_WINDOW_SECONDS` and repairs; with `"repair": false` an incomplete trail is an error
+/// whose message is the reconcile line; an unknown action is refused, never taken for a run.
+#[tokio::test]
+async fn the_lambda_reconciles_on_its_daily_event_and_repairs() {
+    use kong_audit_shipper::lambda::{Outcome, RunFailed};
+    use lambda_runtime::{Context, LambdaEvent};
+
+    let kong = FakeKong::start(VERSION).await;
+    let ct = FakeCloudTrail::start().await;
+    let redis = RedisServer::start();
+    let (requests, objects) = load_trail(&kong, 12, true);
+    let handler = lambda_handler(&kong, &ct, &redis, &[]).await;
     let invoke = |payload: Value| handler.invoke(LambdaEvent::new(payload, Context::default()));
 
     assert!(matches!(invoke(json!({})).await, Ok(Outcome::Run(_))));
@@ -578,4 +584,93 @@ async fn the_lambda_reconciles_on_its_daily_event_and_repairs() {
     assert_eq!((body["status"].as_str(), body["missing"].as_u64()), (Some("repaired"), Some(2)));
 
     assert!(matches!(invoke(json!({"action": "reconcil"})).await, Err(RunFailed::Event(_))));
+}
+
+// ---------------------------------------------------------------- bad days
+
+/// A throttling CloudTrail, and an account whose other users already run nine queries: every question
+/// is asked again until answered, and the answer is whole.
+#[tokio::test]
+async fn a_throttled_lake_with_its_query_slots_taken_still_gives_a_whole_answer() {
+    let s = shipped(15).await;
+    s.ct.with(|c| {
+        c.lake.foreign_running = 9;
+        c.lake.throttle_every = 7;
+        c.lake.refused = 0;
+    });
+    let mut env = s.env.clone();
+    env.insert("RECONCILE_CONCURRENCY".into(), "10".into());
+    let ran = run_bin(&["reconcile"], &env).await;
+    assert_eq!((ran.code, field(&ran, "status")), (0, "complete".into()), "{}", ran.stderr);
+    let entries = (s.want.len() - parts_of_big(&s.ct).len() + 1) as u64;
+    assert_eq!(num(&ran, "found"), entries);
+    assert!(s.ct.with(|c| c.lake.refused) >= 10, "it was refused, and asked again");
+}
+
+/// Two repairs at once send each lost entry once: the claims of the cycle keep them apart.
+#[tokio::test]
+async fn two_repairs_at_once_send_each_lost_entry_once() {
+    let s = shipped(25).await;
+    let mut env = s.env.clone();
+    env.insert("RECONCILE_SETTLE_SECONDS".into(), "0".into());
+    let lost: HashSet<String> = s.want.iter().filter(|id| id.starts_with("req-")).take(6).cloned().collect();
+    s.ct.with(|c| c.lake.remove(&lost));
+    let before = s.ct.accepted().len();
+    let (a, b) = tokio::join!(run_bin(&["reconcile", "--repair"], &env), run_bin(&["reconcile", "--repair"], &env));
+    for r in [&a, &b] {
+        assert!(r.code == 0 || r.stderr.contains("held"), "{}", r.stderr);
+    }
+    let sent = sent_since(&s.ct, before);
+    assert_eq!(sent.len(), 6, "each once: {sent:?}");
+    assert_eq!(sent.into_iter().collect::<HashSet<_>>(), lost);
+    let after = run_bin(&["reconcile"], &env).await;
+    assert_eq!((after.code, field(&after, "status")), (0, "complete".into()), "{}", after.stderr);
+}
+
+/// Rows a node stamped an hour ahead, or an hour behind, are compared like any other: the window's
+/// questions reach a day past now and a day before its start.
+#[tokio::test]
+async fn rows_stamped_by_skewed_clocks_are_found_and_their_loss_is_named() {
+    let s = shipped(5).await;
+    let now = chrono::Utc::now().timestamp();
+    let skewed: Vec<Value> = [("AHEAD", now + 3_600), ("BEHIND", now - 3_600)]
+        .iter()
+        .map(|(tag, ts)| json!({"request_id": format!("{tag}{:026}", 1), "request_timestamp": ts, "method": "GET", "path": "/", "status": 200, "ttl": 2_591_000}))
+        .collect();
+    s.kong.add("requests", &skewed);
+    let mut env = s.env.clone();
+    env.insert("RECONCILE_SETTLE_SECONDS".into(), "0".into());
+    env.insert("FULL_READ".into(), "true".into());
+    let ran = run_bin(&["run"], &env).await;
+    assert_eq!((ran.code, ran.count("shipped")), (0, 2), "{}", ran.stderr);
+    let checked = run_bin(&["reconcile"], &env).await;
+    assert_eq!((checked.code, num(&checked, "missing")), (0, 0), "{}", checked.stderr);
+    let ahead: HashSet<String> = [format!("req-AHEAD{:026}", 1)].into();
+    s.ct.with(|c| c.lake.remove(&ahead));
+    let lost = run_bin(&["reconcile"], &env).await;
+    assert_eq!((lost.code, num(&lost, "missing")), (1, 1), "{}", lost.stderr);
+}
+
+/// A reconcile whose queries cannot finish before the invocation's deadline cancels them and says
+/// so: an incomplete trail, never a complete one, and the invocation returns in time.
+#[tokio::test]
+async fn queries_still_running_at_the_deadline_are_cancelled_and_the_answer_is_incomplete() {
+    use kong_audit_shipper::lambda::RunFailed;
+    use lambda_runtime::{Context, LambdaEvent};
+
+    let kong = FakeKong::start(VERSION).await;
+    let ct = FakeCloudTrail::start().await;
+    let redis = RedisServer::start();
+    load_trail(&kong, 5, true);
+    // The deadline of `Context::default()` is unknown: MAX_RUN_SECONDS bounds the invocation.
+    let handler = lambda_handler(&kong, &ct, &redis, &["--max-run-seconds", "4", "--deadline-margin-seconds", "2"]).await;
+    ct.with(|c| c.lake.running_polls = 100_000);
+    let started = std::time::Instant::now();
+    let answer = handler.invoke(LambdaEvent::new(json!({"action": "reconcile"}), Context::default())).await;
+    assert!(started.elapsed() < Duration::from_secs(10), "{:?}", started.elapsed());
+    let Err(RunFailed::Reconcile(line)) = answer else {
+        panic!("an answer cut short is an error");
+    };
+    assert!(line.contains("status=incomplete") && line.contains("cancelled"), "{line}");
+    assert!(ct.with(|c| c.lake.calls.get("CancelQuery").copied().unwrap_or(0)) > 0, "the queries were cancelled");
 }

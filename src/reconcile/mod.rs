@@ -126,7 +126,7 @@ async fn compare_and_repair(
     report.counts.unreadable = holdings.unreadable;
 
     let keys = Keys::new(ship.key_prefix.clone());
-    let plan = compare(shipper, &info, &mut holdings, &keys, scope, opts, now, deadline, report).await;
+    let plan = compare(shipper, &info, &mut holdings, &keys, scope, ship.page_size, opts, now, deadline, report).await;
     report.counts.extra = holdings.unmatched();
     report.counts.duplicates = holdings.duplicates();
     let plan = plan?;
@@ -152,6 +152,7 @@ async fn compare(
     holdings: &mut Holdings,
     keys: &Keys,
     scope: Scope,
+    page_size: u32,
     opts: &ReconcileOptions,
     now: i64,
     deadline: Option<Instant>,
@@ -163,7 +164,7 @@ async fn compare(
     };
     let firsts = EntryKind::ALL
         .iter()
-        .map(|kind| crate::ship::first_page(*kind, info, 1000, &window, None))
+        .map(|kind| crate::ship::first_page(*kind, info, page_size, &window, None))
         .collect();
     let counters = Arc::new(Counters::default());
     let mut chunks = read_trail(shipper.source.clone(), firsts, info.has_timestamp_filters(), 1000, counters);

@@ -98,6 +98,13 @@ pub struct LakeState {
     pub bytes_per_event: i64,
     /// Keep events for queries (off in benchmarks that never query).
     pub enabled: bool,
+    /// Queries of other users of the account running now: they count toward the limit of 10, and one
+    /// of them ends each time a `StartQuery` is refused for it.
+    pub foreign_running: usize,
+    /// Every `n`th call of any operation is answered `ThrottlingException` (0: never).
+    pub throttle_every: u64,
+    /// Calls answered `ThrottlingException` or `MaxConcurrentQueriesException`.
+    pub refused: u64,
     /// Rules the client broke (tests expect none).
     pub violations: Vec<String>,
     next_id: u64,
@@ -119,6 +126,9 @@ impl Default for LakeState {
             most_running: 0,
             bytes_per_event: 1_000,
             enabled: true,
+            foreign_running: 0,
+            throttle_every: 0,
+            refused: 0,
             violations: Vec::new(),
             next_id: 0,
         }
@@ -134,7 +144,7 @@ impl LakeState {
     }
 
     fn running(&self) -> usize {
-        self.queries.values().filter(|q| q.status == "QUEUED" || q.status == "RUNNING").count()
+        self.foreign_running + self.queries.values().filter(|q| q.status == "QUEUED" || q.status == "RUNNING").count()
     }
 }
 
@@ -158,6 +168,11 @@ pub fn handle(s: &mut CloudTrailState, target: &str, body: &[u8]) -> Response {
     let request: Value = serde_json::from_slice(body).unwrap_or(Value::Null);
     let lake = &mut s.lake;
     *lake.calls.entry(op.clone()).or_default() += 1;
+    let all_calls: u64 = lake.calls.values().sum();
+    if lake.throttle_every > 0 && all_calls % lake.throttle_every == 0 {
+        lake.refused += 1;
+        return error(400, "ThrottlingException", "Rate exceeded");
+    }
     if lake.denied.contains(&op.as_str()) {
         return error(
             400,
@@ -249,6 +264,8 @@ fn start_query(lake: &mut LakeState, request: &Value) -> Response {
         return error(400, "EventDataStoreNotFoundException", "The specified event data store was not found.");
     }
     if lake.running() >= 10 {
+        lake.refused += 1;
+        lake.foreign_running = lake.foreign_running.saturating_sub(1);
         return error(400, "MaxConcurrentQueriesException", "You are already running the maximum number of concurrent queries.");
     }
     lake.next_id += 1;
