@@ -468,7 +468,10 @@ impl Settings {
             return Err(invalid("CLAIM_LEASE_SECONDS (--claim-lease-seconds)", "must be at least 60"));
         }
         if !(1..=10).contains(&self.reconcile_concurrency) {
-            return Err(invalid("RECONCILE_CONCURRENCY (--reconcile-concurrency)", "must be between 1 and 10"));
+            return Err(invalid(
+                "RECONCILE_CONCURRENCY (--reconcile-concurrency)",
+                "must be between 1 and 10",
+            ));
         }
         if self.reconcile_window_seconds == 0 {
             return Err(invalid("RECONCILE_WINDOW_SECONDS (--reconcile-window-seconds)", "must be above 0"));

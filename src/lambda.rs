@@ -16,9 +16,9 @@ use serde_json::Value;
 
 use crate::config::Settings;
 use crate::logging::{self, LogFormat};
+use crate::reconcile::{ReconcileOptions, reconcile};
 use crate::runner::{self, EXIT_CONFIG, EXIT_INCOMPLETE};
 use crate::setup::{self, SinkChoice, StoreChoice};
-use crate::reconcile::{ReconcileOptions, reconcile};
 use crate::ship::{ShipOptions, Shipper, run_limits};
 use crate::summary::{Counters, Summary};
 
@@ -303,7 +303,10 @@ mod tests {
     fn the_action_comes_from_the_event_and_an_unknown_one_is_an_error() {
         assert_eq!(action(&serde_json::json!({})), Ok(Action::Ship));
         assert_eq!(action(&serde_json::json!({"detail": "{}"})), Ok(Action::Ship));
-        assert_eq!(action(&serde_json::json!({"action": "reconcile"})), Ok(Action::Reconcile { repair: true }));
+        assert_eq!(
+            action(&serde_json::json!({"action": "reconcile"})),
+            Ok(Action::Reconcile { repair: true })
+        );
         assert_eq!(
             action(&serde_json::json!({"action": "reconcile", "repair": false})),
             Ok(Action::Reconcile { repair: false })

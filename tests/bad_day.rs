@@ -391,14 +391,20 @@ async fn a_shipper_clock_ahead_of_kongs_does_not_eat_the_overlap() {
     let s = setup().await;
     s.kong.with(|k| k.clock_offset = -3_600);
     let kong_now = chrono::Utc::now().timestamp() - 3_600;
-    s.kong.add("requests", &[request("KONGCLOCK00000000000000000000001", kong_now - 10)]);
+    s.kong
+        .add("requests", &[request("KONGCLOCK00000000000000000000001", kong_now - 10)]);
     let first = run_bin(&["run"], &s.env).await;
     assert_eq!((first.code, first.count("shipped")), (0, 1), "{}", first.stderr);
     // A row written a little late, stamped a minute before the newest one read.
-    s.kong.add("requests", &[request("KONGCLOCK00000000000000000000002", kong_now - 70)]);
+    s.kong
+        .add("requests", &[request("KONGCLOCK00000000000000000000002", kong_now - 70)]);
     let second = run_bin(&["run"], &s.env).await;
     assert_eq!((second.code, second.count("shipped")), (0, 1), "{}", second.stderr);
-    assert!(!second.stderr.contains("sweeping the whole trail"), "the overlap, not a sweep: {}", second.stderr);
+    assert!(
+        !second.stderr.contains("sweeping the whole trail"),
+        "the overlap, not a sweep: {}",
+        second.stderr
+    );
 }
 
 /// A Kong that answers `GET /` with 429 and `Retry-After: 300` again and again: the run stops when
@@ -455,7 +461,12 @@ async fn a_row_served_already_expired_is_not_shipped_again_on_every_read() {
     assert_eq!((first.code, first.count("shipped")), (0, 1), "{}", first.stderr);
     tokio::time::sleep(Duration::from_millis(2_100)).await;
     let second = run_bin(&["run"], &env).await;
-    assert_eq!((second.code, second.count("shipped"), second.count("already_shipped")), (0, 0, 1), "{}", second.stderr);
+    assert_eq!(
+        (second.code, second.count("shipped"), second.count("already_shipped")),
+        (0, 0, 1),
+        "{}",
+        second.stderr
+    );
     assert!(s.redis.ttl(&format!("{PREFIX}request:EXPIRED0000000000000000000000001")) > 3_600);
     assert_eq!(s.ct.accepted().len(), 1);
 }

@@ -248,11 +248,23 @@ async fn an_offset_that_is_not_a_cursor_stops_the_run_instead_of_ending_the_trai
     let s = setup(30).await;
     let mut env = s.env.clone();
     env.insert("KONG_PAGE_SIZE".into(), "10".into());
-    s.kong.with(|k| k.kind_faults.entry("requests".into()).or_default().push_back(support::Fault::NumericOffset));
+    s.kong.with(|k| {
+        k.kind_faults
+            .entry("requests".into())
+            .or_default()
+            .push_back(support::Fault::NumericOffset)
+    });
     let ran = run_bin(&["run"], &env).await;
     assert_eq!(ran.code, 1, "{}", ran.stderr);
-    assert!(ran.stderr.contains("/audit/requests") && ran.stderr.contains("not a cursor"), "{}", ran.stderr);
-    assert!(s.redis.get("kong-audit-shipper:watermark:sweep").is_empty(), "the sweep is not recorded as done");
+    assert!(
+        ran.stderr.contains("/audit/requests") && ran.stderr.contains("not a cursor"),
+        "{}",
+        ran.stderr
+    );
+    assert!(
+        s.redis.get("kong-audit-shipper:watermark:sweep").is_empty(),
+        "the sweep is not recorded as done"
+    );
     let second = run_bin(&["run"], &env).await;
     assert_eq!(second.code, 0, "{}", second.stderr);
     exactly_once(&s.ct, &s.want);
@@ -380,7 +392,10 @@ async fn entries_expiring_during_a_run_ship_if_read_and_never_disturb_the_paging
     exactly_once(&ct, &want);
     // The mark outlives Kong's row by the grace, never by more.
     let ttl = redis.ttl("kong-audit-shipper:request:SHORT000000000000000000000000001");
-    assert!((1..=1 + kong_audit_shipper::ship::MARK_GRACE_SECONDS as i64).contains(&ttl), "{ttl}");
+    assert!(
+        (1..=1 + kong_audit_shipper::ship::MARK_GRACE_SECONDS as i64).contains(&ttl),
+        "{ttl}"
+    );
 }
 
 // ---------------------------------------------------------------- Redis
@@ -489,7 +504,12 @@ async fn redis_restarted_empty_is_rebuilt_from_the_destination_and_a_surviving_w
     let mut settled = s.env.clone();
     settled.insert("RECONCILE_SETTLE_SECONDS".into(), "0".into());
     let third = run_bin(&["run"], &settled).await;
-    assert_eq!((third.code, third.count("shipped"), third.count("deferred")), (0, 3, 0), "{}", third.stderr);
+    assert_eq!(
+        (third.code, third.count("shipped"), third.count("deferred")),
+        (0, 3, 0),
+        "{}",
+        third.stderr
+    );
     let mut want = s.want.clone();
     want.extend(new.iter().map(|r| format!("req-{}", r["request_id"].as_str().unwrap())));
     exactly_once(&s.ct, &want);

@@ -100,7 +100,10 @@ fn reconciled(ran: &Ran) -> HashMap<String, String> {
 }
 
 fn field(ran: &Ran, name: &str) -> String {
-    reconciled(ran).get(name).cloned().unwrap_or_else(|| panic!("no {name}:\n{}", ran.stderr))
+    reconciled(ran)
+        .get(name)
+        .cloned()
+        .unwrap_or_else(|| panic!("no {name}:\n{}", ran.stderr))
 }
 
 fn num(ran: &Ran, name: &str) -> u64 {
@@ -148,7 +151,13 @@ async fn reconcile_names_exactly_what_the_destination_lost_and_repair_sends_exac
     assert_eq!(field(&ran, "status"), "incomplete");
     let entries = (s.want.len() - parts_of_big(&s.ct).len() + 1) as u64;
     assert_eq!(
-        (num(&ran, "kong"), num(&ran, "found"), num(&ran, "missing"), num(&ran, "partial"), num(&ran, "pending")),
+        (
+            num(&ran, "kong"),
+            num(&ran, "found"),
+            num(&ran, "missing"),
+            num(&ran, "partial"),
+            num(&ran, "pending")
+        ),
         (entries, entries - 4, 3, 1, 0),
         "{}",
         ran.stderr
@@ -166,7 +175,15 @@ async fn reconcile_names_exactly_what_the_destination_lost_and_repair_sends_exac
     assert!(r["program"].as_str().unwrap().starts_with("kong-audit-shipper "));
     assert_eq!(r["destination"]["event_data_stores"], json!([STORE_ARN]));
     assert!(!r["queries"].as_array().unwrap().is_empty());
-    assert!(r["days"].as_object().unwrap().values().map(|d| d["kong"].as_u64().unwrap()).sum::<u64>() == entries);
+    assert!(
+        r["days"]
+            .as_object()
+            .unwrap()
+            .values()
+            .map(|d| d["kong"].as_u64().unwrap())
+            .sum::<u64>()
+            == entries
+    );
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;
@@ -183,7 +200,10 @@ async fn reconcile_names_exactly_what_the_destination_lost_and_repair_sends_exac
 
     let again = run_bin(&["reconcile"], &env).await;
     assert_eq!((again.code, field(&again, "status")), (0, "complete".into()), "{}", again.stderr);
-    assert_eq!((num(&again, "missing"), num(&again, "partial"), num(&again, "found")), (0, 0, entries));
+    assert_eq!(
+        (num(&again, "missing"), num(&again, "partial"), num(&again, "found")),
+        (0, 0, entries)
+    );
     // The store's marks are right again: a run sends nothing.
     let run = run_bin(&["run"], &env).await;
     assert_eq!((run.code, run.count("shipped")), (0, 0), "{}", run.stderr);
@@ -265,9 +285,15 @@ async fn queries_span_the_window_a_day_at_a_time_page_their_results_and_split_on
         calls["GetQueryResults"] as usize > finished,
         "a query of more than 1,000 rows is paged: {calls:?}, {finished} finished"
     );
-    assert!(calls["DescribeQuery"] >= 2 * calls["StartQuery"], "queued and running queries are waited for");
+    assert!(
+        calls["DescribeQuery"] >= 2 * calls["StartQuery"],
+        "queued and running queries are waited for"
+    );
     assert!(num(&checked, "bytes_scanned") > 0);
-    assert!(calls.get("GetChannel").copied().unwrap_or(0) == 1, "the store comes from the channel");
+    assert!(
+        calls.get("GetChannel").copied().unwrap_or(0) == 1,
+        "the store comes from the channel"
+    );
 }
 
 #[tokio::test]
@@ -275,9 +301,17 @@ async fn a_failed_query_or_a_missing_permission_is_an_error_never_a_complete_tra
     let s = shipped(10).await;
     s.ct.with(|c| c.lake.fail_next = 1);
     let failed = run_bin(&["reconcile"], &s.env).await;
-    assert_eq!((failed.code, field(&failed, "status")), (1, "incomplete".into()), "{}", failed.stderr);
+    assert_eq!(
+        (failed.code, field(&failed, "status")),
+        (1, "incomplete".into()),
+        "{}",
+        failed.stderr
+    );
     assert!(
-        failed.stderr.lines().any(|l| l.contains("reconcile status=incomplete") && l.contains("error=") && l.contains("injected failure")),
+        failed
+            .stderr
+            .lines()
+            .any(|l| l.contains("reconcile status=incomplete") && l.contains("error=") && l.contains("injected failure")),
         "{}",
         failed.stderr
     );
@@ -285,13 +319,21 @@ async fn a_failed_query_or_a_missing_permission_is_an_error_never_a_complete_tra
     s.ct.with(|c| c.lake.denied = vec!["StartQuery"]);
     let denied = run_bin(&["reconcile"], &s.env).await;
     assert_eq!(denied.code, 1, "{}", denied.stderr);
-    assert!(denied.stderr.contains("cloudtrail:StartQuery"), "names the permission: {}", denied.stderr);
+    assert!(
+        denied.stderr.contains("cloudtrail:StartQuery"),
+        "names the permission: {}",
+        denied.stderr
+    );
 
     // The store can be named instead of asked of the channel.
     s.ct.with(|c| c.lake.denied = vec!["GetChannel"]);
     let mut env = s.env.clone();
     let by_channel = run_bin(&["reconcile"], &env).await;
-    assert!(by_channel.code == 1 && by_channel.stderr.contains("cloudtrail:GetChannel"), "{}", by_channel.stderr);
+    assert!(
+        by_channel.code == 1 && by_channel.stderr.contains("cloudtrail:GetChannel"),
+        "{}",
+        by_channel.stderr
+    );
     env.insert("EVENT_DATA_STORE".into(), STORE_ARN.into());
     let named = run_bin(&["reconcile"], &env).await;
     assert_eq!((named.code, field(&named, "status")), (0, "complete".into()), "{}", named.stderr);
@@ -330,14 +372,23 @@ async fn a_store_lost_while_the_destination_is_still_ingesting_ships_nothing_twi
     let rebuilding = run_bin(&["run"], &s.env).await;
     assert_eq!(rebuilding.code, 0, "{}", rebuilding.stderr);
     assert_eq!(
-        (rebuilding.count("shipped"), rebuilding.count("rebuilt"), rebuilding.count("deferred")),
+        (
+            rebuilding.count("shipped"),
+            rebuilding.count("rebuilt"),
+            rebuilding.count("deferred")
+        ),
         (0, s.want.len() as u64 - parts_of_big(&s.ct).len() as u64 + 1, 6),
         "{}",
         rebuilding.stderr
     );
     // Too soon to look again: still nothing sent.
     let soon = run_bin(&["run"], &s.env).await;
-    assert_eq!((soon.code, soon.count("shipped"), soon.count("deferred")), (0, 0, 6), "{}", soon.stderr);
+    assert_eq!(
+        (soon.code, soon.count("shipped"), soon.count("deferred")),
+        (0, 0, 6),
+        "{}",
+        soon.stderr
+    );
     // The destination has ingested; the settle time has passed.
     s.ct.with(|c| c.lake.ingestion_delay = Duration::ZERO);
     let mut settled = s.env.clone();
@@ -352,7 +403,12 @@ async fn a_store_lost_while_the_destination_is_still_ingesting_ships_nothing_twi
     );
     let counts = s.ct.accepted_ids();
     assert!(counts.values().all(|n| *n == 1), "nothing shipped twice");
-    s.want.extend(batch.iter().chain(&newer).map(|r| format!("req-{}", r["request_id"].as_str().unwrap())));
+    s.want.extend(
+        batch
+            .iter()
+            .chain(&newer)
+            .map(|r| format!("req-{}", r["request_id"].as_str().unwrap())),
+    );
     exactly_once(&s.ct, &s.want);
     assert!(s.redis.get("kong-audit-shipper:store:life").starts_with("whole@"));
 }
@@ -399,7 +455,9 @@ async fn duplicates_and_entries_kong_has_deleted_are_counted_not_repaired() {
     s.ct.with(|c| {
         let at = chrono::Utc::now().timestamp_millis();
         c.lake.events.push(support::fake_lake::LakeEvent::of(&some_id, &data, at).unwrap());
-        c.lake.events.push(support::fake_lake::LakeEvent::of("req-GONE0000000000000000000000000001", &gone, at).unwrap());
+        c.lake
+            .events
+            .push(support::fake_lake::LakeEvent::of("req-GONE0000000000000000000000000001", &gone, at).unwrap());
     });
     let before = s.ct.accepted().len();
     let ran = run_bin(&["reconcile", "--repair"], &s.env).await;
@@ -432,7 +490,12 @@ async fn logs_reconcile_reads_every_page_names_what_was_lost_and_repair_sends_ex
     assert_eq!(ran.code, 0, "{}", ran.stderr);
     logs.with(|s| s.filter_empty_pages = true);
     let clean = run_bin(&["reconcile"], &env).await;
-    assert_eq!((clean.code, num(&clean, "found"), num(&clean, "missing")), (0, total, 0), "{}", clean.stderr);
+    assert_eq!(
+        (clean.code, num(&clean, "found"), num(&clean, "missing")),
+        (0, total, 0),
+        "{}",
+        clean.stderr
+    );
 
     // The group loses three events.
     let lost: Vec<String> = logs.with(|s| {
@@ -452,7 +515,12 @@ async fn logs_reconcile_reads_every_page_names_what_was_lost_and_repair_sends_ex
 
     let before = logs.events().len();
     let repaired = run_bin(&["reconcile", "--repair"], &env).await;
-    assert_eq!((repaired.code, field(&repaired, "status")), (0, "repaired".into()), "{}", repaired.stderr);
+    assert_eq!(
+        (repaired.code, field(&repaired, "status")),
+        (0, "repaired".into()),
+        "{}",
+        repaired.stderr
+    );
     let after = logs.events();
     assert_eq!(after.len(), before + 3);
     let resent: HashSet<String> = after.iter().skip(before).map(|e| uid(&e.message)).collect();
@@ -460,7 +528,10 @@ async fn logs_reconcile_reads_every_page_names_what_was_lost_and_repair_sends_ex
     let again = run_bin(&["reconcile"], &env).await;
     assert_eq!((again.code, field(&again, "status")), (0, "complete".into()), "{}", again.stderr);
     assert!(logs.with(|s| s.violations.is_empty()));
-    assert!(logs.with(|s| s.calls.iter().all(|c| c != "StartQuery")), "no Logs Insights, no row cap");
+    assert!(
+        logs.with(|s| s.calls.iter().all(|c| c != "StartQuery")),
+        "no Logs Insights, no row cap"
+    );
 }
 
 #[tokio::test]
@@ -469,7 +540,13 @@ async fn moto_agrees_that_a_trail_shipped_to_logs_is_complete() {
     let conf = aws_sdk_cloudwatchlogs::Config::builder()
         .behavior_version(aws_sdk_cloudwatchlogs::config::BehaviorVersion::latest())
         .region(aws_sdk_cloudwatchlogs::config::Region::new("us-east-1"))
-        .credentials_provider(aws_sdk_cloudwatchlogs::config::Credentials::new("AKIDTEST", "test-secret", None, None, "test"))
+        .credentials_provider(aws_sdk_cloudwatchlogs::config::Credentials::new(
+            "AKIDTEST",
+            "test-secret",
+            None,
+            None,
+            "test",
+        ))
         .endpoint_url(moto.url())
         .build();
     aws_sdk_cloudwatchlogs::Client::from_conf(conf)
@@ -491,7 +568,12 @@ async fn moto_agrees_that_a_trail_shipped_to_logs_is_complete() {
     // Accepted seconds ago: pending or found, never missing.
     assert_eq!(num(&checked, "missing"), 0, "{}", checked.stderr);
     assert_eq!(num(&checked, "found") + num(&checked, "pending"), total);
-    assert_eq!(num(&checked, "found"), total, "moto shows what it stored at once: {}", checked.stderr);
+    assert_eq!(
+        num(&checked, "found"),
+        total,
+        "moto shows what it stored at once: {}",
+        checked.stderr
+    );
 }
 
 // ---------------------------------------------------------------- Lambda
@@ -517,7 +599,9 @@ async fn lambda_handler(kong: &FakeKong, ct: &FakeCloudTrail, redis: &RedisServe
         "0".into(),
     ];
     args.extend(extra.iter().map(|a| a.to_string()));
-    let settings = <kong_audit_shipper::cli::Cli as clap::Parser>::try_parse_from(args).unwrap().settings;
+    let settings = <kong_audit_shipper::cli::Cli as clap::Parser>::try_parse_from(args)
+        .unwrap()
+        .settings;
     let sdk = aws_config::defaults(BehaviorVersion::latest())
         .region(Region::new("us-east-1"))
         .credentials_provider(Credentials::new("AKIDTEST", "test-secret", None, None, "test"))
@@ -576,7 +660,10 @@ async fn the_lambda_reconciles_on_its_daily_event_and_repairs() {
     let Ok(Outcome::Reconcile(answer)) = invoke(json!({"action": "reconcile"})).await else {
         panic!("a repaired trail is a success");
     };
-    assert_eq!((answer.status, answer.counts.entries.missing, answer.counts.entries.kong), ("repaired", 2, total));
+    assert_eq!(
+        (answer.status, answer.counts.entries.missing, answer.counts.entries.kong),
+        ("repaired", 2, total)
+    );
     assert_eq!(answer.repair_shipped, Some(2));
     let sent: HashSet<String> = sent_since(&ct, before).into_iter().collect();
     assert_eq!(sent, lost);
@@ -666,11 +753,16 @@ async fn queries_still_running_at_the_deadline_are_cancelled_and_the_answer_is_i
     let handler = lambda_handler(&kong, &ct, &redis, &["--max-run-seconds", "4", "--deadline-margin-seconds", "2"]).await;
     ct.with(|c| c.lake.running_polls = 100_000);
     let started = std::time::Instant::now();
-    let answer = handler.invoke(LambdaEvent::new(json!({"action": "reconcile"}), Context::default())).await;
+    let answer = handler
+        .invoke(LambdaEvent::new(json!({"action": "reconcile"}), Context::default()))
+        .await;
     assert!(started.elapsed() < Duration::from_secs(10), "{:?}", started.elapsed());
     let Err(RunFailed::Reconcile(line)) = answer else {
         panic!("an answer cut short is an error");
     };
     assert!(line.contains("status=incomplete") && line.contains("cancelled"), "{line}");
-    assert!(ct.with(|c| c.lake.calls.get("CancelQuery").copied().unwrap_or(0)) > 0, "the queries were cancelled");
+    assert!(
+        ct.with(|c| c.lake.calls.get("CancelQuery").copied().unwrap_or(0)) > 0,
+        "the queries were cancelled"
+    );
 }

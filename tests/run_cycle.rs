@@ -138,7 +138,11 @@ async fn store_keys_live_exactly_as_long_as_kong_keeps_the_entry() {
         (6_190 + grace..=6_200 + grace).contains(&derived),
         "TTL {derived} is 7200 - 1000 s, plus the grace"
     );
-    assert!(redis.get("kong-audit-shipper:request:TTL000000000000000000000000000A1").starts_with("shipped@"));
+    assert!(
+        redis
+            .get("kong-audit-shipper:request:TTL000000000000000000000000000A1")
+            .starts_with("shipped@")
+    );
 }
 
 #[tokio::test]

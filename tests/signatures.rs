@@ -774,11 +774,7 @@ async fn a_run_ships_every_row_with_its_verdict_counts_them_and_still_exits_0() 
     let ran = run_bin(&["run"], &env_for(&kong, &other, Some(&redis))).await;
     assert_eq!((ran.code, ran.count("shipped")), (0, total as u64), "{}", ran.stderr);
     assert_eq!((ran.count("signatures_valid"), ran.count("signatures_invalid")), (0, 0));
-    let second: Vec<Value> = other
-        .accepted()
-        .iter()
-        .map(|(_, d)| serde_json::from_str(d).unwrap())
-        .collect();
+    let second: Vec<Value> = other.accepted().iter().map(|(_, d)| serde_json::from_str(d).unwrap()).collect();
     assert!(
         second
             .iter()

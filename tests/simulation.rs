@@ -24,8 +24,8 @@ use kong_audit_shipper::dead_letter::{DeadLetter, DeadLetterError, DeadLetterSin
 use kong_audit_shipper::dedup::{Claim, Commit, DedupStore, MemoryStore, Settlement, StoreError, Swap};
 use kong_audit_shipper::event::AuditEvent;
 use kong_audit_shipper::kong::{AuditSource, Entry, EntryKind, KongError, KongInfo, KongVersion, Page, PageRequest};
-use kong_audit_shipper::retry::Backoff;
 use kong_audit_shipper::reconcile::{Answer, Holdings, Inventory, InventoryError, Scope, parse_message};
+use kong_audit_shipper::retry::Backoff;
 use kong_audit_shipper::ship::{Position, RunLimits, ShipOptions, Shipper, Sweep};
 use kong_audit_shipper::sink::{CallLimits, PutReport, Refusal, Sink, SinkError};
 use kong_audit_shipper::summary::{Counters, Summary};
@@ -197,7 +197,11 @@ impl Sink for SimSink {
                 report.failed.push(Refusal::from_cloudtrail(e.id.clone(), "Throttling", "injected"));
             } else {
                 *self.accepted.lock().unwrap().entry(e.id.clone()).or_default() += 1;
-                self.held.lock().unwrap().entry(e.id.clone()).or_insert_with(|| e.event_data.clone());
+                self.held
+                    .lock()
+                    .unwrap()
+                    .entry(e.id.clone())
+                    .or_insert_with(|| e.event_data.clone());
                 report.successful.push(e.id.clone());
             }
         }
@@ -418,18 +422,40 @@ fn options(rng: &mut fastrand::Rng, sweep_every_run: bool) -> ShipOptions {
 /// run will begin (the stored watermark, less the overlap still due), is in the destination,
 /// dead-lettered, or held by a claim. (Rows stamped behind where a read begins are the sweep's; rows
 /// Kong deletes meanwhile are nobody's; rows inside the overlap are read again by the next run.)
-async fn check_watermarks(world: &World, overlap: Duration, before: &[(EntryKind, String, i64)], read_from: &HashMap<EntryKind, i64>, what: &str) {
+async fn check_watermarks(
+    world: &World,
+    overlap: Duration,
+    before: &[(EntryKind, String, i64)],
+    read_from: &HashMap<EntryKind, i64>,
+    what: &str,
+) {
     let accepted = world.sink.accepted.lock().unwrap().clone();
     let lettered: HashSet<String> = world.letters.0.lock().unwrap().iter().map(|l| id_prefix(l.kind, &l.key)).collect();
     let still_held: HashSet<String> = world.kong.held(60).into_iter().map(|(_, key)| key).collect();
     for kind in EntryKind::ALL {
-        let stored = world.store.inner.get(&format!("{PREFIX}watermark:{}", kind.as_str())).await.unwrap();
-        let Some(w) = stored.as_deref().and_then(Position::parse) else { continue };
+        let stored = world
+            .store
+            .inner
+            .get(&format!("{PREFIX}watermark:{}", kind.as_str()))
+            .await
+            .unwrap();
+        let Some(w) = stored.as_deref().and_then(Position::parse) else {
+            continue;
+        };
         let from = read_from.get(&kind).copied().unwrap_or(i64::MIN);
         let next = w.resume_from(overlap);
-        for (k, key, ts) in before.iter().filter(|(k, key, ts)| *k == kind && *ts >= from && *ts < next && still_held.contains(key)) {
+        for (k, key, ts) in before
+            .iter()
+            .filter(|(k, key, ts)| *k == kind && *ts >= from && *ts < next && still_held.contains(key))
+        {
             let id = id_prefix(*k, key);
-            let value = world.store.inner.get(&format!("{PREFIX}{}:{key}", k.as_str())).await.unwrap().unwrap_or_default();
+            let value = world
+                .store
+                .inner
+                .get(&format!("{PREFIX}{}:{key}", k.as_str()))
+                .await
+                .unwrap()
+                .unwrap_or_default();
             let handled = accepted.contains_key(&id) || lettered.contains(&id) || value.starts_with("inflight:");
             assert!(
                 handled,
@@ -517,11 +543,26 @@ async fn one_schedule(seed: u64) {
         if watch {
             a.sweep = Sweep::Never;
         }
-        let before: Vec<(EntryKind, String, i64)> = world.kong.rows.lock().unwrap().iter().map(|r| (r.kind, r.key.clone(), r.ts)).collect();
+        let before: Vec<(EntryKind, String, i64)> = world
+            .kong
+            .rows
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|r| (r.kind, r.key.clone(), r.ts))
+            .collect();
         let mut read_from = HashMap::new();
         for kind in EntryKind::ALL {
-            let stored = world.store.inner.get(&format!("{PREFIX}watermark:{}", kind.as_str())).await.unwrap();
-            let from = stored.as_deref().and_then(Position::parse).map_or(i64::MIN, |w| w.resume_from(a.overlap));
+            let stored = world
+                .store
+                .inner
+                .get(&format!("{PREFIX}watermark:{}", kind.as_str()))
+                .await
+                .unwrap();
+            let from = stored
+                .as_deref()
+                .and_then(Position::parse)
+                .map_or(i64::MIN, |w| w.resume_from(a.overlap));
             read_from.insert(kind, from);
         }
         if rng.u8(..4) == 0 {

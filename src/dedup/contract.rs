@@ -58,7 +58,10 @@ pub async fn run_all(store: &dyn DedupStore) {
     assert_eq!(
         store
             .settle(
-                &marks(vec![(key("b"), Mark::Shipped { at: 7 }, 100), (key("a"), Mark::Shipped { at: 7 }, 100)]),
+                &marks(vec![
+                    (key("b"), Mark::Shipped { at: 7 }, 100),
+                    (key("a"), Mark::Shipped { at: 7 }, 100)
+                ]),
                 "inflight:run1"
             )
             .await

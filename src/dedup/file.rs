@@ -333,7 +333,10 @@ mod tests {
             vec![Claim::Ours; 3]
         );
         let s = Settlement {
-            marks: vec![("k:shipped".into(), Mark::Shipped { at: 1 }, 3600), ("k:short".into(), Mark::Shipped { at: 1 }, 1)],
+            marks: vec![
+                ("k:shipped".into(), Mark::Shipped { at: 1 }, 3600),
+                ("k:short".into(), Mark::Shipped { at: 1 }, 1),
+            ],
             ..Default::default()
         };
         first.settle(&s, "inflight:r1").await.unwrap();

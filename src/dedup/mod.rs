@@ -50,7 +50,9 @@ pub const FOUND: &str = "found";
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum KeyState {
     /// Shipped by a run, accepted at this time (unknown for marks of older versions).
-    Shipped { at: Option<i64> },
+    Shipped {
+        at: Option<i64>,
+    },
     /// Found in the destination.
     Found,
     Rejected(String),
@@ -258,8 +260,15 @@ mod tests {
 
     #[test]
     fn key_values_read_back_as_what_they_record() {
-        assert_eq!(KeyState::parse(&Mark::Shipped { at: 17 }.value()), KeyState::Shipped { at: Some(17) });
-        assert_eq!(KeyState::parse("shipped"), KeyState::Shipped { at: None }, "marks of older versions");
+        assert_eq!(
+            KeyState::parse(&Mark::Shipped { at: 17 }.value()),
+            KeyState::Shipped { at: Some(17) }
+        );
+        assert_eq!(
+            KeyState::parse("shipped"),
+            KeyState::Shipped { at: None },
+            "marks of older versions"
+        );
         assert_eq!(KeyState::parse(&Mark::Found.value()), KeyState::Found);
         assert_eq!(KeyState::parse("rejected:InvalidData"), KeyState::Rejected("InvalidData".into()));
         assert_eq!(KeyState::parse("inflight:r1"), KeyState::Claimed("r1".into()));

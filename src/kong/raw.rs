@@ -129,7 +129,11 @@ mod tests {
         assert_eq!(nesting(r#"{"a":[1,{"b":"[[["}]}"#), 3);
         assert_eq!(nesting(r#"{"a":"\"{"}"#), 1);
         let deep = format!("{}{}", "[".repeat(200), "]".repeat(200));
-        assert_eq!(nesting(&format!(r#"{{"k":{deep},"k":1}}"#)), 201, "a member a later duplicate hides still counts");
+        assert_eq!(
+            nesting(&format!(r#"{{"k":{deep},"k":1}}"#)),
+            201,
+            "a member a later duplicate hides still counts"
+        );
     }
 
     #[test]

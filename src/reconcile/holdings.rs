@@ -208,7 +208,10 @@ pub enum Holding {
     /// Whole, or every one of its parts.
     Whole,
     /// Some of its parts: these are missing.
-    Parts { total: u32, missing: Vec<u32> },
+    Parts {
+        total: u32,
+        missing: Vec<u32>,
+    },
 }
 
 /// What reconciliation found for one of Kong's entries.
@@ -280,7 +283,11 @@ mod tests {
         h.add(&row(EntryKind::Object, "o2", Some((2, 2)), 1));
         h.add(&row(EntryKind::Object, "o2", Some((1, 2)), 1));
         assert_eq!(h.find(EntryKind::Request, "r1"), Holding::Whole);
-        assert_eq!(h.find(EntryKind::Object, "r1"), Holding::Nothing, "the kind is part of the identity");
+        assert_eq!(
+            h.find(EntryKind::Object, "r1"),
+            Holding::Nothing,
+            "the kind is part of the identity"
+        );
         assert_eq!(
             h.find(EntryKind::Object, "o1"),
             Holding::Parts {
@@ -335,12 +342,24 @@ mod tests {
         let parts = |m: Vec<u32>| Holding::Parts { total: 3, missing: m };
         assert_eq!(judge(Holding::Whole, None, None, NOW, SETTLE), Status::Found);
         assert_eq!(judge(Holding::Nothing, None, None, NOW, SETTLE), Status::Missing);
-        assert_eq!(judge(Holding::Nothing, Some(&shipped(NOW - 60)), None, NOW, SETTLE), Status::Pending);
-        assert_eq!(judge(Holding::Nothing, Some(&shipped(NOW - 901)), None, NOW, SETTLE), Status::Missing);
+        assert_eq!(
+            judge(Holding::Nothing, Some(&shipped(NOW - 60)), None, NOW, SETTLE),
+            Status::Pending
+        );
+        assert_eq!(
+            judge(Holding::Nothing, Some(&shipped(NOW - 901)), None, NOW, SETTLE),
+            Status::Missing
+        );
         // Marks of older versions carry no time: accepted long ago.
-        assert_eq!(judge(Holding::Nothing, Some(&KeyState::Shipped { at: None }), None, NOW, SETTLE), Status::Missing);
+        assert_eq!(
+            judge(Holding::Nothing, Some(&KeyState::Shipped { at: None }), None, NOW, SETTLE),
+            Status::Missing
+        );
         assert_eq!(judge(Holding::Nothing, Some(&KeyState::Found), None, NOW, SETTLE), Status::Missing);
-        assert_eq!(judge(Holding::Nothing, Some(&KeyState::Claimed("r".into())), None, NOW, SETTLE), Status::Pending);
+        assert_eq!(
+            judge(Holding::Nothing, Some(&KeyState::Claimed("r".into())), None, NOW, SETTLE),
+            Status::Pending
+        );
         assert_eq!(
             judge(Holding::Nothing, Some(&KeyState::Rejected("InvalidData".into())), None, NOW, SETTLE),
             Status::DeadLettered("InvalidData".into())
@@ -355,6 +374,9 @@ mod tests {
             Status::Partial { missing_parts: vec![2] }
         );
         // An acceptance stamped by a clock ahead of ours is recent, not missing.
-        assert_eq!(judge(Holding::Nothing, Some(&shipped(NOW + 3_600)), None, NOW, SETTLE), Status::Pending);
+        assert_eq!(
+            judge(Holding::Nothing, Some(&shipped(NOW + 3_600)), None, NOW, SETTLE),
+            Status::Pending
+        );
     }
 }

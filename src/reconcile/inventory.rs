@@ -105,7 +105,10 @@ mod tests {
 
     #[test]
     fn questions_are_padded_and_reach_now() {
-        let scope = Scope { since: 1_000_000, until: 1_100_000 };
+        let scope = Scope {
+            since: 1_000_000,
+            until: 1_100_000,
+        };
         assert_eq!(padded(scope, 1_050_000), (1_000_000 - PAD_SECONDS, 1_100_000 + PAD_SECONDS));
         assert_eq!(padded(scope, 2_000_000), (1_000_000 - PAD_SECONDS, 2_000_000 + PAD_SECONDS));
     }

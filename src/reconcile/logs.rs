@@ -143,13 +143,15 @@ async fn read_slice(
             tries += 1;
             match api.filter(from_ms, to_ms, token.as_deref()).await {
                 Ok(page) => break page,
-                Err(CallError::Throttled(why) | CallError::Transient(why)) => match backoff.wait(tries, None, until).filter(|_| tries < backoff.attempts.max(1) * 2) {
-                    Some(wait) => tokio::time::sleep(wait).await,
-                    None if until.is_some_and(|u| Instant::now() >= u) => {
-                        return Err(InventoryError::OutOfTime(format!("out of time reading the log group ({why})")));
+                Err(CallError::Throttled(why) | CallError::Transient(why)) => {
+                    match backoff.wait(tries, None, until).filter(|_| tries < backoff.attempts.max(1) * 2) {
+                        Some(wait) => tokio::time::sleep(wait).await,
+                        None if until.is_some_and(|u| Instant::now() >= u) => {
+                            return Err(InventoryError::OutOfTime(format!("out of time reading the log group ({why})")));
+                        }
+                        None => return Err(InventoryError::Failed(format!("FilterLogEvents failed after {tries} tries: {why}"))),
                     }
-                    None => return Err(InventoryError::Failed(format!("FilterLogEvents failed after {tries} tries: {why}"))),
-                },
+                }
                 Err(CallError::NotFound(why)) => {
                     return Err(InventoryError::Denied(format!(
                         "CLOUDWATCH_LOG_GROUP: the log group does not exist in this account and region ({why})"

@@ -126,7 +126,19 @@ async fn compare_and_repair(
     report.counts.unreadable = holdings.unreadable;
 
     let keys = Keys::new(ship.key_prefix.clone());
-    let plan = compare(shipper, &info, &mut holdings, &keys, scope, ship.page_size, opts, now, deadline, report).await;
+    let plan = compare(
+        shipper,
+        &info,
+        &mut holdings,
+        &keys,
+        scope,
+        ship.page_size,
+        opts,
+        now,
+        deadline,
+        report,
+    )
+    .await;
     report.counts.extra = holdings.unmatched();
     report.counts.duplicates = holdings.duplicates();
     let plan = plan?;
@@ -204,9 +216,7 @@ async fn compare(
         }
         // The store says whether what the destination lacks may still be on its way; a repair also
         // needs to know which entries it holds have no mark.
-        let asked: Vec<usize> = (0..batch.len())
-            .filter(|i| opts.repair || batch[*i].3 != Holding::Whole)
-            .collect();
+        let asked: Vec<usize> = (0..batch.len()).filter(|i| opts.repair || batch[*i].3 != Holding::Whole).collect();
         let mut names = Vec::with_capacity(asked.len() * 2);
         for i in &asked {
             let (kind, key, ..) = &batch[*i];

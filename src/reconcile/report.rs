@@ -254,7 +254,10 @@ mod tests {
         r.error = Some("query failed".into());
         r.decide_status();
         assert_eq!(r.status, "incomplete");
-        assert!(r.line().starts_with("reconcile status=incomplete kong=0 found=0 missing=2 partial=1 pending=3 queries=0 bytes_scanned=0"));
+        assert!(
+            r.line()
+                .starts_with("reconcile status=incomplete kong=0 found=0 missing=2 partial=1 pending=3 queries=0 bytes_scanned=0")
+        );
         assert!(r.line().contains(" error=\"query failed\""));
     }
 
@@ -269,7 +272,10 @@ mod tests {
         assert_eq!((emf["MissingEntries"].as_u64(), emf["PartialEntries"].as_u64()), (Some(3), Some(1)));
         assert_eq!(emf["ReconcileBytesScanned"], 4096);
         assert_eq!(emf["_aws"]["CloudWatchMetrics"][0]["Namespace"], "KongAuditShipper");
-        assert_eq!(emf["_aws"]["CloudWatchMetrics"][0]["Dimensions"], serde_json::json!([["FunctionName"]]));
+        assert_eq!(
+            emf["_aws"]["CloudWatchMetrics"][0]["Dimensions"],
+            serde_json::json!([["FunctionName"]])
+        );
         let units: Vec<&str> = emf["_aws"]["CloudWatchMetrics"][0]["Metrics"]
             .as_array()
             .unwrap()
@@ -283,7 +289,10 @@ mod tests {
     #[test]
     fn entries_are_listed_by_kind_and_key() {
         let mut e = EntryRef::new(EntryKind::Object, "o1");
-        assert_eq!(serde_json::to_value(&e).unwrap(), serde_json::json!({"kind": "object", "key": "o1"}));
+        assert_eq!(
+            serde_json::to_value(&e).unwrap(),
+            serde_json::json!({"kind": "object", "key": "o1"})
+        );
         e.missing_parts = Some(vec![2]);
         assert_eq!(
             serde_json::to_value(&e).unwrap(),

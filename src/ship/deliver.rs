@@ -530,7 +530,11 @@ async fn put(run: &Run, call: Call) -> Vec<Item> {
     let (call, lapsing) = split_lapsing(call, run.opts.lease, Instant::now());
     if !lapsing.is_empty() {
         let why = "its claim's lease is about to lapse".to_string();
-        settle(run, lapsing.into_iter().map(|item| (item, Resolution::Failed(why.clone()))).collect()).await;
+        settle(
+            run,
+            lapsing.into_iter().map(|item| (item, Resolution::Failed(why.clone()))).collect(),
+        )
+        .await;
     }
     if call.is_empty() {
         return Vec::new();
@@ -697,8 +701,16 @@ mod tests {
         assert_eq!(shape(&call), vec![("fresh".to_string(), vec![0])]);
         assert_eq!(lapsing.iter().map(|i| i.key.as_str()).collect::<Vec<_>>(), ["old"]);
         // The margin is 60 s, or a quarter of a short lease.
-        assert!(!about_to_lapse(&item("x", &[1]), Duration::from_secs(100), now + Duration::from_secs(74)));
-        assert!(about_to_lapse(&item("x", &[1]), Duration::from_secs(100), now + Duration::from_secs(76)));
+        assert!(!about_to_lapse(
+            &item("x", &[1]),
+            Duration::from_secs(100),
+            now + Duration::from_secs(74)
+        ));
+        assert!(about_to_lapse(
+            &item("x", &[1]),
+            Duration::from_secs(100),
+            now + Duration::from_secs(76)
+        ));
     }
 
     #[test]

@@ -132,7 +132,11 @@ mod tests {
     #[test]
     fn a_lost_store_is_rebuilt_and_what_may_still_be_ingesting_waits() {
         assert_eq!(plan(Life::Whole { since: 1 }, false, true, NOW, 900), Plan::Ship);
-        assert_eq!(plan(Life::Unknown, true, true, NOW, 900), Plan::Adopt, "watermarks survived: not lost");
+        assert_eq!(
+            plan(Life::Unknown, true, true, NOW, 900),
+            Plan::Adopt,
+            "watermarks survived: not lost"
+        );
         assert_eq!(plan(Life::Unknown, false, true, NOW, 900), Plan::Rebuild { defer: true });
         assert_eq!(
             plan(Life::Unknown, false, false, NOW, 900),
@@ -141,7 +145,11 @@ mod tests {
         );
         assert_eq!(plan(Life::Unknown, false, true, NOW, 0), Plan::Rebuild { defer: false });
         let begun = Life::Rebuilding { since: NOW - 100 };
-        assert_eq!(plan(begun, true, true, NOW, 900), Plan::Rebuild { defer: true }, "too soon to look again");
+        assert_eq!(
+            plan(begun, true, true, NOW, 900),
+            Plan::Rebuild { defer: true },
+            "too soon to look again"
+        );
         assert_eq!(plan(begun, true, true, NOW + 800, 900), Plan::Rebuild { defer: false });
     }
 

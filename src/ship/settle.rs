@@ -56,7 +56,8 @@ pub fn first_write(resolved: &[(Item, Resolution)], now: Instant, accepted_at: i
         let ttl = commit_ttl(item.ttl, now.saturating_duration_since(item.read_at));
         let record_parts = |s: &mut Settlement| {
             if let Some(sha) = item.parts_sha256.as_ref().filter(|_| item.any_accepted()) {
-                s.records.push((parts_key(item), parts_record(sha, &item.accepted, accepted_at), ttl));
+                s.records
+                    .push((parts_key(item), parts_record(sha, &item.accepted, accepted_at), ttl));
             }
         };
         match resolution {
@@ -81,7 +82,9 @@ pub async fn settle(run: &Run, resolved: Vec<(Item, Resolution)>) {
     let c = &run.counters;
     let tail = run.tail();
     let accepted_at = chrono::Utc::now().timestamp();
-    let first = first_write(&resolved, Instant::now(), accepted_at, |item| run.keys.parts(item.entry.kind, &item.entry.key));
+    let first = first_write(&resolved, Instant::now(), accepted_at, |item| {
+        run.keys.parts(item.entry.kind, &item.entry.key)
+    });
     let shipped = resolved.iter().filter(|(_, r)| *r == Resolution::Shipped).count();
     let found = resolved.iter().filter(|(_, r)| *r == Resolution::Found).count();
     let mut failed_problems: Vec<&str> = Vec::new();
@@ -243,7 +246,11 @@ mod tests {
         assert_eq!(commit_ttl(1_000, Duration::from_millis(1_999)), 999 + g);
         assert_eq!(commit_ttl(1_000, Duration::from_secs(232)), 768 + g);
         assert_eq!(commit_ttl(10, Duration::from_secs(60)), g, "past its row: the grace is left");
-        assert_eq!(commit_ttl(0, Duration::ZERO), EXPIRED_ROW_MARK_SECONDS, "a row served already expired");
+        assert_eq!(
+            commit_ttl(0, Duration::ZERO),
+            EXPIRED_ROW_MARK_SECONDS,
+            "a row served already expired"
+        );
     }
 
     #[test]

@@ -144,7 +144,12 @@ impl LakeState {
     }
 
     fn running(&self) -> usize {
-        self.foreign_running + self.queries.values().filter(|q| q.status == "QUEUED" || q.status == "RUNNING").count()
+        self.foreign_running
+            + self
+                .queries
+                .values()
+                .filter(|q| q.status == "QUEUED" || q.status == "RUNNING")
+                .count()
     }
 }
 
@@ -261,12 +266,20 @@ fn start_query(lake: &mut LakeState, request: &Value) -> Response {
         }
     };
     if !lake.stores.iter().any(|arn| arn.ends_with(&format!("/{}", parsed.store))) {
-        return error(400, "EventDataStoreNotFoundException", "The specified event data store was not found.");
+        return error(
+            400,
+            "EventDataStoreNotFoundException",
+            "The specified event data store was not found.",
+        );
     }
     if lake.running() >= 10 {
         lake.refused += 1;
         lake.foreign_running = lake.foreign_running.saturating_sub(1);
-        return error(400, "MaxConcurrentQueriesException", "You are already running the maximum number of concurrent queries.");
+        return error(
+            400,
+            "MaxConcurrentQueriesException",
+            "You are already running the maximum number of concurrent queries.",
+        );
     }
     lake.next_id += 1;
     let id = format!("q{:08}-0000-4000-8000-000000000000", lake.next_id);
@@ -278,9 +291,10 @@ fn start_query(lake: &mut LakeState, request: &Value) -> Response {
     };
     let scanned: Vec<&LakeEvent> = lake.events.iter().filter(visible).filter(in_span).collect();
     let mut groups: BTreeMap<(String, Option<String>, Option<String>, Option<String>), (String, u64)> = BTreeMap::new();
-    for e in scanned.iter().filter(|e| {
-        e.event_source == parsed.source && e.event_time >= parsed.event_time.0 && e.event_time < parsed.event_time.1
-    }) {
+    for e in scanned
+        .iter()
+        .filter(|e| e.event_source == parsed.source && e.event_time >= parsed.event_time.0 && e.event_time < parsed.event_time.1)
+    {
         let g = groups
             .entry((e.uid.clone(), e.kind.clone(), e.part.clone(), e.parts.clone()))
             .or_insert((e.event_time.clone(), 0));
