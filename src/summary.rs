@@ -180,24 +180,30 @@ impl Summary {
             ("Rebuilt", self.rebuilt as i64, "Count"),
             ("Deferred", self.deferred as i64, "Count"),
         ];
-        let mut record = serde_json::json!({
-            "_aws": {
-                "Timestamp": now_ms,
-                "CloudWatchMetrics": [{
-                    "Namespace": "KongAuditShipper",
-                    "Dimensions": [["FunctionName"]],
-                    "Metrics": metrics.iter().map(|(n, _, u)| serde_json::json!({"Name": n, "Unit": u})).collect::<Vec<_>>(),
-                }],
-            },
-            "FunctionName": function_name,
-            "level": "INFO",
-            "status": self.status(),
-        });
-        for (name, value, _) in metrics {
-            record[name] = value.into();
-        }
-        record.to_string()
+        emf_record(function_name, now_ms, &metrics, ("status", self.status()))
     }
+}
+
+/// One CloudWatch Embedded Metric Format record: `metrics` as `(name, value, unit)` in the
+/// `KongAuditShipper` namespace by `FunctionName`, and one more field to say what it is about.
+pub fn emf_record(function_name: &str, now_ms: i64, metrics: &[(&str, i64, &str)], about: (&str, &str)) -> String {
+    let mut record = serde_json::json!({
+        "_aws": {
+            "Timestamp": now_ms,
+            "CloudWatchMetrics": [{
+                "Namespace": "KongAuditShipper",
+                "Dimensions": [["FunctionName"]],
+                "Metrics": metrics.iter().map(|(n, _, u)| serde_json::json!({"Name": n, "Unit": u})).collect::<Vec<_>>(),
+            }],
+        },
+        "FunctionName": function_name,
+        "level": "INFO",
+    });
+    record[about.0] = about.1.into();
+    for (name, value, _) in metrics {
+        record[*name] = (*value).into();
+    }
+    record.to_string()
 }
 
 #[cfg(test)]

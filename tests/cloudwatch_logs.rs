@@ -58,22 +58,12 @@ fn entry_key(entry: &Value) -> (String, String) {
 
 /// The environment of a run shipping to CloudWatch Logs at `endpoint` (no CHANNEL_ARN).
 fn logs_env(kong: &FakeKong, ct: &FakeCloudTrail, endpoint: &str, redis: Option<&RedisServer>) -> HashMap<String, String> {
-    let mut env = env_for(kong, ct, redis);
-    env.remove("CHANNEL_ARN");
-    env.insert("CLOUDWATCH_LOG_GROUP".into(), GROUP.into());
-    env.insert("AWS_ENDPOINT_URL_CLOUDWATCH_LOGS".into(), endpoint.into());
-    env
+    support::logs_env(kong, ct, endpoint, GROUP, redis)
 }
 
 /// A client of the service at `endpoint`, for the tests' own calls (creating a group, exporting).
 fn client(endpoint: &str) -> aws_sdk_cloudwatchlogs::Client {
-    let conf = aws_sdk_cloudwatchlogs::Config::builder()
-        .behavior_version(BehaviorVersion::latest())
-        .region(Region::new("us-east-1"))
-        .credentials_provider(Credentials::new("AKIDTEST", "test-secret", None, None, "test"))
-        .endpoint_url(endpoint)
-        .build();
-    aws_sdk_cloudwatchlogs::Client::from_conf(conf)
+    support::logs_client(endpoint)
 }
 
 /// Every event of the group, as `aws logs filter-log-events` pages through them: (timestamp, message).

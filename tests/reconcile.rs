@@ -469,11 +469,7 @@ async fn duplicates_and_entries_kong_has_deleted_are_counted_not_repaired() {
 // ---------------------------------------------------------------- CloudWatch Logs
 
 fn logs_env(kong: &FakeKong, ct: &FakeCloudTrail, endpoint: &str, redis: &RedisServer) -> HashMap<String, String> {
-    let mut env = env_for(kong, ct, Some(redis));
-    env.remove("CHANNEL_ARN");
-    env.insert("CLOUDWATCH_LOG_GROUP".into(), GROUP.into());
-    env.insert("AWS_ENDPOINT_URL_CLOUDWATCH_LOGS".into(), endpoint.into());
-    env
+    support::logs_env(kong, ct, endpoint, GROUP, Some(redis))
 }
 
 #[tokio::test]
@@ -537,19 +533,7 @@ async fn logs_reconcile_reads_every_page_names_what_was_lost_and_repair_sends_ex
 #[tokio::test]
 async fn moto_agrees_that_a_trail_shipped_to_logs_is_complete() {
     let moto = moto_server::MotoServer::start();
-    let conf = aws_sdk_cloudwatchlogs::Config::builder()
-        .behavior_version(aws_sdk_cloudwatchlogs::config::BehaviorVersion::latest())
-        .region(aws_sdk_cloudwatchlogs::config::Region::new("us-east-1"))
-        .credentials_provider(aws_sdk_cloudwatchlogs::config::Credentials::new(
-            "AKIDTEST",
-            "test-secret",
-            None,
-            None,
-            "test",
-        ))
-        .endpoint_url(moto.url())
-        .build();
-    aws_sdk_cloudwatchlogs::Client::from_conf(conf)
+    support::logs_client(&moto.url())
         .create_log_group()
         .log_group_name(GROUP)
         .send()

@@ -166,34 +166,16 @@ impl Report {
     /// One CloudWatch Embedded Metric Format record with the counts.
     pub fn emf(&self, function_name: &str, now_ms: i64) -> String {
         let c = &self.counts.entries;
+        let count = |n: u64| i64::try_from(n).unwrap_or(i64::MAX);
         let metrics = [
-            ("MissingEntries", c.missing),
-            ("PartialEntries", c.partial),
-            ("ReconcileFound", c.found),
-            ("ReconcilePending", c.pending),
-            ("ReconcileDeadLettered", c.dead_lettered),
-            ("ReconcileBytesScanned", self.bytes_scanned),
+            ("MissingEntries", count(c.missing), "Count"),
+            ("PartialEntries", count(c.partial), "Count"),
+            ("ReconcileFound", count(c.found), "Count"),
+            ("ReconcilePending", count(c.pending), "Count"),
+            ("ReconcileDeadLettered", count(c.dead_lettered), "Count"),
+            ("ReconcileBytesScanned", count(self.bytes_scanned), "Bytes"),
         ];
-        let mut record = serde_json::json!({
-            "_aws": {
-                "Timestamp": now_ms,
-                "CloudWatchMetrics": [{
-                    "Namespace": "KongAuditShipper",
-                    "Dimensions": [["FunctionName"]],
-                    "Metrics": metrics.iter().map(|(n, _)| serde_json::json!({
-                        "Name": n,
-                        "Unit": if n.ends_with("BytesScanned") { "Bytes" } else { "Count" },
-                    })).collect::<Vec<_>>(),
-                }],
-            },
-            "FunctionName": function_name,
-            "level": "INFO",
-            "reconcile": self.status,
-        });
-        for (name, value) in metrics {
-            record[name] = value.into();
-        }
-        record.to_string()
+        crate::summary::emf_record(function_name, now_ms, &metrics, ("reconcile", self.status))
     }
 }
 

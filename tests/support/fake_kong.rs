@@ -245,13 +245,7 @@ async fn root(State(state): State<Arc<Mutex<KongState>>>, headers: HeaderMap) ->
         return denied;
     }
     if let Some(Fault::TooManyRequests { retry_after_secs }) = s.root_faults.pop_front() {
-        let mut r = json_response(
-            StatusCode::TOO_MANY_REQUESTS,
-            json!({"message": "API rate limit exceeded"}).to_string(),
-        );
-        r.headers_mut()
-            .insert("retry-after", HeaderValue::from_str(&retry_after_secs.to_string()).unwrap());
-        return r;
+        return too_many_requests(retry_after_secs);
     }
     let body = json!({
         "tagline": "Welcome to kong",
@@ -274,6 +268,16 @@ fn check_token(s: &KongState, headers: &HeaderMap) -> Option<Response> {
             json!({"message": "Invalid credentials. Token or User credentials required"}).to_string(),
         )
     })
+}
+
+fn too_many_requests(retry_after_secs: u64) -> Response {
+    let mut r = json_response(
+        StatusCode::TOO_MANY_REQUESTS,
+        json!({"message": "API rate limit exceeded"}).to_string(),
+    );
+    r.headers_mut()
+        .insert("retry-after", HeaderValue::from_str(&retry_after_secs.to_string()).unwrap());
+    r
 }
 
 fn json_response(status: StatusCode, body: String) -> Response {
@@ -309,15 +313,7 @@ async fn audit(
                 json!({"message": "An unexpected error occurred"}).to_string(),
             );
         }
-        Some(Fault::TooManyRequests { retry_after_secs }) => {
-            let mut r = json_response(
-                StatusCode::TOO_MANY_REQUESTS,
-                json!({"message": "API rate limit exceeded"}).to_string(),
-            );
-            r.headers_mut()
-                .insert("retry-after", HeaderValue::from_str(&retry_after_secs.to_string()).unwrap());
-            return r;
-        }
+        Some(Fault::TooManyRequests { retry_after_secs }) => return too_many_requests(retry_after_secs),
         Some(Fault::HtmlPage) => {
             return (
                 StatusCode::OK,

@@ -47,6 +47,27 @@ pub fn env_for(kong: &FakeKong, cloudtrail: &FakeCloudTrail, redis: Option<&Redi
     env
 }
 
+/// The environment of a run shipping to CloudWatch Logs at `endpoint`, log group `group` (no CHANNEL_ARN).
+pub fn logs_env(kong: &FakeKong, ct: &FakeCloudTrail, endpoint: &str, group: &str, redis: Option<&RedisServer>) -> HashMap<String, String> {
+    let mut env = env_for(kong, ct, redis);
+    env.remove("CHANNEL_ARN");
+    env.insert("CLOUDWATCH_LOG_GROUP".into(), group.into());
+    env.insert("AWS_ENDPOINT_URL_CLOUDWATCH_LOGS".into(), endpoint.into());
+    env
+}
+
+/// A CloudWatch Logs client of the service at `endpoint`, for the tests' own calls.
+pub fn logs_client(endpoint: &str) -> aws_sdk_cloudwatchlogs::Client {
+    use aws_sdk_cloudwatchlogs::config::{BehaviorVersion, Credentials, Region};
+    let conf = aws_sdk_cloudwatchlogs::Config::builder()
+        .behavior_version(BehaviorVersion::latest())
+        .region(Region::new("us-east-1"))
+        .credentials_provider(Credentials::new("AKIDTEST", "test-secret", None, None, "test"))
+        .endpoint_url(endpoint)
+        .build();
+    aws_sdk_cloudwatchlogs::Client::from_conf(conf)
+}
+
 pub struct Ran {
     pub code: i32,
     pub stdout: String,
