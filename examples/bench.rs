@@ -95,7 +95,7 @@ async fn pre_ship(redis: &RedisServer, requests: &[Value], objects: &[Value]) {
                 .map(|e| {
                     (
                         format!("kong-audit-shipper:{kind}:{}", e[key].as_str().unwrap()),
-                        Mark::Shipped { at: 1 },
+                        Mark::Shipped { at: 1, run: "r".into() },
                         86_400,
                     )
                 })

@@ -28,12 +28,12 @@ pub async fn run_all(store: &dyn DedupStore) {
 
     // Settling marks shipped keys and releases the rest; a released key can be claimed again.
     let s = Settlement {
-        marks: vec![(key("a"), Mark::Shipped { at: 7 }, 100)],
+        marks: vec![(key("a"), Mark::Shipped { at: 7, run: "run1".into() }, 100)],
         releases: vec![key("b")],
         ..Default::default()
     };
     assert_eq!(store.settle(&s, "inflight:run1").await.unwrap(), vec![Commit::Committed]);
-    assert_eq!(store.get(&key("a")).await.unwrap().as_deref(), Some("shipped@7"));
+    assert_eq!(store.get(&key("a")).await.unwrap().as_deref(), Some("shipped@7:run1"));
     assert_eq!(store.get(&key("b")).await.unwrap(), None);
     assert_eq!(
         store.claim(&keys, "inflight:run2", lease).await.unwrap(),
@@ -52,21 +52,21 @@ pub async fn run_all(store: &dyn DedupStore) {
         .await
         .unwrap();
     assert_eq!(store.get(&key("b")).await.unwrap().as_deref(), Some("inflight:run2"));
-    assert_eq!(store.get(&key("a")).await.unwrap().as_deref(), Some("shipped@7"));
+    assert_eq!(store.get(&key("a")).await.unwrap().as_deref(), Some("shipped@7:run1"));
 
     // A mark is never written over another run's claim or over a mark: the commit says what is there.
     assert_eq!(
         store
             .settle(
                 &marks(vec![
-                    (key("b"), Mark::Shipped { at: 7 }, 100),
-                    (key("a"), Mark::Shipped { at: 7 }, 100)
+                    (key("b"), Mark::Shipped { at: 7, run: "run1".into() }, 100),
+                    (key("a"), Mark::Shipped { at: 7, run: "run1".into() }, 100)
                 ]),
                 "inflight:run1"
             )
             .await
             .unwrap(),
-        vec![Commit::Lost("inflight:run2".into()), Commit::Lost("shipped@7".into())]
+        vec![Commit::Lost("inflight:run2".into()), Commit::Lost("shipped@7:run1".into())]
     );
     assert_eq!(store.get(&key("b")).await.unwrap().as_deref(), Some("inflight:run2"));
 
@@ -89,12 +89,12 @@ pub async fn run_all(store: &dyn DedupStore) {
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(
         store
-            .settle(&marks(vec![(key("c"), Mark::Shipped { at: 7 }, 1)]), "inflight:run3")
+            .settle(&marks(vec![(key("c"), Mark::Shipped { at: 7, run: "run1".into() }, 1)]), "inflight:run3")
             .await
             .unwrap(),
         vec![Commit::LeaseLapsed]
     );
-    assert_eq!(store.get(&key("c")).await.unwrap().as_deref(), Some("shipped@7"));
+    assert_eq!(store.get(&key("c")).await.unwrap().as_deref(), Some("shipped@7:run1"));
 
     // Records are written whatever the key holds, with their time to live.
     let record = Settlement {

@@ -334,8 +334,8 @@ mod tests {
         );
         let s = Settlement {
             marks: vec![
-                ("k:shipped".into(), Mark::Shipped { at: 1 }, 3600),
-                ("k:short".into(), Mark::Shipped { at: 1 }, 1),
+                ("k:shipped".into(), Mark::Shipped { at: 1, run: "r".into() }, 3600),
+                ("k:short".into(), Mark::Shipped { at: 1, run: "r".into() }, 1),
             ],
             ..Default::default()
         };
@@ -351,7 +351,7 @@ mod tests {
         drop(first);
         tokio::time::sleep(Duration::from_millis(1_100)).await;
         let again = FileStore::open(&path).await.unwrap();
-        assert_eq!(again.get("k:shipped").await.unwrap().as_deref(), Some("shipped@1"));
+        assert_eq!(again.get("k:shipped").await.unwrap().as_deref(), Some("shipped@1:r"));
         assert_eq!(again.get("k:claimed").await.unwrap().as_deref(), Some("inflight:r1"));
         assert_eq!(again.get("k:short").await.unwrap(), None, "expired marks read as absent");
         let mut live = again.entries().await.unwrap();
@@ -360,7 +360,7 @@ mod tests {
             live,
             vec![
                 ("k:claimed".to_string(), "inflight:r1".to_string()),
-                ("k:shipped".to_string(), "shipped@1".to_string())
+                ("k:shipped".to_string(), "shipped@1:r".to_string())
             ]
         );
         // The sweep on open removed the expired key from the file itself.

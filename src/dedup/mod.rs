@@ -22,9 +22,10 @@ pub use redis::{MemoryPolicy, RedisStore};
 /// What a settled key records.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Mark {
-    /// The destination listed the entry as stored, at this time (epoch seconds): `reconcile` does not
-    /// call an entry missing while the destination may still be ingesting it.
-    Shipped { at: i64 },
+    /// The destination listed the entry as stored, at this time (epoch seconds), to this run:
+    /// `reconcile` does not call an entry missing while the destination may still be ingesting it,
+    /// and a release that expects an older mark never deletes this one (the run makes it unique).
+    Shipped { at: i64, run: String },
     /// The destination was found holding the entry (a store rebuilt from it, or `reconcile --repair`).
     Found,
     /// The destination (or the mapping) refused the entry for good; it was dead-lettered with this reason code.
@@ -34,14 +35,14 @@ pub enum Mark {
 impl Mark {
     pub fn value(&self) -> String {
         match self {
-            Mark::Shipped { at } => format!("{SHIPPED}@{at}"),
+            Mark::Shipped { at, run } => format!("{SHIPPED}@{at}:{run}"),
             Mark::Found => FOUND.into(),
             Mark::Rejected(code) => format!("{REJECTED_PREFIX}{code}"),
         }
     }
 }
 
-/// The value of a shipped entry's key (`shipped@<time>`; plain `shipped` from older versions).
+/// The value of a shipped entry's key (`shipped@<time>:<run>`; plain `shipped` from older versions).
 pub const SHIPPED: &str = "shipped";
 /// The value of an entry's key when the destination was found holding it.
 pub const FOUND: &str = "found";
@@ -67,8 +68,8 @@ impl KeyState {
         if value == SHIPPED {
             return KeyState::Shipped { at: None };
         }
-        if let Some(at) = value.strip_prefix(SHIPPED).and_then(|v| v.strip_prefix('@'))
-            && let Ok(at) = at.parse()
+        if let Some(rest) = value.strip_prefix(SHIPPED).and_then(|v| v.strip_prefix('@'))
+            && let Ok(at) = rest.split_once(':').map_or(rest, |(at, _)| at).parse()
         {
             return KeyState::Shipped { at: Some(at) };
         }
@@ -260,10 +261,10 @@ mod tests {
 
     #[test]
     fn key_values_read_back_as_what_they_record() {
-        assert_eq!(
-            KeyState::parse(&Mark::Shipped { at: 17 }.value()),
-            KeyState::Shipped { at: Some(17) }
-        );
+        let shipped = Mark::Shipped { at: 17, run: "r1".into() };
+        assert_eq!(shipped.value(), "shipped@17:r1");
+        assert_eq!(KeyState::parse(&shipped.value()), KeyState::Shipped { at: Some(17) });
+        assert_eq!(KeyState::parse("shipped@17"), KeyState::Shipped { at: Some(17) });
         assert_eq!(
             KeyState::parse("shipped"),
             KeyState::Shipped { at: None },
@@ -274,7 +275,7 @@ mod tests {
         assert_eq!(KeyState::parse("inflight:r1"), KeyState::Claimed("r1".into()));
         assert_eq!(KeyState::parse("shipped@x"), KeyState::Other("shipped@x".into()));
         assert!(KeyState::parse("found").is_shipped() && !KeyState::parse("inflight:x").is_shipped());
-        for done in [Mark::Shipped { at: 1 }, Mark::Found, Mark::Rejected("X".into())] {
+        for done in [shipped, Mark::Found, Mark::Rejected("X".into())] {
             assert_eq!(Claim::from_previous(Some(&done.value()), "inflight:me"), Claim::Done);
         }
     }

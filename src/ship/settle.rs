@@ -50,7 +50,7 @@ pub fn commit_ttl(ttl_read: u64, since_read: Duration) -> u64 {
 /// not send again what the destination took), releases for everything not shipped. Rejected entries
 /// are marked once their letter is stored. `accepted_at` (epoch seconds) is when the destination
 /// answered.
-pub fn first_write(resolved: &[(Item, Resolution)], now: Instant, accepted_at: i64, parts_key: impl Fn(&Item) -> String) -> Settlement {
+pub fn first_write(resolved: &[(Item, Resolution)], now: Instant, accepted_at: i64, run: &str, parts_key: impl Fn(&Item) -> String) -> Settlement {
     let mut s = Settlement::default();
     for (item, resolution) in resolved {
         let ttl = commit_ttl(item.ttl, now.saturating_duration_since(item.read_at));
@@ -61,7 +61,14 @@ pub fn first_write(resolved: &[(Item, Resolution)], now: Instant, accepted_at: i
             }
         };
         match resolution {
-            Resolution::Shipped => s.marks.push((item.key.clone(), Mark::Shipped { at: accepted_at }, ttl)),
+            Resolution::Shipped => s.marks.push((
+                item.key.clone(),
+                Mark::Shipped {
+                    at: accepted_at,
+                    run: run.to_string(),
+                },
+                ttl,
+            )),
             Resolution::Found => s.marks.push((item.key.clone(), Mark::Found, ttl)),
             Resolution::Failed(_) => {
                 record_parts(&mut s);
@@ -82,7 +89,8 @@ pub async fn settle(run: &Run, resolved: Vec<(Item, Resolution)>) {
     let c = &run.counters;
     let tail = run.tail();
     let accepted_at = chrono::Utc::now().timestamp();
-    let first = first_write(&resolved, Instant::now(), accepted_at, |item| {
+    let run_id = run.token.strip_prefix(crate::dedup::CLAIM_PREFIX).unwrap_or(&run.token);
+    let first = first_write(&resolved, Instant::now(), accepted_at, run_id, |item| {
         run.keys.parts(item.entry.kind, &item.entry.key)
     });
     let shipped = resolved.iter().filter(|(_, r)| *r == Resolution::Shipped).count();
@@ -283,9 +291,13 @@ mod tests {
                 },
             ),
         ];
-        let s = first_write(&resolved, now, 1_700_000_000, |i| format!("parts:{}", i.entry.key));
+        let s = first_write(&resolved, now, 1_700_000_000, "r1", |i| format!("parts:{}", i.entry.key));
         let ttl = 98 + MARK_GRACE_SECONDS;
-        assert_eq!(s.marks, vec![("p:object:a".to_string(), Mark::Shipped { at: 1_700_000_000 }, ttl)]);
+        let shipped = Mark::Shipped {
+            at: 1_700_000_000,
+            run: "r1".into(),
+        };
+        assert_eq!(s.marks, vec![("p:object:a".to_string(), shipped, ttl)]);
         assert_eq!(
             s.records,
             vec![
