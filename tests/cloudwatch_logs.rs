@@ -646,7 +646,15 @@ async fn the_lambda_handler_ships_to_logs_and_its_metrics_count_the_same() {
         dead_letters: Arc::new(kong_audit_shipper::dead_letter::FileDeadLetters::new(dir.path().join("dl.ndjson"))),
         recipient_account_id: account,
         signatures: Default::default(),
-        inventory: None,
+        inventory: Some(Arc::new(kong_audit_shipper::reconcile::LogsInventory::new(
+            Arc::new(kong_audit_shipper::reconcile::SdkFilter {
+                client: kong_audit_shipper::sink::cloudwatch_logs::client::client(&sdk),
+                group: GROUP.into(),
+            }),
+            GROUP,
+            5,
+            settings.backoff(),
+        ))),
     };
     let handler = Handler::new(shipper, &settings, "kong-audit-shipper".into());
     let answer = handler.invoke(LambdaEvent::new(json!({}), Context::default())).await;
