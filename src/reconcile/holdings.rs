@@ -44,7 +44,7 @@ pub struct HeldEvents {
 #[derive(Debug, Default, Clone, Copy)]
 struct Held {
     /// Events carrying the whole entry.
-    whole: u64,
+    whole: u32,
     /// For an entry in parts: how many parts it has (the largest `kongAuditEntryParts` seen).
     parts_total: u32,
     /// Some event of the entry has an `eventTime` inside the scope (else it only pads the query).
@@ -107,7 +107,7 @@ impl Holdings {
         let held = self.entries.entry(digest).or_default();
         held.in_scope |= in_scope;
         match row.part {
-            None => held.whole += row.count,
+            None => held.whole = held.whole.saturating_add(u32::try_from(row.count).unwrap_or(u32::MAX)),
             Some(part) => {
                 held.parts_total = held.parts_total.max(row.parts.unwrap_or(part)).max(part);
                 let counts = self.parts.entry(digest).or_default();
@@ -119,13 +119,18 @@ impl Holdings {
         }
     }
 
-    /// Adds everything another answer (another store, another slice of time) holds.
-    pub fn merge(&mut self, other: Holdings) {
+    /// Adds everything another answer (another store, another slice of time) holds. The smaller
+    /// map goes into the larger: one day of a busy trail must not be held twice.
+    pub fn merge(&mut self, mut other: Holdings) {
+        if other.entries.len() > self.entries.len() {
+            std::mem::swap(&mut self.entries, &mut other.entries);
+            std::mem::swap(&mut self.parts, &mut other.parts);
+        }
         self.events += other.events;
         self.unreadable += other.unreadable;
         for (digest, theirs) in other.entries {
             let held = self.entries.entry(digest).or_default();
-            held.whole += theirs.whole;
+            held.whole = held.whole.saturating_add(theirs.whole);
             held.parts_total = held.parts_total.max(theirs.parts_total);
             held.in_scope |= theirs.in_scope;
         }
@@ -182,7 +187,7 @@ impl Holdings {
 
     /// Events beyond one per entry (or per part): what a lost answer or a lost store shipped twice.
     pub fn duplicates(&self) -> u64 {
-        let whole: u64 = self.entries.values().map(|h| h.whole.saturating_sub(1)).sum();
+        let whole: u64 = self.entries.values().map(|h| u64::from(h.whole.saturating_sub(1))).sum();
         let parts: u64 = self.parts.values().flatten().map(|n| n.saturating_sub(1)).sum();
         let both: u64 = self
             .entries
