@@ -129,7 +129,10 @@ async fn pre_ship(redis: &RedisServer, requests: &[Value], objects: &[Value]) {
 /// A destination that holds every entry of a trail of `requests` requests (and their objects) but ten,
 /// with `kong-audit-shipper reconcile` asked about it; then a run on an empty store. Returns both runs
 /// and how many entries the destination holds.
-async fn reconcile_scenario(bin: &std::path::Path, requests: usize) -> (bench_run::Measured, bench_run::Measured, usize) {
+async fn reconcile_scenario(
+    bin: &std::path::Path,
+    requests: usize,
+) -> (bench_run::Measured, bench_run::Measured, bench_run::Measured, usize) {
     let (kong, ct, r, o) = fakes(requests).await;
     let every = ((r.len() + o.len()) / 10).max(1);
     let now_ms = chrono::Utc::now().timestamp_millis();
@@ -168,13 +171,25 @@ async fn reconcile_scenario(bin: &std::path::Path, requests: usize) -> (bench_ru
     let env = bench_run::env(&kong, &ct, &redis);
     let recon = bench_run::measure(bin, &["reconcile"], &env, "reconcile status=").await;
     eprintln!("reconcile: {}", recon.summary);
+    // The same on a bad day: one call in ten throttled, and five of the account's ten query slots
+    // held by other users at the start.
+    ct.with(|s| {
+        s.lake.throttle_every = 10;
+        s.lake.foreign_running = 5;
+    });
+    let throttled = bench_run::measure(bin, &["reconcile"], &env, "reconcile status=").await;
+    eprintln!("reconcile, throttled: {}", throttled.summary);
+    ct.with(|s| {
+        s.lake.throttle_every = 0;
+        s.lake.foreign_running = 0;
+    });
     let rebuilt = bench_run::ship(bin, &env).await;
     eprintln!("rebuild: {}", rebuilt.summary);
     drop((kong, ct, redis));
-    (recon, rebuilt, held)
+    (recon, throttled, rebuilt, held)
 }
 
-fn print_reconcile(recon: &bench_run::Measured, rebuilt: &bench_run::Measured, held: usize) {
+fn print_reconcile(recon: &bench_run::Measured, throttled: &bench_run::Measured, rebuilt: &bench_run::Measured, held: usize) {
     println!("\n| scenario | entries in the destination | wall s | Lake queries | bytes scanned | peak RSS MiB | result |");
     println!("|---|---|---|---|---|---|---|");
     println!(
@@ -186,6 +201,16 @@ fn print_reconcile(recon: &bench_run::Measured, rebuilt: &bench_run::Measured, h
         recon.count("kong"),
         recon.count("found"),
         recon.count("missing")
+    );
+    println!(
+        "| reconcile, 1 call in 10 throttled, 5 of 10 query slots taken | {held} | {:.2} | {} | {} | {:.1} | kong={} found={} missing={} |",
+        throttled.seconds,
+        throttled.count("queries"),
+        throttled.count("bytes_scanned"),
+        throttled.peak_rss_mib,
+        throttled.count("kong"),
+        throttled.count("found"),
+        throttled.count("missing")
     );
     println!(
         "| run on a store that came back empty | {held} | {:.2} | — | — | {:.1} | rebuilt={} shipped={} deferred={} |",
@@ -204,8 +229,8 @@ async fn main() {
     let bin = bench_run::binary();
     // `-- <scale> reconcile`: only the reconcile rows.
     if std::env::args().nth(2).as_deref() == Some("reconcile") {
-        let (recon, rebuilt, held) = reconcile_scenario(&bin, n(500_000)).await;
-        print_reconcile(&recon, &rebuilt, held);
+        let (recon, throttled, rebuilt, held) = reconcile_scenario(&bin, n(500_000)).await;
+        print_reconcile(&recon, &throttled, &rebuilt, held);
         return;
     }
     let mut table = Vec::new();
@@ -328,7 +353,7 @@ async fn main() {
 
     // 5. Reconcile of 1,000,000 entries against CloudTrail Lake, ten of them lost by the destination;
     //    then a store that comes back empty, rebuilt from the destination by the next run.
-    let (recon, rebuilt, held) = reconcile_scenario(&bin, n(500_000)).await;
+    let (recon, recon_throttled, rebuilt, held) = reconcile_scenario(&bin, n(500_000)).await;
 
     println!(
         "Machine: {} cores; scale {scale}; Kong 5 ms per page, CloudTrail 20 ms per call and 100 calls/s.\n",
@@ -362,7 +387,7 @@ async fn main() {
         shipped_requests,
         budgeted.run.count("shipped") - shipped_requests
     );
-    print_reconcile(&recon, &rebuilt, held);
+    print_reconcile(&recon, &recon_throttled, &rebuilt, held);
     println!(
         "Steady state: incremental read {} pages in {:.2} s; full read {} pages in {:.2} s ({:.1}× the pages); the daily sweep {} pages in {:.2} s.",
         incremental.run.count("pages"),
