@@ -89,7 +89,10 @@ pub async fn run_all(store: &dyn DedupStore) {
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(
         store
-            .settle(&marks(vec![(key("c"), Mark::Shipped { at: 7, run: "run1".into() }, 1)]), "inflight:run3")
+            .settle(
+                &marks(vec![(key("c"), Mark::Shipped { at: 7, run: "run1".into() }, 1)]),
+                "inflight:run3"
+            )
             .await
             .unwrap(),
         vec![Commit::LeaseLapsed]

@@ -93,7 +93,7 @@ impl Holdings {
         self.events += row.count;
         let valid_part = match (row.part, row.parts) {
             (None, _) => true,
-            (Some(p), total) => p >= 1 && p <= MAX_TRACKED_PARTS && total.is_none_or(|t| p <= t && t <= MAX_TRACKED_PARTS),
+            (Some(p), total) => (1..=MAX_TRACKED_PARTS).contains(&p) && total.is_none_or(|t| p <= t && t <= MAX_TRACKED_PARTS),
         };
         if row.uid.is_empty() || !valid_part {
             self.unreadable += row.count;

@@ -484,7 +484,7 @@ impl LakeInventory {
                 store.name()
             )));
         }
-        Ok(Slice::Done(
+        Ok(Slice::Done(Box::new((
             holdings,
             QueryRecord {
                 id: id.clone(),
@@ -494,12 +494,12 @@ impl LakeInventory {
                 rows,
                 bytes_scanned,
             },
-        ))
+        ))))
     }
 }
 
 enum Slice {
-    Done(Holdings, QueryRecord),
+    Done(Box<(Holdings, QueryRecord)>),
     TimedOut,
 }
 
@@ -539,7 +539,8 @@ impl Inventory for LakeInventory {
             }
             let Some(joined) = running.join_next().await else { break };
             match joined {
-                Ok((_, _, Ok(Slice::Done(holdings, record)))) => {
+                Ok((_, _, Ok(Slice::Done(done)))) => {
+                    let (holdings, record) = *done;
                     answer.bytes_scanned += record.bytes_scanned;
                     tracing::debug!(
                         query = %record.id,
@@ -605,7 +606,7 @@ impl LakeInventory {
             stores: self.stores.clone(),
             channel_arn: self.channel_arn.clone(),
             concurrency: self.concurrency,
-            backoff: self.backoff.clone(),
+            backoff: self.backoff,
             found: self.found.clone(),
         }
     }

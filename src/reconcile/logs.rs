@@ -196,7 +196,7 @@ impl Inventory for LogsInventory {
         loop {
             while failure.is_none() && running.len() < self.concurrency {
                 let Some(slice) = todo.pop() else { break };
-                let (api, backoff) = (self.api.clone(), self.backoff.clone());
+                let (api, backoff) = (self.api.clone(), self.backoff);
                 running.spawn(async move { (slice, read_slice(api, backoff, slice, scope, until).await) });
             }
             let Some(joined) = running.join_next().await else { break };

@@ -148,9 +148,12 @@ pub fn spawn(source: Arc<dyn AuditSource>, firsts: Vec<PageRequest>, by_time: bo
     Chunks { rx, tasks }
 }
 
+/// An endpoint's pages as they arrive, each with when it arrived.
+type Pages = mpsc::Receiver<(Result<Page, KongError>, Instant)>;
+
 struct Stream {
     kind: EntryKind,
-    pages: mpsc::Receiver<(Result<Page, KongError>, Instant)>,
+    pages: Pages,
     buffer: VecDeque<ReadEntry>,
     /// The last page was taken.
     done: bool,
@@ -300,10 +303,7 @@ impl Merge {
 /// consumer stops listening: the next page is fetched as soon as the last one was taken, so one page
 /// is waiting or on its way, never more. An offset seen twice ends the read with an error instead of a
 /// loop.
-fn spawn_page_reader(
-    source: Arc<dyn AuditSource>,
-    first: PageRequest,
-) -> (mpsc::Receiver<(Result<Page, KongError>, Instant)>, tokio::task::AbortHandle) {
+fn spawn_page_reader(source: Arc<dyn AuditSource>, first: PageRequest) -> (Pages, tokio::task::AbortHandle) {
     let (tx, rx) = mpsc::channel(1);
     let reader = tokio::spawn(async move {
         let mut request = first;

@@ -50,7 +50,13 @@ pub fn commit_ttl(ttl_read: u64, since_read: Duration) -> u64 {
 /// not send again what the destination took), releases for everything not shipped. Rejected entries
 /// are marked once their letter is stored. `accepted_at` (epoch seconds) is when the destination
 /// answered.
-pub fn first_write(resolved: &[(Item, Resolution)], now: Instant, accepted_at: i64, run: &str, parts_key: impl Fn(&Item) -> String) -> Settlement {
+pub fn first_write(
+    resolved: &[(Item, Resolution)],
+    now: Instant,
+    accepted_at: i64,
+    run: &str,
+    parts_key: impl Fn(&Item) -> String,
+) -> Settlement {
     let mut s = Settlement::default();
     for (item, resolution) in resolved {
         let ttl = commit_ttl(item.ttl, now.saturating_duration_since(item.read_at));

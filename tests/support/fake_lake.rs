@@ -174,7 +174,7 @@ pub fn handle(s: &mut CloudTrailState, target: &str, body: &[u8]) -> Response {
     let lake = &mut s.lake;
     *lake.calls.entry(op.clone()).or_default() += 1;
     let all_calls: u64 = lake.calls.values().sum();
-    if lake.throttle_every > 0 && all_calls % lake.throttle_every == 0 {
+    if lake.throttle_every > 0 && all_calls.is_multiple_of(lake.throttle_every) {
         lake.refused += 1;
         return error(400, "ThrottlingException", "Rate exceeded");
     }
@@ -290,7 +290,9 @@ fn start_query(lake: &mut LakeState, request: &Value) -> Response {
         s >= parsed.ingested.0 && s < parsed.ingested.1
     };
     let scanned: Vec<&LakeEvent> = lake.events.iter().filter(visible).filter(in_span).collect();
-    let mut groups: BTreeMap<(String, Option<String>, Option<String>, Option<String>), (String, u64)> = BTreeMap::new();
+    // (uid, kind, part, parts) → (the earliest eventTime, how many)
+    type Group = (String, Option<String>, Option<String>, Option<String>);
+    let mut groups: BTreeMap<Group, (String, u64)> = BTreeMap::new();
     for e in scanned
         .iter()
         .filter(|e| e.event_source == parsed.source && e.event_time >= parsed.event_time.0 && e.event_time < parsed.event_time.1)
@@ -349,7 +351,7 @@ fn describe_query(lake: &mut LakeState, request: &Value) -> Response {
     if q.status == "QUEUED" && q.polls > 1 {
         q.status = "RUNNING";
     }
-    if q.status == "RUNNING" && q.polls >= 1 + running_polls {
+    if q.status == "RUNNING" && q.polls > running_polls {
         q.status = "FINISHED";
     }
     let mut answer = json!({
