@@ -22,9 +22,8 @@ pub struct ApiUrl {
 impl ApiUrl {
     pub fn parse(text: &str) -> Result<ApiUrl, String> {
         let text = text.trim();
-        let mut url = Url::parse(text).map_err(|e| {
-            format!("{e}: give the base of your region's Konnect API, for example https://us.api.konghq.com")
-        })?;
+        let mut url = Url::parse(text)
+            .map_err(|e| format!("{e}: give the base of your region's Konnect API, for example https://us.api.konghq.com"))?;
         if !url.username().is_empty() || url.password().is_some() {
             return Err("carries credentials; put the token in KONNECT_TOKEN instead".into());
         }
@@ -115,10 +114,7 @@ mod tests {
         for region in REGIONS {
             let url = ApiUrl::parse(&format!("https://{region}.api.konghq.com")).unwrap();
             assert_eq!(url.region(), Some(region));
-            assert_eq!(
-                url.audit_logs().as_str(),
-                format!("https://{region}.api.konghq.com/v3/audit-logs")
-            );
+            assert_eq!(url.audit_logs().as_str(), format!("https://{region}.api.konghq.com/v3/audit-logs"));
         }
         let proxied = ApiUrl::parse("https://egress.example.com/konnect/").unwrap();
         assert_eq!(proxied.audit_logs().as_str(), "https://egress.example.com/konnect/v3/audit-logs");

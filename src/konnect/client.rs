@@ -73,9 +73,13 @@ pub enum KonnectError {
     Forbidden { url: String, trace: String },
     #[error("Konnect rejected the request (HTTP 400) at {url}: {detail}; the request is built by this shipper, so report this message")]
     BadRequest { url: String, detail: String },
-    #[error("{url} returned 404: check KONNECT_API_URL, your region's base such as https://us.api.konghq.com (the shipper adds /v3/audit-logs)")]
+    #[error(
+        "{url} returned 404: check KONNECT_API_URL, your region's base such as https://us.api.konghq.com (the shipper adds /v3/audit-logs)"
+    )]
     NotFound { url: String },
-    #[error("{url} redirects to {location:?}: set KONNECT_API_URL to the base it should be (redirects are not followed, so the token goes nowhere else)")]
+    #[error(
+        "{url} redirects to {location:?}: set KONNECT_API_URL to the base it should be (redirects are not followed, so the token goes nowhere else)"
+    )]
     Redirected { url: String, location: String },
     #[error("{url} returned HTTP {status}: {detail}")]
     Rejected { url: String, status: u16, detail: String },
@@ -92,11 +96,21 @@ pub enum KonnectError {
     #[error(
         "Konnect answered page {page} ({url}) with {last} and asked to wait {wait_secs} s (Retry-After), past this run's deadline; the next run goes on"
     )]
-    WaitPastDeadline { page: u32, url: String, last: String, wait_secs: u64 },
+    WaitPastDeadline {
+        page: u32,
+        url: String,
+        last: String,
+        wait_secs: u64,
+    },
     #[error("page {page} ({url}) was not read before this run's deadline")]
     DeadlineReached { page: u32, url: String },
     #[error("Konnect failed page {page} ({url}) after {attempts} tries; last error: {last}")]
-    Unavailable { page: u32, url: String, attempts: u32, last: String },
+    Unavailable {
+        page: u32,
+        url: String,
+        attempts: u32,
+        last: String,
+    },
 }
 
 impl KonnectError {
@@ -254,11 +268,7 @@ impl KonnectClient {
             code @ 500..=599 => return Ok(Answer::Retry(format!("HTTP {code}"), hint)),
             300..=399 => KonnectError::Redirected {
                 url: shown,
-                location: headers
-                    .get(LOCATION)
-                    .and_then(|v| v.to_str().ok())
-                    .unwrap_or("nowhere")
-                    .to_string(),
+                location: headers.get(LOCATION).and_then(|v| v.to_str().ok()).unwrap_or("nowhere").to_string(),
             },
             code => KonnectError::Rejected {
                 url: shown,
@@ -281,10 +291,12 @@ impl AuditLogPages for KonnectClient {
         loop {
             let attempt = self.try_get(&url, request.number);
             let answer = match deadline {
-                Some(at) => tokio::time::timeout_at(at.into(), attempt).await.map_err(|_| KonnectError::DeadlineReached {
-                    page: request.number,
-                    url: shown.clone(),
-                })??,
+                Some(at) => tokio::time::timeout_at(at.into(), attempt)
+                    .await
+                    .map_err(|_| KonnectError::DeadlineReached {
+                        page: request.number,
+                        url: shown.clone(),
+                    })??,
                 None => attempt.await?,
             };
             let (last, hint) = match answer {
@@ -350,21 +362,7 @@ async fn read_capped(resp: &mut reqwest::Response, limit: usize) -> Result<Optio
 #[derive(Deserialize)]
 struct PageBody {
     data: Option<Vec<Box<RawValue>>>,
-    meta: Option<MetaBody>,
-}
-
-#[derive(Deserialize)]
-struct MetaBody {
-    page: Option<MetaPage>,
-    /// Outside `page`, as `kongctl` also accepts it.
-    #[serde(default)]
-    next: Option<Value>,
-}
-
-#[derive(Deserialize)]
-struct MetaPage {
-    #[serde(default)]
-    next: Option<Value>,
+    meta: Option<serde_json::Map<String, Value>>,
 }
 
 fn parse_page(headers: &HeaderMap, body: &[u8], page: u32, url: String) -> Result<Answer, KonnectError> {
@@ -394,15 +392,22 @@ fn parse_page(headers: &HeaderMap, body: &[u8], page: u32, url: String) -> Resul
     };
     let data = parsed.data.ok_or_else(|| bad("the answer has no data".into()))?;
     let meta = parsed.meta.ok_or_else(|| bad("the answer has no meta".into()))?;
-    let next = match (meta.page, meta.next) {
-        (Some(p), _) => p.next,
+    // `meta.page.next`, or `meta.next` as `kongctl` also accepts; missing or null: the last page.
+    let next = match (meta.get("page"), meta.get("next")) {
+        (Some(Value::Object(page)), _) => page.get("next"),
+        (Some(_), _) => return Err(bad("meta.page is not an object".into())),
         (None, Some(next)) => Some(next),
         (None, None) => return Err(bad("the answer has no meta.page".into())),
     };
     let next = match next {
         None | Some(Value::Null) => None,
-        Some(Value::String(s)) => cursor_from_next(&s).map_err(bad)?,
-        Some(other) => return Err(bad(format!("meta.page.next is not a string: {}", snippet(other.to_string().as_bytes())))),
+        Some(Value::String(s)) => cursor_from_next(s).map_err(bad)?,
+        Some(other) => {
+            return Err(bad(format!(
+                "meta.page.next is not a string: {}",
+                snippet(other.to_string().as_bytes())
+            )));
+        }
     };
     Ok(Answer::Page(Page {
         entries: data.into_iter().map(KonnectEntry::from_raw).collect(),
@@ -473,7 +478,11 @@ fn retry_after(headers: &HeaderMap) -> Option<Duration> {
         return Some(Duration::from_secs(secs));
     }
     let when = chrono::DateTime::parse_from_rfc2822(value).ok()?;
-    Some((when.with_timezone(&chrono::Utc) - chrono::Utc::now()).to_std().unwrap_or(Duration::ZERO))
+    Some(
+        (when.with_timezone(&chrono::Utc) - chrono::Utc::now())
+            .to_std()
+            .unwrap_or(Duration::ZERO),
+    )
 }
 
 fn describe_body(headers: &HeaderMap, body: &[u8], parse_error: Option<serde_json::Error>) -> String {
@@ -490,10 +499,7 @@ fn snippet(body: &[u8]) -> String {
 
 /// Server text for a one-line message: control characters out, cut to `max` characters.
 fn clean(text: &str, max: usize) -> String {
-    text.chars()
-        .take(max)
-        .map(|c| if c.is_control() { ' ' } else { c })
-        .collect()
+    text.chars().take(max).map(|c| if c.is_control() { ' ' } else { c }).collect()
 }
 
 fn transport_error(e: &reqwest::Error) -> String {
@@ -515,12 +521,7 @@ mod tests {
     use chrono::{TimeZone, Utc};
 
     fn client(base: &str) -> KonnectClient {
-        KonnectClient::new(
-            ApiUrl::parse(base).unwrap(),
-            &Secret::new("kpat_abc"),
-            ClientOptions::default(),
-        )
-        .unwrap()
+        KonnectClient::new(ApiUrl::parse(base).unwrap(), &Secret::new("kpat_abc"), ClientOptions::default()).unwrap()
     }
 
     fn window() -> TimeWindow {
@@ -546,7 +547,10 @@ mod tests {
         );
         req.after = Some("a+b/c==".into());
         assert!(
-            c.page_url(&req).unwrap().as_str().ends_with("&page%5Bsize%5D=1000&page%5Bafter%5D=a%2Bb%2Fc%3D%3D"),
+            c.page_url(&req)
+                .unwrap()
+                .as_str()
+                .ends_with("&page%5Bsize%5D=1000&page%5Bafter%5D=a%2Bb%2Fc%3D%3D"),
             "{}",
             c.page_url(&req).unwrap()
         );
@@ -609,12 +613,28 @@ mod tests {
         );
         assert_eq!(page(r#"{"data":[],"meta":{"page":{"next":null,"size":0}}}"#), Ok((0, None)));
         assert_eq!(page(r#"{"data":[],"meta":{"page":{"size":0}}}"#), Ok((0, None)));
-        assert_eq!(page(r#"{"data":[],"meta":{"next":"/audit-logs?page[after]=c2"}}"#), Ok((0, Some("c2".into()))));
-        assert!(page(r#"{"meta":{"page":{"next":null}}}"#).unwrap_err().contains("page 2 (u): the answer has no data"));
+        assert_eq!(
+            page(r#"{"data":[],"meta":{"next":"/audit-logs?page[after]=c2"}}"#),
+            Ok((0, Some("c2".into())))
+        );
+        assert_eq!(page(r#"{"data":[],"meta":{"next":null}}"#), Ok((0, None)));
+        assert!(
+            page(r#"{"meta":{"page":{"next":null}}}"#)
+                .unwrap_err()
+                .contains("page 2 (u): the answer has no data")
+        );
         assert!(page(r#"{"data":[]}"#).unwrap_err().contains("no meta"));
         assert!(page(r#"{"data":[],"meta":{}}"#).unwrap_err().contains("no meta.page"));
-        assert!(page(r#"{"data":[],"meta":{"page":{"next":7}}}"#).unwrap_err().contains("not a string"));
-        assert!(page(r#"{"data":[],"meta":{"page":{"next":"/audit-logs?x=1"}}}"#).unwrap_err().contains("no page[after]"));
+        assert!(
+            page(r#"{"data":[],"meta":{"page":{"next":7}}}"#)
+                .unwrap_err()
+                .contains("not a string")
+        );
+        assert!(
+            page(r#"{"data":[],"meta":{"page":{"next":"/audit-logs?x=1"}}}"#)
+                .unwrap_err()
+                .contains("no page[after]")
+        );
         assert!(page(r#"{"data":[{"a":1}"#).unwrap_err().starts_with("retry: cut JSON"));
         let html = parse_page(&HeaderMap::new(), b"<html>nginx</html>", 1, "u".into()).err().unwrap();
         assert!(matches!(html, KonnectError::NotJson { .. }), "{html}");
@@ -624,10 +644,7 @@ mod tests {
     fn problem_details_name_the_field_and_the_trace() {
         let body = br#"{"status":400,"title":"Bad Request","instance":"kong:trace:123","detail":"Invalid Parameters","invalid_parameters":[{"field":"page[size]","rule":"max","source":"query","reason":"must be at most 1000"}]}"#;
         let text = Problem::read(body).describe(body);
-        assert_eq!(
-            text,
-            "Invalid Parameters; page[size]: must be at most 1000 (kong:trace:123)"
-        );
+        assert_eq!(text, "Invalid Parameters; page[size]: must be at most 1000 (kong:trace:123)");
         assert_eq!(Problem::read(b"oops\n").describe(b"oops\n"), "oops ");
     }
 }

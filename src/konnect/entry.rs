@@ -254,15 +254,16 @@ mod tests {
     fn two_entries_of_one_trace_in_one_millisecond_keep_two_keys() {
         let authz = r#"{"type":"authorization","org_id":"o","trace_id":"t1","ts":"2026-08-01T10:00:00.123Z","action":"read","granted":true,"principal_id":"p"}"#;
         let access = r#"{"type":"gateway_access","org_id":"o","trace_id":"t1","ts":"2026-08-01T10:00:00.123Z","method":"GET","uri":"/v2/x","status_code":200,"principal_id":"p"}"#;
-        assert_ne!(
-            KonnectEntry::parse(authz).unwrap().key,
-            KonnectEntry::parse(access).unwrap().key
-        );
+        assert_ne!(KonnectEntry::parse(authz).unwrap().key, KonnectEntry::parse(access).unwrap().key);
     }
 
     #[test]
     fn timestamps_with_offsets_are_the_same_instant_in_utc() {
-        let at = |ts: &str| KonnectEntry::parse(&format!(r#"{{"type":"authorization","ts":"{ts}"}}"#)).unwrap().ts;
+        let at = |ts: &str| {
+            KonnectEntry::parse(&format!(r#"{{"type":"authorization","ts":"{ts}"}}"#))
+                .unwrap()
+                .ts
+        };
         assert_eq!(at("2026-08-01T12:30:00.5+02:00"), at("2026-08-01T10:30:00.500Z"));
         assert_eq!(at("2026-08-01T10:30:00-00:00").unwrap().timestamp(), 1_785_580_200);
         // Before 1970 the seconds still round down.
@@ -275,7 +276,10 @@ mod tests {
     #[test]
     fn the_type_is_told_by_the_shape_when_missing() {
         let kind = |t: &str| KonnectEntry::parse(t).unwrap().log_type;
-        assert_eq!(kind(r#"{"successful":false,"outcome":"invalid_password"}"#), LogType::Authentication);
+        assert_eq!(
+            kind(r#"{"successful":false,"outcome":"invalid_password"}"#),
+            LogType::Authentication
+        );
         assert_eq!(kind(r#"{"granted":false}"#), LogType::Authorization);
         assert_eq!(kind(r#"{"method":"GET","status_code":200}"#), LogType::GatewayAccess);
         assert_eq!(kind(r#"{"type":"portal_login"}"#), LogType::Other("portal_login".into()));

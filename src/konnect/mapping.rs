@@ -151,9 +151,7 @@ pub fn map_entry(entry: &KonnectEntry, ctx: &MapContext) -> Result<AuditEvent, M
         request_parameters: request_parameters(entry),
         response_elements: response_elements(entry),
         error_code: error_code(entry),
-        source_ip_address: entry
-            .str_field("client_ip")
-            .filter(|ip| ip.parse::<std::net::IpAddr>().is_ok()),
+        source_ip_address: entry.str_field("client_ip").filter(|ip| ip.parse::<std::net::IpAddr>().is_ok()),
         recipient_account_id: &ctx.recipient_account_id,
         additional_event_data: extra,
     };
@@ -385,8 +383,7 @@ pub struct RecoveredEntry {
 /// The entry an `eventData` text carries, checked against its SHA-256. A store that turned the
 /// nested entry into a JSON string (some exports do) still gives the exact text back.
 pub fn recover(event_data: &str) -> Result<RecoveredEntry, String> {
-    let event: ShippedEvent =
-        serde_json::from_str(event_data.trim()).map_err(|e| format!("not a kong-audit-shipper event: {e}"))?;
+    let event: ShippedEvent = serde_json::from_str(event_data.trim()).map_err(|e| format!("not a kong-audit-shipper event: {e}"))?;
     if event.extra.kong_entry_kind != ENTRY_KIND {
         return Err(format!(
             "event {} carries a '{}' entry, not a Konnect one",
@@ -457,7 +454,10 @@ mod tests {
         assert_eq!(d["userAgent"], "Mozilla/5.0");
         assert_eq!(d["sourceIPAddress"], "127.0.0.1");
         assert_eq!(d["recipientAccountId"], "123456789012");
-        assert_eq!(d["requestParameters"], json!({"uri": "/v2/auth/login", "authenticationType": "sso"}));
+        assert_eq!(
+            d["requestParameters"],
+            json!({"uri": "/v2/auth/login", "authenticationType": "sso"})
+        );
         assert_eq!(d["responseElements"], json!({"successful": true, "outcome": "success"}));
         assert!(d.get("errorCode").is_none());
         let extra = &d["additionalEventData"];
@@ -543,7 +543,9 @@ mod tests {
     #[test]
     fn a_long_user_agent_is_cut_in_the_event_and_whole_in_the_entry() {
         let ua = format!("{}é", "a".repeat(1_023));
-        let text = format!(r#"{{"type":"gateway_access","ts":"2026-08-01T10:00:00Z","user_agent":"{ua}","method":"GET","uri":"/v2/x","status_code":200}}"#);
+        let text = format!(
+            r#"{{"type":"gateway_access","ts":"2026-08-01T10:00:00Z","user_agent":"{ua}","method":"GET","uri":"/v2/x","status_code":200}}"#
+        );
         let (event, d) = map(&text);
         let cut = d["userAgent"].as_str().unwrap();
         assert_eq!(cut.len(), 1_023, "cut before the two-byte character");
@@ -553,7 +555,9 @@ mod tests {
     #[test]
     fn a_client_ip_that_is_not_an_ip_is_left_out() {
         for ip in ["unknown", "10.0.0.1, 10.0.0.2", "", "999.1.1.1"] {
-            let (_, d) = map(&format!(r#"{{"type":"authorization","ts":"2026-08-01T10:00:00Z","client_ip":"{ip}"}}"#));
+            let (_, d) = map(&format!(
+                r#"{{"type":"authorization","ts":"2026-08-01T10:00:00Z","client_ip":"{ip}"}}"#
+            ));
             assert!(d.get("sourceIPAddress").is_none(), "{ip}");
         }
     }
@@ -597,14 +601,24 @@ mod tests {
 
     #[test]
     fn entries_too_large_or_too_deep_are_refused_whole_with_the_reason() {
-        let big = format!(r#"{{"type":"gateway_access","ts":"2026-08-01T10:00:00Z","query":"{}"}}"#, "q".repeat(30_000));
+        let big = format!(
+            r#"{{"type":"gateway_access","ts":"2026-08-01T10:00:00Z","query":"{}"}}"#,
+            "q".repeat(30_000)
+        );
         let e = map_entry(&KonnectEntry::parse(&big).unwrap(), &ctx()).unwrap_err();
         assert!(matches!(e, MapError::DoesNotFit { .. }) && e.to_string().contains("28000"), "{e}");
         // Just under the limit still fits, and the field is cut in requestParameters only.
-        let near = format!(r#"{{"type":"gateway_access","ts":"2026-08-01T10:00:00Z","query":"{}"}}"#, "q".repeat(26_000));
+        let near = format!(
+            r#"{{"type":"gateway_access","ts":"2026-08-01T10:00:00Z","query":"{}"}}"#,
+            "q".repeat(26_000)
+        );
         let (_, d) = map(&near);
         assert_eq!(d["requestParameters"]["query"].as_str().unwrap().len(), STRING_FIELD_MAX);
-        let deep = format!(r#"{{"type":"x","ts":"2026-08-01T10:00:00Z","n":{}{}}}"#, "[".repeat(110), "]".repeat(110));
+        let deep = format!(
+            r#"{{"type":"x","ts":"2026-08-01T10:00:00Z","n":{}{}}}"#,
+            "[".repeat(110),
+            "]".repeat(110)
+        );
         let e = map_entry(&KonnectEntry::parse(&deep).unwrap(), &ctx()).unwrap_err();
         assert!(e.to_string().contains("levels deep"), "{e}");
         let e = map_entry(&KonnectEntry::parse("[1]").unwrap(), &ctx()).unwrap_err();

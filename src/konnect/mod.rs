@@ -21,7 +21,7 @@ pub mod mapping;
 mod walk;
 
 pub use api_url::{ApiUrl, REGIONS};
-pub use client::{AuditLogPages, ClientOptions, KonnectClient, KonnectError, MAX_PAGE_SIZE, Page, PageRequest};
+pub use client::{AuditLogPages, ClientOptions, DEFAULT_MAX_PAGE_BYTES, KonnectClient, KonnectError, MAX_PAGE_SIZE, Page, PageRequest};
 pub use cursor::cursor_from_next;
 pub use entry::{KonnectEntry, LogType};
 pub use walk::{TimeWindow, Walk, read_window};

@@ -24,18 +24,14 @@ pub struct TimeWindow {
 impl TimeWindow {
     pub fn new(gte: DateTime<Utc>, lte: DateTime<Utc>) -> Result<TimeWindow, KonnectError> {
         if gte > lte {
-            return Err(KonnectError::Request(format!(
-                "the window starts ({gte}) after it ends ({lte})"
-            )));
+            return Err(KonnectError::Request(format!("the window starts ({gte}) after it ends ({lte})")));
         }
         Ok(TimeWindow { gte, lte })
     }
 
     /// Whole seconds since the epoch, both inclusive.
     pub fn from_epoch(gte: i64, lte: i64) -> Result<TimeWindow, KonnectError> {
-        let at = |t: i64| {
-            DateTime::from_timestamp(t, 0).ok_or_else(|| KonnectError::Request(format!("{t} is not a representable time")))
-        };
+        let at = |t: i64| DateTime::from_timestamp(t, 0).ok_or_else(|| KonnectError::Request(format!("{t} is not a representable time")));
         TimeWindow::new(at(gte)?, at(lte)?)
     }
 
