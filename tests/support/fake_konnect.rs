@@ -428,7 +428,7 @@ async fn audit_logs(State(state): State<Arc<Mutex<KonnectState>>>, RawQuery(quer
         .iter()
         .filter(|e| gte <= e.ts && e.ts <= lte && filters.kind.as_ref().is_none_or(|k| *k == e.kind))
         .collect();
-    window.sort_by(|a, b| (b.ts, b.seq).cmp(&(a.ts, a.seq)));
+    window.sort_by_key(|e| std::cmp::Reverse((e.ts, e.seq)));
     let skip = match position {
         None => 0,
         Some(Position::Offset(n)) => n,
@@ -511,7 +511,7 @@ pub fn signature(n: u64) -> String {
 pub fn entry(kind: &str, n: u64, ts: &str, signed: bool) -> Value {
     let mut e = match kind {
         "authentication" => {
-            let ok = n % 4 != 0;
+            let ok = !n.is_multiple_of(4);
             let mut e = json!({
                 "type": "authentication",
                 "successful": ok,
@@ -534,7 +534,7 @@ pub fn entry(kind: &str, n: u64, ts: &str, signed: bool) -> Value {
             "service": "servicehub",
             "resource": format!("krn:kong:gateway:us-west-2:a123456789012:{n:08x}"),
             "action": (["kong.gateway.request", "list", "read"][n as usize % 3]),
-            "granted": n % 5 != 0,
+            "granted": !n.is_multiple_of(5),
             "org_id": "6945c4c4-1b2c-4d5e-8f90-0123456789ab",
             "principal_id": format!("user_{n:016x}"),
             "actor_id": "",
