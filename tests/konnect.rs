@@ -135,6 +135,37 @@ async fn a_walk_reads_every_retained_entry_of_its_window_exactly_once() {
     assert!(fake.violations().is_empty(), "{:?}", fake.violations());
 }
 
+#[tokio::test]
+async fn entries_stamped_late_are_read_by_the_next_walk_of_their_window_if_not_by_this_one() {
+    let fake = FakeKonnect::start().await;
+    let end = now() - chrono::Duration::seconds(60);
+    let at = |secs_before_end: i64| fake_konnect::rfc3339(end - chrono::Duration::seconds(secs_before_end), 0);
+    // 25 entries, one every 100 s: newest first, page 1 holds the ten newest (down to end − 900 s).
+    fake.add(
+        &(0..25)
+            .map(|i| fake_konnect::entry("authorization", i, &at(i as i64 * 100), true))
+            .collect::<Vec<_>>(),
+    );
+    // After page 1, two entries appear stamped minutes in the past: one behind the cursor (in the part
+    // still to read), one ahead of it (in the part already read).
+    let behind = fake_konnect::entry("gateway_access", 500, &at(2_450), true);
+    let ahead = fake_konnect::entry("gateway_access", 501, &at(150), true);
+    fake.with(|s| s.inserts_after_page.push_back(vec![behind.to_string(), ahead.to_string()]));
+    let window = TimeWindow::new(end - chrono::Duration::seconds(3_600), end).unwrap();
+    let c = client(&fake);
+
+    let first: HashSet<String> = read_window(&c, window, 10, None).await.unwrap().iter().map(trace).collect();
+    assert!(first.contains("t500"), "behind the cursor: read in the same walk");
+    assert!(!first.contains("t501"), "ahead of the cursor: this walk has passed it");
+    assert_eq!(first.len(), 26);
+    let second: HashSet<String> = read_window(&c, window, 10, None).await.unwrap().iter().map(trace).collect();
+    assert!(
+        second.contains("t500") && second.contains("t501"),
+        "the next walk of the window reads both"
+    );
+    assert_eq!(second.len(), 27);
+}
+
 // ---- the property: any trail, any page size, any order, any inserts between pages ----
 
 /// Window of the property: an hour, starting on a fraction of a second.
