@@ -287,6 +287,7 @@ fn kong_fail(e: &KongError, url: &str) -> Outcome {
         KongError::Rejected { .. } => "see Kong's error log for this request; check KONG_ADMIN_API and the Kong version".to_string(),
         KongError::Task { .. } => "a bug: please report it with this message".to_string(),
         KongError::TooLarge { .. } => "lower KONG_PAGE_SIZE, or check what answers at KONG_ADMIN_API".to_string(),
+        KongError::Konnect(_) => "see the message".to_string(),
     };
     fail(e.to_string(), fix)
 }

@@ -82,6 +82,21 @@ impl ApiUrl {
     pub fn as_url(&self) -> &Url {
         &self.base
     }
+
+    /// Host, port and path as one name of letters, digits, dots and hyphens (`egress-example-com-konnect`).
+    pub fn label(&self) -> String {
+        let host = self.base.host_str().unwrap_or_default();
+        let port = self.base.port().map(|p| format!("-{p}")).unwrap_or_default();
+        let text = format!("{host}{port}{}", self.base.path().trim_end_matches('/'));
+        let mut label = String::with_capacity(text.len());
+        for c in text.chars() {
+            let c = if c.is_ascii_alphanumeric() { c.to_ascii_lowercase() } else { '-' };
+            if !(c == '-' && label.ends_with('-')) {
+                label.push(c);
+            }
+        }
+        label.trim_matches('-').to_string()
+    }
 }
 
 fn is_loopback(host: &str) -> bool {

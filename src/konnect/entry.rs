@@ -11,6 +11,8 @@ use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
 
+use crate::kong::{Entry, EntryKind};
+
 /// Prefix of a key made from the entry's content, when it carries no signature.
 pub const DIGEST_KEY_PREFIX: &str = "sha256-";
 
@@ -117,11 +119,7 @@ impl KonnectEntry {
                 problem: Some("the entry is not a JSON object".into()),
             };
         };
-        let ts = fields
-            .get("ts")
-            .and_then(Value::as_str)
-            .and_then(|t| DateTime::parse_from_rfc3339(t.trim()).ok())
-            .map(|t| t.with_timezone(&Utc));
+        let ts = entry_time(&fields);
         KonnectEntry {
             log_type: LogType::of(&fields),
             raw,
@@ -135,6 +133,34 @@ impl KonnectEntry {
     /// Parse one entry from JSON text (tests, recovery).
     pub fn parse(json: &str) -> Result<KonnectEntry, serde_json::Error> {
         Ok(KonnectEntry::from_raw(RawValue::from_string(json.to_string())?))
+    }
+
+    /// The entry as the cycle carries every entry (its kind `Konnect`), bytes, key and fields kept.
+    pub fn into_entry(self) -> Entry {
+        Entry {
+            kind: EntryKind::Konnect,
+            raw: self.raw,
+            key: self.key,
+            fields: self.fields,
+            problem: self.problem,
+            signature: None,
+        }
+    }
+
+    /// The entry back from the cycle's form (for mapping): the same bytes, key and fields.
+    pub fn from_entry(entry: &Entry) -> KonnectEntry {
+        KonnectEntry {
+            raw: entry.raw.clone(),
+            key: entry.key.clone(),
+            log_type: if entry.fields.is_empty() {
+                LogType::Other("unknown".into())
+            } else {
+                LogType::of(&entry.fields)
+            },
+            ts: entry_time(&entry.fields),
+            fields: entry.fields.clone(),
+            problem: entry.problem.clone(),
+        }
     }
 
     /// Konnect's signature of the entry, when it carries one.
@@ -177,6 +203,16 @@ impl KonnectEntry {
             _ => None,
         }
     }
+}
+
+/// `ts` of an entry's members, with its offset applied and its fraction kept; `None` when missing or
+/// not RFC 3339.
+pub fn entry_time(fields: &Map<String, Value>) -> Option<DateTime<Utc>> {
+    fields
+        .get("ts")
+        .and_then(Value::as_str)
+        .and_then(|t| DateTime::parse_from_rfc3339(t.trim()).ok())
+        .map(|t| t.with_timezone(&Utc))
 }
 
 /// JSON with the members of every object sorted by name and no whitespace: one text per value,
