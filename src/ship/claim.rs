@@ -255,7 +255,7 @@ pub async fn claim_chunk(run: &Run, chunk: Chunk) -> Result<Vec<Item>, StoreErro
         .entries
         .into_iter()
         .filter(|e| run.opts.window.contains(event_time(&e.entry, &ctx).0))
-        .filter(|e| within_retention(&e.entry, &ctx))
+        .filter(|e| !run.retention_floor || within_retention(&e.entry, &ctx))
         .filter(|e| {
             let only = run.known.as_ref().and_then(|k| k.only.as_ref());
             only.is_none_or(|only| only.contains(&entry_digest(e.entry.kind, &e.entry.key)))

@@ -164,6 +164,8 @@ pub(crate) struct Run {
     kinds: Vec<EntryKind>,
     /// The Konnect region of the source, recorded on Konnect events.
     konnect_region: Option<String>,
+    /// The source is Konnect's audit log: nothing older than its retention is claimed.
+    retention_floor: bool,
 }
 
 impl Run {
@@ -316,6 +318,7 @@ impl Shipper {
             known: life.known.clone(),
             kinds: kinds.clone(),
             konnect_region: self.source.konnect_region(),
+            retention_floor: konnect.is_some(),
         });
 
         // Konnect's audit log is always read by time (in windows).
