@@ -134,6 +134,8 @@ pub struct KonnectState {
     reads: u64,
     /// Pages answered with 200.
     pub pages: u64,
+    /// How long every answer takes (benchmarks).
+    pub latency: Duration,
 }
 
 #[derive(Clone)]
@@ -166,6 +168,7 @@ impl FakeKonnect {
             last_cursor: None,
             reads: 0,
             pages: 0,
+            latency: Duration::ZERO,
         }));
         let app = Router::new()
             .route(&format!("{prefix}/v3/audit-logs"), get(audit_logs))
@@ -297,15 +300,18 @@ const KNOWN_PARAMS: [&str; 6] = [
 async fn audit_logs(State(state): State<Arc<Mutex<KonnectState>>>, RawQuery(query): RawQuery, headers: HeaderMap) -> Response {
     let query = query.unwrap_or_default();
     let params: Vec<(String, String)> = url::form_urlencoded::parse(query.as_bytes()).into_owned().collect();
-    let fault = {
+    let (fault, latency) = {
         let mut s = state.lock().unwrap();
         s.received.push(Received {
             at: Instant::now(),
             uri: format!("/v3/audit-logs?{query}"),
             params: params.clone(),
         });
-        s.faults.pop_front()
+        (s.faults.pop_front(), s.latency)
     };
+    if !latency.is_zero() {
+        tokio::time::sleep(latency).await;
+    }
     let mut repeat_cursor = false;
     let mut no_meta = false;
     match fault {
