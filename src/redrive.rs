@@ -357,9 +357,14 @@ impl AuditSource for LettersSource {
         })
     }
 
-    /// Letters of every kind, served as pages (Konnect's too: they are in memory, in no order).
+    /// Kong's two kinds, and Konnect's when there are letters of it: all served as pages (they
+    /// are in memory, in no order).
     fn kinds(&self) -> Vec<EntryKind> {
-        vec![EntryKind::Request, EntryKind::Object, EntryKind::Konnect]
+        let mut kinds = EntryKind::ALL.to_vec();
+        if self.entries.contains_key(&EntryKind::Konnect) {
+            kinds.push(EntryKind::Konnect);
+        }
+        kinds
     }
 
     fn konnect_region(&self) -> Option<String> {

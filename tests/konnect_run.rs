@@ -409,6 +409,36 @@ async fn a_walk_cut_after_its_newest_page_leaves_the_watermark_before_its_window
 }
 
 #[tokio::test]
+async fn an_entry_the_destination_refuses_is_dead_lettered_as_konnect_and_redriven_once_fixed() {
+    let fake = FakeKonnect::start().await;
+    let ct = FakeCloudTrail::start().await;
+    let redis = RedisServer::start();
+    let t0 = now();
+    let trail = fake_konnect::trail(12, t0 - chrono::Duration::hours(3), t0 - chrono::Duration::minutes(5));
+    fake.add(&trail);
+    let refused = id_of(&trail[4]);
+    ct.with(|c| c.refuse.insert(refused.clone(), "InvalidData"));
+    let env = konnect_env(&fake, &ct, Some(&redis));
+    let first = run_bin(&["run"], &env).await;
+    assert_eq!((first.code, first.count("shipped"), first.count("rejected")), (1, 11, 1), "{}", first.stderr);
+    let letters = std::fs::read_to_string(format!("{}/kong-audit-shipper/dead-letters.ndjson", env["XDG_STATE_HOME"])).unwrap();
+    let letter: Value = serde_json::from_str(letters.lines().next().unwrap()).unwrap();
+    assert_eq!((letter["kind"].as_str(), letter["key"].as_str()), (Some("konnect"), Some(key_of(&trail[4]).as_str())));
+    assert_eq!(letter["entry"], trail[4], "the entry whole");
+
+    ct.with(|c| c.refuse.clear());
+    let redrive = run_bin(&["redrive"], &env).await;
+    assert_eq!(redrive.code, 0, "{}", redrive.stderr);
+    assert!(redrive.stderr.contains("redrive letters=1 shipped=1"), "{}", redrive.stderr);
+    exactly_once(&ct, &ids(&trail));
+    let (_, data) = ct.accepted().into_iter().find(|(id, _)| *id == refused).unwrap();
+    let event: Value = serde_json::from_str(&data).unwrap();
+    assert_eq!(event["additionalEventData"]["kongEntryKind"], "konnect");
+    let again = run_bin(&["run"], &env).await;
+    assert_eq!((again.code, again.count("shipped")), (0, 0), "{}", again.stderr);
+}
+
+#[tokio::test]
 async fn both_sources_at_once_exit_2_naming_both_and_a_missing_token_names_its_setting() {
     let fake = FakeKonnect::start().await;
     let ct = FakeCloudTrail::start().await;
