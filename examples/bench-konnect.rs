@@ -106,14 +106,24 @@ async fn main() {
     let first = bench_run::ship(&bin, &env(&fake, &ct, &redis)).await;
     assert_eq!(first.count("shipped"), n, "{}", first.summary);
     eprintln!("Konnect → CloudTrail Lake: {:.0} entries/s", first.rate());
-    table.push(row("first run, 6 days retained, to CloudTrail Lake", &n.to_string(), &first, first.count("put_calls")));
+    table.push(row(
+        "first run, 6 days retained, to CloudTrail Lake",
+        &n.to_string(),
+        &first,
+        first.count("put_calls"),
+    ));
 
     // 2. The steady state: an hourly run after 999 new entries; then the daily sweep.
     let now = Utc::now();
     let new: Vec<_> = (0..999u64)
         .map(|i| {
             let at = now - chrono::Duration::seconds(90 + (i as i64 % 600));
-            fake_konnect::entry(fake_konnect::TYPES[i as usize % 3], 10_000_000 + i, &fake_konnect::rfc3339(at, 0), true)
+            fake_konnect::entry(
+                fake_konnect::TYPES[i as usize % 3],
+                10_000_000 + i,
+                &fake_konnect::rfc3339(at, 0),
+                true,
+            )
         })
         .collect();
     fake.add(&new);
@@ -147,7 +157,12 @@ async fn main() {
     assert_eq!(violations, 0, "the shipper broke a PutLogEvents rule");
     assert_eq!(to_logs.count("shipped"), n, "{}", to_logs.summary);
     eprintln!("Konnect → CloudWatch Logs: {:.0} entries/s", to_logs.rate());
-    table.push(row("first run, 6 days retained, to CloudWatch Logs", &n.to_string(), &to_logs, calls));
+    table.push(row(
+        "first run, 6 days retained, to CloudWatch Logs",
+        &n.to_string(),
+        &to_logs,
+        calls,
+    ));
     drop((fake, ct, logs, redis));
 
     println!(

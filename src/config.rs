@@ -320,7 +320,8 @@ impl Settings {
             (false, true) => self.konnect_config().map(SourceConfig::Konnect),
             (_, false) => self.kong_config().map(SourceConfig::Kong).map_err(|mut e| {
                 if !kong_set {
-                    e.problem.push_str(" (or set KONNECT_API_URL to read Kong Konnect's audit log instead)");
+                    e.problem
+                        .push_str(" (or set KONNECT_API_URL to read Kong Konnect's audit log instead)");
                 }
                 e
             }),
@@ -333,13 +334,14 @@ impl Settings {
             .as_deref()
             .map(str::trim)
             .filter(|s| !s.is_empty())
-            .ok_or_else(|| invalid(KONNECT_API_URL, "not set: give your region's Konnect API, e.g. https://us.api.konghq.com"))?;
-        let api = crate::konnect::ApiUrl::parse(raw).map_err(|problem| {
-            invalid(
-                KONNECT_API_URL,
-                format!("'{}' {problem}", redact_userinfo(raw)),
-            )
-        })?;
+            .ok_or_else(|| {
+                invalid(
+                    KONNECT_API_URL,
+                    "not set: give your region's Konnect API, e.g. https://us.api.konghq.com",
+                )
+            })?;
+        let api = crate::konnect::ApiUrl::parse(raw)
+            .map_err(|problem| invalid(KONNECT_API_URL, format!("'{}' {problem}", redact_userinfo(raw))))?;
         let token = match self.konnect_token.as_deref().map(str::trim) {
             Some("") => return Err(invalid("KONNECT_TOKEN (--konnect-token)", "is set but empty")),
             Some(t) => Some(Secret::new(t)),
@@ -598,7 +600,10 @@ impl Settings {
             return Err(invalid("CLAIM_LEASE_SECONDS (--claim-lease-seconds)", "must be at least 60"));
         }
         if !(1..=10).contains(&self.reconcile_concurrency) {
-            return Err(invalid("RECONCILE_CONCURRENCY (--reconcile-concurrency)", "must be between 1 and 10"));
+            return Err(invalid(
+                "RECONCILE_CONCURRENCY (--reconcile-concurrency)",
+                "must be between 1 and 10",
+            ));
         }
         if self.reconcile_window_seconds == 0 {
             return Err(invalid("RECONCILE_WINDOW_SECONDS (--reconcile-window-seconds)", "must be above 0"));
@@ -917,9 +922,15 @@ mod tests {
         .source_config()
         .unwrap_err()
         .to_string();
-        assert!(both.contains("KONG_ADMIN_API") && both.contains("KONNECT_API_URL") && both.contains("both"), "{both}");
+        assert!(
+            both.contains("KONG_ADMIN_API") && both.contains("KONNECT_API_URL") && both.contains("both"),
+            "{both}"
+        );
         let neither = settings(&[]).source_config().unwrap_err().to_string();
-        assert!(neither.starts_with("KONG_ADMIN_API") && neither.contains("KONNECT_API_URL"), "{neither}");
+        assert!(
+            neither.starts_with("KONG_ADMIN_API") && neither.contains("KONNECT_API_URL"),
+            "{neither}"
+        );
         let konnect = settings(&["--konnect-api-url", "https://eu.api.konghq.com", "--konnect-token", "spat_abc"]);
         match konnect.source_config().unwrap() {
             SourceConfig::Konnect(k) => {
@@ -929,18 +940,43 @@ mod tests {
             }
             other => panic!("{other:?}"),
         }
-        assert!(!format!("{:?}", konnect.konnect_token).contains("spat_abc"), "the token is never shown");
+        assert!(
+            !format!("{:?}", konnect.konnect_token).contains("spat_abc"),
+            "the token is never shown"
+        );
         for (args, setting, what) in [
             (vec!["--konnect-api-url", "https://us.api.konghq.com"], "KONNECT_TOKEN", "not set"),
-            (vec!["--konnect-api-url", "https://global.api.konghq.com", "--konnect-token", "t"], "KONNECT_API_URL", "global"),
-            (vec!["--konnect-api-url", "http://us.api.konghq.com", "--konnect-token", "t"], "KONNECT_API_URL", "https://"),
             (
-                vec!["--konnect-api-url", "https://us.api.konghq.com", "--konnect-token", "t", "--konnect-retention-seconds", "60"],
+                vec!["--konnect-api-url", "https://global.api.konghq.com", "--konnect-token", "t"],
+                "KONNECT_API_URL",
+                "global",
+            ),
+            (
+                vec!["--konnect-api-url", "http://us.api.konghq.com", "--konnect-token", "t"],
+                "KONNECT_API_URL",
+                "https://",
+            ),
+            (
+                vec![
+                    "--konnect-api-url",
+                    "https://us.api.konghq.com",
+                    "--konnect-token",
+                    "t",
+                    "--konnect-retention-seconds",
+                    "60",
+                ],
                 "KONNECT_RETENTION_SECONDS",
                 "less than an hour",
             ),
             (
-                vec!["--konnect-api-url", "https://us.api.konghq.com", "--konnect-token", "t", "--konnect-overlap-seconds", "400000"],
+                vec![
+                    "--konnect-api-url",
+                    "https://us.api.konghq.com",
+                    "--konnect-token",
+                    "t",
+                    "--konnect-overlap-seconds",
+                    "400000",
+                ],
                 "KONNECT_OVERLAP_SECONDS",
                 "half",
             ),
@@ -948,8 +984,15 @@ mod tests {
             let e = settings(&args).source_config().unwrap_err().to_string();
             assert!(e.starts_with(setting) && e.contains(what), "{args:?}: {e}");
         }
-        let by_secret = settings(&["--konnect-api-url", "https://us.api.konghq.com", "--konnect-token-secret-arn", "arn:x"]);
-        assert!(matches!(by_secret.source_config().unwrap(), SourceConfig::Konnect(k) if k.token.is_none() && k.token_secret_arn.as_deref() == Some("arn:x")));
+        let by_secret = settings(&[
+            "--konnect-api-url",
+            "https://us.api.konghq.com",
+            "--konnect-token-secret-arn",
+            "arn:x",
+        ]);
+        assert!(
+            matches!(by_secret.source_config().unwrap(), SourceConfig::Konnect(k) if k.token.is_none() && k.token_secret_arn.as_deref() == Some("arn:x"))
+        );
     }
 
     #[test]

@@ -105,7 +105,9 @@ pub fn uid(key: &str) -> String {
 /// Konnect entry, until Konnect does: its `ts` plus the retention (`record_ttl`).
 pub fn remaining_ttl(entry: &Entry, ctx: &MapContext) -> u64 {
     if entry.kind == EntryKind::Konnect {
-        let secs = entry.timestamp().map_or(ctx.record_ttl, |ts| ts.saturating_add(ctx.record_ttl) - ctx.now);
+        let secs = entry
+            .timestamp()
+            .map_or(ctx.record_ttl, |ts| ts.saturating_add(ctx.record_ttl) - ctx.now);
         return secs.clamp(0, MAX_TTL) as u64;
     }
     let secs = if let Some(ttl) = entry.int_field("ttl") {

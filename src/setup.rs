@@ -129,7 +129,9 @@ pub async fn build(settings: &Settings, store: StoreChoice, sink: SinkChoice) ->
         }
     };
     let source: Arc<dyn AuditSource> = match &source_config {
-        SourceConfig::Kong(kong) => crate::signature::VerifyingSource::wrap(Arc::new(KongClient::new(kong, settings.backoff())?), &signatures),
+        SourceConfig::Kong(kong) => {
+            crate::signature::VerifyingSource::wrap(Arc::new(KongClient::new(kong, settings.backoff())?), &signatures)
+        }
         SourceConfig::Konnect(konnect) => Arc::new(konnect_source(konnect, settings.backoff())?),
     };
     let inventory = match (&sink, &destination) {
@@ -187,7 +189,12 @@ pub fn konnect_source(config: &KonnectConfig, backoff: crate::retry::Backoff) ->
         retention_seconds = config.retention.as_secs(),
         "reading Konnect's audit log"
     );
-    Ok(KonnectSource::new(Arc::new(client), config.api.clone(), config.settle, config.retention))
+    Ok(KonnectSource::new(
+        Arc::new(client),
+        config.api.clone(),
+        config.settle,
+        config.retention,
+    ))
 }
 
 /// What `reconcile`, and a run rebuilding a lost store, ask the destination with: about the events

@@ -128,7 +128,14 @@ async fn a_six_day_trail_ships_whole_and_exactly_once_with_faults_then_late_and_
     fake.add(&trail);
     // Entries arriving while the run walks: stamped in the last hours, which it walks last.
     let arriving: Vec<Value> = (0..6)
-        .map(|i| fake_konnect::entry(fake_konnect::TYPES[i % 3], 60_000 + i as u64, &at(t0.timestamp() - 1_800 - 60 * i as i64), i % 2 == 0))
+        .map(|i| {
+            fake_konnect::entry(
+                fake_konnect::TYPES[i % 3],
+                60_000 + i as u64,
+                &at(t0.timestamp() - 1_800 - 60 * i as i64),
+                i % 2 == 0,
+            )
+        })
         .collect();
     fake.with(|s| {
         for (i, e) in arriving.iter().enumerate() {
@@ -176,14 +183,24 @@ async fn a_six_day_trail_ships_whole_and_exactly_once_with_faults_then_late_and_
         assert!(retained.iter().any(|e| e["type"] == kind));
     }
     exactly_once(&ct, &want);
-    assert_eq!((first.count("shipped"), first.count("rejected")), (want.len() as u64, 1), "{}", first.stderr);
+    assert_eq!(
+        (first.count("shipped"), first.count("rejected")),
+        (want.len() as u64, 1),
+        "{}",
+        first.stderr
+    );
     assert!(first.stderr.contains("does not fit one CloudTrail event"), "{}", first.stderr);
     let letters = std::fs::read_to_string(format!("{}/kong-audit-shipper/dead-letters.ndjson", env["XDG_STATE_HOME"])).unwrap();
-    assert!(letters.contains("\"kind\":\"konnect\"") && letters.contains(&key_of(&huge)), "{letters}");
+    assert!(
+        letters.contains("\"kind\":\"konnect\"") && letters.contains(&key_of(&huge)),
+        "{letters}"
+    );
     assert!(fake.violations().is_empty(), "{:?}", fake.violations());
     // Nothing older than the retention was ever asked for, and every walk kept its bounds.
     for r in fake.received() {
-        let gte = DateTime::parse_from_rfc3339(r.param("filter[ts][gte]").unwrap()).unwrap().timestamp();
+        let gte = DateTime::parse_from_rfc3339(r.param("filter[ts][gte]").unwrap())
+            .unwrap()
+            .timestamp();
         assert!(gte >= floor, "{}", r.uri);
     }
     // Every event is a valid CloudTrail event of Konnect.
@@ -192,7 +209,12 @@ async fn a_six_day_trail_ships_whole_and_exactly_once_with_faults_then_late_and_
     let sample: Value = serde_json::from_str(&events[0].1).unwrap();
     assert_eq!(sample["eventSource"], "konnect.konghq.com");
     assert_eq!(sample["additionalEventData"]["kongEntryKind"], "konnect");
-    assert_eq!(sample["additionalEventData"]["kongSignature"]["status"].as_str().map(|s| s == "unchecked" || s == "unsigned"), Some(true));
+    assert_eq!(
+        sample["additionalEventData"]["kongSignature"]["status"]
+            .as_str()
+            .map(|s| s == "unchecked" || s == "unsigned"),
+        Some(true)
+    );
 
     // Marks live as long as Konnect keeps the entry, plus the grace.
     let now_s = Utc::now().timestamp();
@@ -209,7 +231,14 @@ async fn a_six_day_trail_ships_whole_and_exactly_once_with_faults_then_late_and_
     // Late entries (stamped minutes before the first run's end, appearing after it) and new ones.
     tokio::time::sleep(Duration::from_secs(6)).await;
     let late: Vec<Value> = (0..3)
-        .map(|i| fake_konnect::entry(fake_konnect::TYPES[i], 70_000 + i as u64, &at(t0.timestamp() - 240 - 10 * i as i64), true))
+        .map(|i| {
+            fake_konnect::entry(
+                fake_konnect::TYPES[i],
+                70_000 + i as u64,
+                &at(t0.timestamp() - 240 - 10 * i as i64),
+                true,
+            )
+        })
         .collect();
     let new: Vec<Value> = (0..3)
         .map(|i| fake_konnect::entry(fake_konnect::TYPES[i], 80_000 + i as u64, &at(t0.timestamp() + 1), i != 1))
@@ -262,15 +291,26 @@ async fn a_store_that_comes_back_empty_is_rebuilt_from_the_destination_and_ships
     let first = run_bin(&["run"], &env).await;
     assert_eq!((first.code, first.count("shipped")), (0, 300), "{}", first.stderr);
     let life = format!("{PREFIX}{}store:life", scope(&fake));
-    assert!(redis.get(&life).starts_with("whole@"), "a first install with an empty destination is whole");
+    assert!(
+        redis.get(&life).starts_with("whole@"),
+        "a first install with an empty destination is whole"
+    );
 
     redis.cli(&["FLUSHALL"]).unwrap();
     let rebuilding = run_bin(&["run"], &env).await;
     assert_eq!(rebuilding.code, 0, "{}", rebuilding.stderr);
-    assert_eq!((rebuilding.count("shipped"), rebuilding.count("rebuilt")), (0, 300), "{}", rebuilding.stderr);
+    assert_eq!(
+        (rebuilding.count("shipped"), rebuilding.count("rebuilt")),
+        (0, 300),
+        "{}",
+        rebuilding.stderr
+    );
     let statements = ct.with(|c| c.lake.statements.clone());
     assert!(
-        !statements.is_empty() && statements.iter().all(|s| s.contains("eventData.eventSource = 'konnect.konghq.com'")),
+        !statements.is_empty()
+            && statements
+                .iter()
+                .all(|s| s.contains("eventData.eventSource = 'konnect.konghq.com'")),
         "{statements:?}"
     );
     assert!(redis.get(&life).starts_with("whole@"));
@@ -313,10 +353,20 @@ async fn reconcile_finds_a_konnect_trail_complete_and_names_and_repairs_what_the
     let complete = run_bin(&["reconcile", "--output", report_path.to_str().unwrap()], &env).await;
     assert_eq!(complete.code, 0, "{}", complete.stderr);
     let line = reconciled(&complete);
-    assert_eq!((line["status"].as_str(), line["found"].as_str(), line["missing"].as_str()), ("complete", "120", "0"), "{}", complete.stderr);
+    assert_eq!(
+        (line["status"].as_str(), line["found"].as_str(), line["missing"].as_str()),
+        ("complete", "120", "0"),
+        "{}",
+        complete.stderr
+    );
     let report: Value = serde_json::from_str(&std::fs::read_to_string(&report_path).unwrap()).unwrap();
-    let since = DateTime::parse_from_rfc3339(report["window"]["since"].as_str().unwrap()).unwrap().timestamp();
-    assert!(since >= t0.timestamp() - 7 * DAY, "the window is within Konnect's retention: {since}");
+    let since = DateTime::parse_from_rfc3339(report["window"]["since"].as_str().unwrap())
+        .unwrap()
+        .timestamp();
+    assert!(
+        since >= t0.timestamp() - 7 * DAY,
+        "the window is within Konnect's retention: {since}"
+    );
 
     let lost: Vec<&Value> = [3, 40, 99].iter().map(|i| &trail[*i]).collect();
     let lost_ids: HashSet<String> = lost.iter().map(|e| id_of(e)).collect();
@@ -420,10 +470,18 @@ async fn an_entry_the_destination_refuses_is_dead_lettered_as_konnect_and_redriv
     ct.with(|c| c.refuse.insert(refused.clone(), "InvalidData"));
     let env = konnect_env(&fake, &ct, Some(&redis));
     let first = run_bin(&["run"], &env).await;
-    assert_eq!((first.code, first.count("shipped"), first.count("rejected")), (1, 11, 1), "{}", first.stderr);
+    assert_eq!(
+        (first.code, first.count("shipped"), first.count("rejected")),
+        (1, 11, 1),
+        "{}",
+        first.stderr
+    );
     let letters = std::fs::read_to_string(format!("{}/kong-audit-shipper/dead-letters.ndjson", env["XDG_STATE_HOME"])).unwrap();
     let letter: Value = serde_json::from_str(letters.lines().next().unwrap()).unwrap();
-    assert_eq!((letter["kind"].as_str(), letter["key"].as_str()), (Some("konnect"), Some(key_of(&trail[4]).as_str())));
+    assert_eq!(
+        (letter["kind"].as_str(), letter["key"].as_str()),
+        (Some("konnect"), Some(key_of(&trail[4]).as_str()))
+    );
     assert_eq!(letter["entry"], trail[4], "the entry whole");
 
     ct.with(|c| c.refuse.clear());
@@ -448,13 +506,21 @@ async fn both_sources_at_once_exit_2_naming_both_and_a_missing_token_names_its_s
     for args in [&["run"][..], &["backfill"], &["reconcile"]] {
         let ran = run_bin(args, &env).await;
         assert_eq!(ran.code, 2, "{args:?}: {}", ran.stderr);
-        assert!(ran.stderr.contains("KONG_ADMIN_API") && ran.stderr.contains("KONNECT_API_URL") && ran.stderr.contains("both"), "{}", ran.stderr);
+        assert!(
+            ran.stderr.contains("KONG_ADMIN_API") && ran.stderr.contains("KONNECT_API_URL") && ran.stderr.contains("both"),
+            "{}",
+            ran.stderr
+        );
     }
     let mut env = konnect_env(&fake, &ct, Some(&redis));
     env.remove("KONNECT_TOKEN");
     let ran = run_bin(&["run"], &env).await;
     assert_eq!(ran.code, 2, "{}", ran.stderr);
-    assert!(ran.stderr.contains("KONNECT_TOKEN") && ran.stderr.contains("not set"), "{}", ran.stderr);
+    assert!(
+        ran.stderr.contains("KONNECT_TOKEN") && ran.stderr.contains("not set"),
+        "{}",
+        ran.stderr
+    );
     assert!(fake.received().is_empty());
 }
 
@@ -473,14 +539,28 @@ async fn check_tests_the_token_the_region_and_read_access_and_names_the_admin_ro
     fake.fault(Fault::Forbidden);
     let forbidden = run_bin(&["check"], &env).await;
     assert_eq!(forbidden.code, 1);
-    let line = forbidden.stdout.lines().skip_while(|l| !l.starts_with("✗ Konnect audit logs")).take(2).collect::<Vec<_>>().join("\n");
-    assert!(line.contains("403") && line.contains("Audit Logs role") && line.contains("Admin"), "{}", forbidden.stdout);
+    let line = forbidden
+        .stdout
+        .lines()
+        .skip_while(|l| !l.starts_with("✗ Konnect audit logs"))
+        .take(2)
+        .collect::<Vec<_>>()
+        .join("\n");
+    assert!(
+        line.contains("403") && line.contains("Audit Logs role") && line.contains("Admin"),
+        "{}",
+        forbidden.stdout
+    );
 
     let mut bad = env.clone();
     bad.insert("KONNECT_TOKEN".into(), "kpat_wrong".into());
     let refused = run_bin(&["check"], &bad).await;
     assert_eq!(refused.code, 1);
-    assert!(refused.stdout.contains("✗ Konnect audit logs") && refused.stdout.contains("401"), "{}", refused.stdout);
+    assert!(
+        refused.stdout.contains("✗ Konnect audit logs") && refused.stdout.contains("401"),
+        "{}",
+        refused.stdout
+    );
     assert!(!refused.stdout.contains("kpat_wrong"), "the token is never shown");
 }
 
@@ -500,7 +580,11 @@ async fn recover_gives_konnect_entries_back_byte_for_byte_and_verify_says_why_th
     let lines: Vec<String> = ct.accepted().into_iter().map(|(_, data)| data).collect();
     std::fs::write(&export, lines.join("\n")).unwrap();
     let out = dir.path().join("entries.ndjson");
-    let recovered = run_bin(&["recover", "--input", export.to_str().unwrap(), "--output", out.to_str().unwrap()], &env).await;
+    let recovered = run_bin(
+        &["recover", "--input", export.to_str().unwrap(), "--output", out.to_str().unwrap()],
+        &env,
+    )
+    .await;
     assert_eq!(recovered.code, 0, "{}", recovered.stderr);
     let got: HashSet<String> = std::fs::read_to_string(&out).unwrap().lines().map(str::to_string).collect();
     let want: HashSet<String> = trail.iter().map(Value::to_string).collect();
@@ -508,11 +592,19 @@ async fn recover_gives_konnect_entries_back_byte_for_byte_and_verify_says_why_th
 
     let verified = run_bin(&["verify", "--input", export.to_str().unwrap()], &env).await;
     assert_eq!(verified.code, 1, "nothing proven: {}", verified.stdout);
-    assert!(verified.stdout.contains("unchecked konnect rows=30: ") && verified.stdout.contains("not documented"), "{}", verified.stdout);
+    assert!(
+        verified.stdout.contains("unchecked konnect rows=30: ") && verified.stdout.contains("not documented"),
+        "{}",
+        verified.stdout
+    );
     assert!(verified.stdout.contains("invalid=0"), "{}", verified.stdout);
     let from_konnect = run_bin(&["verify"], &env).await;
     assert_eq!(from_konnect.code, 2);
-    assert!(from_konnect.stderr.contains("not documented") && from_konnect.stderr.contains("--input"), "{}", from_konnect.stderr);
+    assert!(
+        from_konnect.stderr.contains("not documented") && from_konnect.stderr.contains("--input"),
+        "{}",
+        from_konnect.stderr
+    );
 }
 
 #[tokio::test]
@@ -566,7 +658,12 @@ fn planned() -> impl Strategy<Value = Planned> {
 
 fn render(p: &Planned, n: u64, now: i64) -> Value {
     let ts = Utc.timestamp_opt(now - p.age, 0).unwrap() + chrono::Duration::milliseconds((n as i64 * 37) % 1000);
-    fake_konnect::entry(fake_konnect::TYPES[p.kind], n, &fake_konnect::rfc3339(ts, p.offset_minutes), p.signed)
+    fake_konnect::entry(
+        fake_konnect::TYPES[p.kind],
+        n,
+        &fake_konnect::rfc3339(ts, p.offset_minutes),
+        p.signed,
+    )
 }
 
 fn library_shipper(fake: &FakeKonnect, store: Arc<MemoryStore>, sink: Arc<MemorySink>) -> Shipper {

@@ -91,7 +91,13 @@ pub async fn main(settings: &Settings) -> ExitCode {
     match settings.source_config() {
         // Both sources named: the one failure to fix before any other check means anything.
         Err(e) if settings.reads_konnect() && settings.kong_admin_api.as_deref().is_some_and(|u| !u.trim().is_empty()) => {
-            report.line("Source", fail(e.to_string(), "keep one of KONG_ADMIN_API and KONNECT_API_URL: one shipper reads one audit log"));
+            report.line(
+                "Source",
+                fail(
+                    e.to_string(),
+                    "keep one of KONG_ADMIN_API and KONNECT_API_URL: one shipper reads one audit log",
+                ),
+            );
         }
         _ if settings.reads_konnect() => konnect_checks(settings, &secrets, &mut report).await,
         _ => kong_checks(settings, &secrets, &mut report).await,
@@ -342,12 +348,22 @@ async fn konnect_checks(settings: &Settings, secrets: &aws_sdk_secretsmanager::C
     }
     let source = match crate::setup::konnect_source(&config, check_backoff()) {
         Ok(source) => source,
-        Err(e) => return report.line(KONNECT_READ, fail(e.to_string(), "set KONNECT_TOKEN to the token as Konnect shows it")),
+        Err(e) => {
+            return report.line(
+                KONNECT_READ,
+                fail(e.to_string(), "set KONNECT_TOKEN to the token as Konnect shows it"),
+            );
+        }
     };
     let now = chrono::Utc::now().timestamp();
     let window = match TimeWindow::from_epoch(source.floor(now), source.newest(now)) {
         Ok(window) => window,
-        Err(e) => return report.line(KONNECT_READ, fail(e.to_string(), "check KONNECT_RETENTION_SECONDS and KONNECT_SETTLE_SECONDS")),
+        Err(e) => {
+            return report.line(
+                KONNECT_READ,
+                fail(e.to_string(), "check KONNECT_RETENTION_SECONDS and KONNECT_SETTLE_SECONDS"),
+            );
+        }
     };
     let request = KonnectPageRequest {
         window,
@@ -650,8 +666,8 @@ async fn aws_checks(settings: &Settings, sdk: &aws_config::SdkConfig, channel: O
         &settings.redis_password_secret_arn,
         &settings.konnect_token_secret_arn,
     ]
-        .iter()
-        .any(|s| s.as_deref().is_some_and(|s| !s.is_empty()));
+    .iter()
+    .any(|s| s.as_deref().is_some_and(|s| !s.is_empty()));
     let region = match (sdk.region(), channel) {
         (Some(r), Some(c)) => Outcome::Pass(format!("{r} (PutAuditEvents goes to the channel's region, {})", c.region)),
         (Some(r), None) => Outcome::Pass(r.to_string()),

@@ -113,7 +113,9 @@ pub enum KongError {
     /// A task of the read failed (a panic): an error of the run, never the end of the trail.
     #[error("reading {url} failed: {detail}")]
     Task { url: String, detail: String },
-    #[error("{url} answered with more than {limit} bytes: lower KONG_PAGE_SIZE (a page of 1,000 entries is a few MiB), or check what answers at KONG_ADMIN_API")]
+    #[error(
+        "{url} answered with more than {limit} bytes: lower KONG_PAGE_SIZE (a page of 1,000 entries is a few MiB), or check what answers at KONG_ADMIN_API"
+    )]
     TooLarge { url: String, limit: usize },
     /// Konnect's audit log, when it is the source.
     #[error(transparent)]

@@ -168,13 +168,15 @@ fn key_from_text(kind: EntryKind, text: &str) -> String {
         return digest_key(text.as_bytes());
     };
     // A later duplicate wins, as when the text is parsed.
-    let own = members.iter().rev().find(|(k, _)| k == kind.key_field()).and_then(|(_, v)| {
-        match serde_json::from_str::<Value>(v) {
+    let own = members
+        .iter()
+        .rev()
+        .find(|(k, _)| k == kind.key_field())
+        .and_then(|(_, v)| match serde_json::from_str::<Value>(v) {
             Ok(Value::String(s)) if !s.is_empty() => Some(s),
             Ok(n @ Value::Number(_)) => Some(n.to_string()),
             _ => None,
-        }
-    });
+        });
     if let Some(key) = own {
         return key;
     }

@@ -174,7 +174,10 @@ mod tests {
         let us = source("https://us.api.konghq.com");
         assert_eq!(us.key_scope(), "konnect-us:");
         assert_eq!(source("https://eu.api.konghq.com").key_scope(), "konnect-eu:");
-        assert_eq!(source("https://egress.example.com/konnect").key_scope(), "konnect-egress-example-com-konnect:");
+        assert_eq!(
+            source("https://egress.example.com/konnect").key_scope(),
+            "konnect-egress-example-com-konnect:"
+        );
         assert_eq!(us.info().await.unwrap().record_ttl, 604_800);
         assert_eq!(us.floor(1_000_000), 1_000_000 - 604_800);
         assert_eq!(us.newest(1_000_000), 999_940);

@@ -48,10 +48,9 @@ impl Store {
         let text = text.trim();
         let (id, arn) = match text.strip_prefix("arn:") {
             Some(_) => {
-                let id = text
-                    .split_once(":eventdatastore/")
-                    .map(|(_, id)| id)
-                    .ok_or_else(|| format!("'{text}' is not an event data store ARN (arn:aws:cloudtrail:REGION:ACCOUNT:eventdatastore/ID)"))?;
+                let id = text.split_once(":eventdatastore/").map(|(_, id)| id).ok_or_else(|| {
+                    format!("'{text}' is not an event data store ARN (arn:aws:cloudtrail:REGION:ACCOUNT:eventdatastore/ID)")
+                })?;
                 (id, Some(text.to_string()))
             }
             None => (text, None),
@@ -215,7 +214,10 @@ where
 {
     let detail = crate::error_text::sdk(err);
     if crate::sink::credentials::involved(err) {
-        return CallFail::Unsigned(format!("{action} could not be signed: {} ({detail})", crate::sink::credentials::HINT));
+        return CallFail::Unsigned(format!(
+            "{action} could not be signed: {} ({detail})",
+            crate::sink::credentials::HINT
+        ));
     }
     let (code, status) = match err {
         SdkError::ServiceError(ctx) => (ctx.err().code().unwrap_or_default().to_string(), ctx.raw().status().as_u16()),
@@ -229,12 +231,14 @@ where
         "ThrottlingException" | "TooManyRequestsException" | "ServiceUnavailableException" | "InternalServerException" => {
             CallFail::Transient(format!("{action}: {detail}"))
         }
-        "AccessDeniedException" | "AccessDenied" | "UnauthorizedException" | "InsufficientEncryptionPolicyException" => CallFail::Denied(format!(
-            "{action} on {target} is not allowed: grant the role {action} on it (and kms:Decrypt when the store has its own KMS key); the Terraform module does ({detail})"
-        )),
-        "EventDataStoreNotFoundException" | "EventDataStoreARNInvalidException" | "EventDataStoreArnInvalidException" => {
-            CallFail::Denied(format!("the event data store {target} does not exist: check EVENT_DATA_STORE, or the channel's destinations ({detail})"))
+        "AccessDeniedException" | "AccessDenied" | "UnauthorizedException" | "InsufficientEncryptionPolicyException" => {
+            CallFail::Denied(format!(
+                "{action} on {target} is not allowed: grant the role {action} on it (and kms:Decrypt when the store has its own KMS key); the Terraform module does ({detail})"
+            ))
         }
+        "EventDataStoreNotFoundException" | "EventDataStoreARNInvalidException" | "EventDataStoreArnInvalidException" => CallFail::Denied(
+            format!("the event data store {target} does not exist: check EVENT_DATA_STORE, or the channel's destinations ({detail})"),
+        ),
         "InactiveEventDataStoreException" => CallFail::Denied(format!("the event data store {target} is not active ({detail})")),
         "ChannelNotFoundException" | "ChannelARNInvalidException" => {
             CallFail::Denied(format!("the channel {target} does not exist: check CHANNEL_ARN ({detail})"))
@@ -425,7 +429,11 @@ impl LakeInventory {
                 None if until.is_some_and(|u| Instant::now() + Duration::from_millis(10) >= u) => {
                     return Err(InventoryError::OutOfTime(format!("out of time asking CloudTrail Lake ({failure})")));
                 }
-                None => return Err(InventoryError::Failed(format!("CloudTrail Lake failed after {tries} tries: {failure}"))),
+                None => {
+                    return Err(InventoryError::Failed(format!(
+                        "CloudTrail Lake failed after {tries} tries: {failure}"
+                    )));
+                }
             }
         }
     }
@@ -441,7 +449,10 @@ impl LakeInventory {
         let bytes_scanned = loop {
             if until.is_some_and(|u| Instant::now() + wait >= u) {
                 cancel().await;
-                return Err(InventoryError::OutOfTime(format!("query {id} on {} did not finish in time; cancelled", store.name())));
+                return Err(InventoryError::OutOfTime(format!(
+                    "query {id} on {} did not finish in time; cancelled",
+                    store.name()
+                )));
             }
             tokio::time::sleep(wait).await;
             wait = (wait * 2).min(MAX_POLL_WAIT);
@@ -508,10 +519,17 @@ impl Inventory for LakeInventory {
     async fn holdings(&self, scope: Scope, now: i64, until: Option<Instant>) -> Result<Answer, InventoryError> {
         let stores = self.stores().await?;
         let (from, to) = padded(scope, now);
-        let question = (scope.since - super::inventory::PAD_SECONDS, scope.until + super::inventory::PAD_SECONDS);
+        let question = (
+            scope.since - super::inventory::PAD_SECONDS,
+            scope.until + super::inventory::PAD_SECONDS,
+        );
         let mut todo: VecDeque<(Store, (i64, i64))> = stores
             .iter()
-            .flat_map(|store| slices(from - from.rem_euclid(DAY), to, DAY).into_iter().map(move |s| (store.clone(), s)))
+            .flat_map(|store| {
+                slices(from - from.rem_euclid(DAY), to, DAY)
+                    .into_iter()
+                    .map(move |s| (store.clone(), s))
+            })
             .collect();
         let total = todo.len();
         let mut answer = Answer {
@@ -618,7 +636,10 @@ mod tests {
     fn stores_are_named_by_arn_or_id_and_nothing_else_reaches_the_sql() {
         let arn = "arn:aws:cloudtrail:eu-west-1:123456789012:eventdatastore/0f2d8a7e-1b2c-4d5e-8f90-123456789abc";
         let s = Store::parse(arn).unwrap();
-        assert_eq!((s.id.as_str(), s.region()), ("0f2d8a7e-1b2c-4d5e-8f90-123456789abc", Some("eu-west-1")));
+        assert_eq!(
+            (s.id.as_str(), s.region()),
+            ("0f2d8a7e-1b2c-4d5e-8f90-123456789abc", Some("eu-west-1"))
+        );
         assert_eq!(Store::parse("abc-123").unwrap().arn, None);
         assert!(Store::parse("x' OR 1=1 --").is_err());
         assert!(Store::parse("arn:aws:cloudtrail:eu-west-1:1:channel/x").is_err());
@@ -628,11 +649,19 @@ mod tests {
     fn the_statement_asks_for_one_day_of_ingestion_filtered_to_the_scope() {
         let store = Store::parse("eds1").unwrap();
         let sql = statement(&store, (1_700_006_400, 1_700_092_800), (1_699_000_000, 1_700_000_000), EVENT_SOURCE);
-        assert!(sql.contains("FROM eds1 WHERE eventTime >= '2023-11-15 00:00:00' AND eventTime < '2023-11-16 00:00:00'"), "{sql}");
+        assert!(
+            sql.contains("FROM eds1 WHERE eventTime >= '2023-11-15 00:00:00' AND eventTime < '2023-11-16 00:00:00'"),
+            "{sql}"
+        );
         assert!(sql.contains("eventData.eventTime >= '2023-11-03T08:26:40Z' AND eventData.eventTime < '2023-11-14T22:13:20Z'"));
         assert!(sql.contains("eventData.eventSource = 'kong-gateway'"));
         assert!(sql.ends_with("GROUP BY 1, 2, 3, 4"));
-        let konnect = statement(&store, (1_700_006_400, 1_700_092_800), (1_699_000_000, 1_700_000_000), "konnect.konghq.com");
+        let konnect = statement(
+            &store,
+            (1_700_006_400, 1_700_092_800),
+            (1_699_000_000, 1_700_000_000),
+            "konnect.konghq.com",
+        );
         assert!(konnect.contains("eventData.eventSource = 'konnect.konghq.com'"), "{konnect}");
     }
 

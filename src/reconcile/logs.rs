@@ -155,13 +155,15 @@ async fn read_slice(
             tries += 1;
             match api.filter(from_ms, to_ms, token.as_deref()).await {
                 Ok(page) => break page,
-                Err(CallError::Throttled(why) | CallError::Transient(why)) => match backoff.wait(tries, None, until).filter(|_| tries < backoff.attempts.max(1) * 2) {
-                    Some(wait) => tokio::time::sleep(wait).await,
-                    None if until.is_some_and(|u| Instant::now() >= u) => {
-                        return Err(InventoryError::OutOfTime(format!("out of time reading the log group ({why})")));
+                Err(CallError::Throttled(why) | CallError::Transient(why)) => {
+                    match backoff.wait(tries, None, until).filter(|_| tries < backoff.attempts.max(1) * 2) {
+                        Some(wait) => tokio::time::sleep(wait).await,
+                        None if until.is_some_and(|u| Instant::now() >= u) => {
+                            return Err(InventoryError::OutOfTime(format!("out of time reading the log group ({why})")));
+                        }
+                        None => return Err(InventoryError::Failed(format!("FilterLogEvents failed after {tries} tries: {why}"))),
                     }
-                    None => return Err(InventoryError::Failed(format!("FilterLogEvents failed after {tries} tries: {why}"))),
-                },
+                }
                 Err(CallError::NotFound(why)) => {
                     return Err(InventoryError::Denied(format!(
                         "CLOUDWATCH_LOG_GROUP: the log group does not exist in this account and region ({why})"
@@ -269,7 +271,10 @@ mod tests {
         assert!(parse_message("not json").is_none());
         assert!(parse_message(r#"{"UID":"x","eventSource":"kong-gateway"}"#).is_none());
         let konnect = r#"{"UID":"c2ln","eventSource":"konnect.konghq.com","eventTime":"2023-11-14T22:13:20Z","additionalEventData":{"kongEntryKind":"konnect"}}"#;
-        assert_eq!(parse_message(konnect).map(|h| (h.kind, h.uid)), Some((EntryKind::Konnect, "c2ln".to_string())));
+        assert_eq!(
+            parse_message(konnect).map(|h| (h.kind, h.uid)),
+            Some((EntryKind::Konnect, "c2ln".to_string()))
+        );
         assert!(
             parse_message(&konnect.replace("konnect.konghq.com", "kong-gateway")).is_none(),
             "each kind under its own eventSource"

@@ -209,9 +209,7 @@ async fn compare(
         }
         // The store says whether what the destination lacks may still be on its way; a repair also
         // needs to know which entries it holds have no mark.
-        let asked: Vec<usize> = (0..batch.len())
-            .filter(|i| opts.repair || batch[*i].3 != Holding::Whole)
-            .collect();
+        let asked: Vec<usize> = (0..batch.len()).filter(|i| opts.repair || batch[*i].3 != Holding::Whole).collect();
         let mut names = Vec::with_capacity(asked.len() * 2);
         for i in &asked {
             let (kind, key, ..) = &batch[*i];

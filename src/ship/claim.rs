@@ -307,7 +307,10 @@ pub async fn claim_chunk(run: &Run, chunk: Chunk) -> Result<Vec<Item>, StoreErro
         if claim != Claim::Ours {
             continue;
         }
-        let holding = run.known.as_ref().map(|k| (k.holdings.peek(entry.kind, &uid(&entry.key)), k.defer_unfound));
+        let holding = run
+            .known
+            .as_ref()
+            .map(|k| (k.holdings.peek(entry.kind, &uid(&entry.key)), k.defer_unfound));
         match holding {
             Some((Holding::Whole, _)) => {
                 items.push(Item::found(entry, key, &ctx, read.read_at, claimed_at));
@@ -336,10 +339,7 @@ pub async fn claim_chunk(run: &Run, chunk: Chunk) -> Result<Vec<Item>, StoreErro
         entry.fields = serde_json::Map::new();
         let (accepted, parts_known) = match holding {
             // Parts the destination holds are not sent again, whatever the store recorded.
-            Some((Holding::Parts { missing, .. }, _)) => (
-                (1..=events.len() as u32).map(|part| !missing.contains(&part)).collect(),
-                true,
-            ),
+            Some((Holding::Parts { missing, .. }, _)) => ((1..=events.len() as u32).map(|part| !missing.contains(&part)).collect(), true),
             _ => (vec![false; events.len()], false),
         };
         items.push(Item {
@@ -449,7 +449,11 @@ mod tests {
         assert_eq!(record, "abc:1,3@1700000000");
         assert_eq!(parts_record_time(&record), Some(1_700_000_000));
         assert_eq!(accepted_parts(&record, "abc", 3), vec![true, false, true]);
-        assert_eq!(accepted_parts("abc:1,3", "abc", 3), vec![true, false, true], "records of older versions");
+        assert_eq!(
+            accepted_parts("abc:1,3", "abc", 3),
+            vec![true, false, true],
+            "records of older versions"
+        );
         assert_eq!(parts_record_time("abc:1,3"), None);
         assert_eq!(accepted_parts(&record, "other", 3), vec![false; 3], "another version's parts");
         assert_eq!(accepted_parts("abc:1,9,x,", "abc", 2), vec![true, false], "out of range ignored");

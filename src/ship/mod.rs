@@ -38,9 +38,9 @@ pub use settle::{MARK_GRACE_SECONDS, commit_ttl};
 pub use watermark::{Position, Progress, Sweep, next_watermark, set_floor, sweep_due, sweep_interval};
 
 use crate::dead_letter::DeadLetterSink;
-use crate::reconcile::{Inventory, InventoryError, Scope};
 use crate::dedup::{DedupStore, StoreError, Swap, claim_token};
 use crate::kong::{AuditSource, EntryKind, KongError, KongInfo};
+use crate::reconcile::{Inventory, InventoryError, Scope};
 use crate::retry::Backoff;
 use crate::signature::Verifier;
 use crate::sink::Sink;
@@ -381,13 +381,7 @@ impl Shipper {
                     .iter()
                     .map(|(kind, from)| read::first_page(*kind, &info, opts.page_size, &opts.window, *from))
                     .collect();
-                read::spawn(
-                    self.source.clone(),
-                    firsts,
-                    by_time,
-                    opts.page_size as usize,
-                    run.counters.clone(),
-                )
+                read::spawn(self.source.clone(), firsts, by_time, opts.page_size as usize, run.counters.clone())
             }
         };
 
@@ -412,13 +406,17 @@ impl Shipper {
             if read_all && whole_trail && !stopped_early && !run.stopped() {
                 let after = rebuild::after_rebuild(before, counters.deferred.load(Ordering::Relaxed), run_started);
                 match rebuild::save(self.store.as_ref(), &run.keys, before, after).await {
-                    Ok(_) if matches!(after, Life::Whole { .. }) => tracing::info!("the store is whole again: it holds a mark for everything the destination holds"),
+                    Ok(_) if matches!(after, Life::Whole { .. }) => {
+                        tracing::info!("the store is whole again: it holds a mark for everything the destination holds")
+                    }
                     Ok(_) => tracing::warn!(
                         deferred = counters.deferred.load(Ordering::Relaxed),
                         settle_seconds = opts.settle.as_secs(),
                         "entries the destination does not show yet are left for a run RECONCILE_SETTLE_SECONDS after this one, which asks it again (it may still be ingesting what was shipped before the store was lost)"
                     ),
-                    Err(e) => tracing::warn!(error = %e, "cannot write the store's record of its life; the next run asks the destination again"),
+                    Err(e) => {
+                        tracing::warn!(error = %e, "cannot write the store's record of its life; the next run asks the destination again")
+                    }
                 }
             }
         }
@@ -438,10 +436,14 @@ impl Shipper {
         if matches!(life, Life::Whole { .. }) {
             return Ok(LifeCheck::default());
         }
-        let stored = watermark::load(store, keys, &self.source.kinds()).await.map_err(ShipError::Watermark)?;
+        let stored = watermark::load(store, keys, &self.source.kinds())
+            .await
+            .map_err(ShipError::Watermark)?;
         let survived = !stored.watermarks.is_empty() || stored.last_sweep.is_some() || stored.sweeping_since.is_some();
         if rebuild::plan(life, survived, false, run_started, 0) == rebuild::Plan::Adopt {
-            tracing::info!("the store keeps the watermarks of earlier runs but no record of its life (written by an earlier version): recorded as whole");
+            tracing::info!(
+                "the store keeps the watermarks of earlier runs but no record of its life (written by an earlier version): recorded as whole"
+            );
             rebuild::save(store, keys, life, Life::Whole { since: run_started })
                 .await
                 .map_err(ShipError::Watermark)?;
@@ -654,7 +656,8 @@ pub fn read_window(
     match source.konnect() {
         Some(konnect) => {
             let now = chrono::Utc::now().timestamp();
-            let plan = windows::span(&konnect, now, None, window).map_or_else(Vec::new, |(a, b)| windows::plan(a, b, windows::WINDOW_SECONDS));
+            let plan =
+                windows::span(&konnect, now, None, window).map_or_else(Vec::new, |(a, b)| windows::plan(a, b, windows::WINDOW_SECONDS));
             windows::spawn(konnect, plan, page_size, deadline, counters)
         }
         None => {

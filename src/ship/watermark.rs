@@ -102,11 +102,7 @@ pub fn next_watermark(current: Option<Position>, progress: &Progress, run_starte
     let reread = progress.newest_read.is_some_and(|n| current.is_none_or(|c| n >= c.at));
     Some(Position {
         at: held_back.min(run_started),
-        read_at: if reread {
-            Some(read_at)
-        } else {
-            current.and_then(|c| c.read_at)
-        },
+        read_at: if reread { Some(read_at) } else { current.and_then(|c| c.read_at) },
     })
 }
 
@@ -380,11 +376,18 @@ mod tests {
     fn the_sweep_comes_at_least_twice_within_kongs_retention() {
         let day = Duration::from_secs(86_400);
         assert_eq!(sweep_interval(Sweep::Default, 2_592_000), Ok(Some(day)));
-        assert_eq!(sweep_interval(Sweep::Default, 36_000), Ok(Some(Duration::from_secs(18_000))), "half a 10 h retention");
+        assert_eq!(
+            sweep_interval(Sweep::Default, 36_000),
+            Ok(Some(Duration::from_secs(18_000))),
+            "half a 10 h retention"
+        );
         assert_eq!(sweep_interval(Sweep::Every(Duration::ZERO), 60), Ok(Some(Duration::ZERO)));
         assert_eq!(sweep_interval(Sweep::Never, 60), Ok(None));
         let refused = sweep_interval(Sweep::Every(day), 86_400).unwrap_err();
-        assert!(refused.contains("SWEEP_INTERVAL_SECONDS (86400 s)") && refused.contains("audit_log_record_ttl (86400 s)"), "{refused}");
+        assert!(
+            refused.contains("SWEEP_INTERVAL_SECONDS (86400 s)") && refused.contains("audit_log_record_ttl (86400 s)"),
+            "{refused}"
+        );
     }
 
     #[test]
@@ -438,7 +441,10 @@ mod tests {
         let only_the_overlap = progress(false, Some(NOW - 20_100), None);
         assert_eq!(next_sweep_position(before, &only_the_overlap, NOW, NOW), Some(before), "never back");
         let nothing = progress(false, None, None);
-        assert_eq!(next_sweep_position(SweepAt::Beginning, &nothing, NOW, NOW), Some(SweepAt::Beginning));
+        assert_eq!(
+            next_sweep_position(SweepAt::Beginning, &nothing, NOW, NOW),
+            Some(SweepAt::Beginning)
+        );
         assert_eq!(next_sweep_position(before, &progress(true, None, None), NOW, NOW), None);
         let future = progress(false, Some(NOW + 3_600), None);
         assert_eq!(next_sweep_position(SweepAt::Beginning, &future, NOW, NOW), reached(NOW));

@@ -175,7 +175,10 @@ mod tests {
     }
 
     fn entry(sig: &str) -> KonnectEntry {
-        KonnectEntry::parse(&format!(r#"{{"type":"authorization","signature":"{sig}","ts":"2026-08-01T10:00:00Z"}}"#)).unwrap()
+        KonnectEntry::parse(&format!(
+            r#"{{"type":"authorization","signature":"{sig}","ts":"2026-08-01T10:00:00Z"}}"#
+        ))
+        .unwrap()
     }
 
     #[test]
@@ -187,14 +190,26 @@ mod tests {
         let s = source(script, 86_400);
         let now = 1_785_000_000;
         let all = Window::default();
-        assert_eq!(span(&s, now, None, &all), Some((now - 86_400, now - 60)), "no watermark: all that is retained");
+        assert_eq!(
+            span(&s, now, None, &all),
+            Some((now - 86_400, now - 60)),
+            "no watermark: all that is retained"
+        );
         assert_eq!(span(&s, now, Some(now - 600), &all), Some((now - 600, now - 60)));
-        assert_eq!(span(&s, now, Some(now - 200_000), &all), Some((now - 86_400, now - 60)), "never below the floor");
+        assert_eq!(
+            span(&s, now, Some(now - 200_000), &all),
+            Some((now - 86_400, now - 60)),
+            "never below the floor"
+        );
         let asked = Window {
             since: Some(now - 300_000),
             until: Some(now - 3_600),
         };
-        assert_eq!(span(&s, now, None, &asked), Some((now - 86_400, now - 3_600)), "a backfill's window within retention");
+        assert_eq!(
+            span(&s, now, None, &asked),
+            Some((now - 86_400, now - 3_600)),
+            "a backfill's window within retention"
+        );
         assert_eq!(span(&s, now, Some(now - 30), &all), None, "nothing settled yet");
     }
 
@@ -215,7 +230,10 @@ mod tests {
         let mut chunks = spawn(source(script.clone(), 86_400), windows, 2, None, Arc::new(Counters::default()));
         let mut seen = Vec::new();
         while let Some(chunk) = chunks.next().await.unwrap() {
-            seen.push((chunk.entries.iter().map(|e| e.entry.key.clone()).collect::<Vec<_>>(), chunk.walked_to));
+            seen.push((
+                chunk.entries.iter().map(|e| e.entry.key.clone()).collect::<Vec<_>>(),
+                chunk.walked_to,
+            ));
         }
         assert_eq!(
             seen,
@@ -245,7 +263,10 @@ mod tests {
         let windows = vec![(now - 10_000, now - 9_000), (now - 9_000, now - 60)];
         let mut chunks = spawn(source(script.clone(), 5_000), windows, 10, None, Arc::new(Counters::default()));
         let first = chunks.next().await.unwrap().unwrap();
-        assert!(first.entries.is_empty() && first.walked_to == Some(now - 9_000), "aged out: nothing to read");
+        assert!(
+            first.entries.is_empty() && first.walked_to == Some(now - 9_000),
+            "aged out: nothing to read"
+        );
         let e = chunks.next().await.unwrap_err();
         assert!(e.to_string().contains("Audit Logs role"), "{e}");
         let asked = script.asked.lock().unwrap();
