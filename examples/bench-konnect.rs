@@ -105,7 +105,7 @@ async fn main() {
     let redis = RedisServer::start();
     let first = bench_run::ship(&bin, &env(&fake, &ct, &redis)).await;
     assert_eq!(first.count("shipped"), n, "{}", first.summary);
-    eprintln!("Konnect → CloudTrail Lake: {:.0} entries/s", first.rate());
+    eprintln!("Konnect → CloudTrail Lake: {:.0} entries/s ({})", first.rate(), first.summary);
     table.push(row(
         "first run, 6 days retained, to CloudTrail Lake",
         &n.to_string(),
@@ -117,7 +117,8 @@ async fn main() {
     let now = Utc::now();
     let new: Vec<_> = (0..999u64)
         .map(|i| {
-            let at = now - chrono::Duration::seconds(90 + (i as i64 % 600));
+            // Stamped in the last five minutes: within the overlap of the run before.
+            let at = now - chrono::Duration::seconds(90 + (i as i64 % 200));
             fake_konnect::entry(
                 fake_konnect::TYPES[i as usize % 3],
                 10_000_000 + i,
@@ -156,7 +157,7 @@ async fn main() {
     let (calls, violations) = logs.with(|s| (s.put_calls, s.violations.len()));
     assert_eq!(violations, 0, "the shipper broke a PutLogEvents rule");
     assert_eq!(to_logs.count("shipped"), n, "{}", to_logs.summary);
-    eprintln!("Konnect → CloudWatch Logs: {:.0} entries/s", to_logs.rate());
+    eprintln!("Konnect → CloudWatch Logs: {:.0} entries/s ({})", to_logs.rate(), to_logs.summary);
     table.push(row(
         "first run, 6 days retained, to CloudWatch Logs",
         &n.to_string(),

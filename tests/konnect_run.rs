@@ -13,6 +13,8 @@
 //! - a property at the cycle's level: any trail, any page size, either cursor kind, inserts between
 //!   page fetches → every retained entry shipped once, under the same key on every read.
 
+#[path = "support/fake_cloudwatch_logs.rs"]
+mod fake_cloudwatch_logs;
 mod support;
 
 use std::collections::{HashMap, HashSet};
@@ -391,6 +393,44 @@ async fn reconcile_finds_a_konnect_trail_complete_and_names_and_repairs_what_the
     assert_eq!(sent, lost_ids, "exactly what was lost is sent again");
     let after = run_bin(&["reconcile"], &env).await;
     assert_eq!(reconciled(&after)["status"], "complete", "{}", after.stderr);
+}
+
+/// The same against CloudWatch Logs: the group's events are read back by their `eventSource` and
+/// `kongEntryKind: "konnect"`, and Konnect's entries matched by their `UID`.
+#[tokio::test]
+async fn reconcile_against_cloudwatch_logs_matches_konnect_events_and_repairs_what_the_group_lost() {
+    let fake = FakeKonnect::start().await;
+    let ct = FakeCloudTrail::start().await;
+    let logs = fake_cloudwatch_logs::FakeLogs::start().await;
+    let redis = RedisServer::start();
+    let t0 = now();
+    let trail = fake_konnect::trail(60, t0 - chrono::Duration::days(1), t0 - chrono::Duration::minutes(5));
+    fake.add(&trail);
+    let mut env = konnect_env(&fake, &ct, Some(&redis));
+    env.remove("CHANNEL_ARN");
+    env.insert("CLOUDWATCH_LOG_GROUP".into(), fake_cloudwatch_logs::GROUP.into());
+    env.insert("AWS_ENDPOINT_URL_CLOUDWATCH_LOGS".into(), logs.url());
+    env.insert("RECONCILE_SETTLE_SECONDS".into(), "0".into());
+    let ran = run_bin(&["run"], &env).await;
+    assert_eq!((ran.code, ran.count("shipped")), (0, 60), "{}", ran.stderr);
+    let clean = run_bin(&["reconcile"], &env).await;
+    let line = reconciled(&clean);
+    assert_eq!((clean.code, line["found"].as_str(), line["missing"].as_str()), (0, "60", "0"), "{}", clean.stderr);
+
+    let lost: Vec<String> = logs.with(|s| {
+        let gone: Vec<String> = s.events.iter().step_by(13).take(3).map(|e| e.message.clone()).collect();
+        s.events.retain(|e| !gone.contains(&e.message));
+        gone
+    });
+    let uid = |m: &String| serde_json::from_str::<Value>(m).unwrap()["UID"].as_str().unwrap().to_string();
+    let lost_uids: HashSet<String> = lost.iter().map(uid).collect();
+    let checked = run_bin(&["reconcile"], &env).await;
+    assert_eq!((checked.code, reconciled(&checked)["missing"].as_str()), (1, "3"), "{}", checked.stderr);
+    let before = logs.events().len();
+    let repaired = run_bin(&["reconcile", "--repair"], &env).await;
+    assert_eq!(repaired.code, 0, "{}", repaired.stderr);
+    let resent: HashSet<String> = logs.events().iter().skip(before).map(|e| uid(&e.message)).collect();
+    assert_eq!(resent, lost_uids, "exactly the lost entries");
 }
 
 #[tokio::test]

@@ -11,6 +11,10 @@
 //! Kong nodes stamp rows with their own clocks, so a row may carry a time in the future: `W` never
 //! passes the shipper's own clock at the start of the run, and such rows are read again by every run
 //! until that clock passes them.
+//!
+//! A source read in windows (Konnect's audit log, `windows`) uses the same positions, but what a run
+//! has read up to is the end of the last window it walked whole, never its newest entry: Konnect's
+//! pages come newest first, so the newest entry is met on a walk's first page.
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
