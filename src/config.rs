@@ -54,6 +54,26 @@ pub struct Settings {
     #[arg(long, env = "KONG_TIMEOUT_SECONDS", default_value_t = 30, global = true)]
     pub kong_timeout_seconds: u64,
 
+    /// Read Kong Konnect's audit log instead of a Kong Admin API: your region's API base, e.g.
+    /// https://us.api.konghq.com (us, eu, au, me, in, sg)
+    #[arg(long, env = "KONNECT_API_URL", global = true)]
+    pub konnect_api_url: Option<String>,
+    /// Konnect system-account token (spat_…) or personal access token (kpat_…), with the Audit Logs role Admin
+    #[arg(long, env = "KONNECT_TOKEN", hide_env_values = true, global = true)]
+    pub konnect_token: Option<Sensitive>,
+    /// Secrets Manager secret (ARN or name) holding the Konnect token; read at start
+    #[arg(long, env = "KONNECT_TOKEN_SECRET_ARN", global = true)]
+    pub konnect_token_secret_arn: Option<String>,
+    /// Konnect: read only entries stamped at least this many seconds before the run starts
+    #[arg(long, env = "KONNECT_SETTLE_SECONDS", default_value_t = 60, global = true)]
+    pub konnect_settle_seconds: u64,
+    /// Konnect: incremental reads start this many seconds before the watermark (entries that appear late)
+    #[arg(long, env = "KONNECT_OVERLAP_SECONDS", default_value_t = 600, global = true)]
+    pub konnect_overlap_seconds: u64,
+    /// Konnect: how long Konnect keeps its audit log; marks live as long, and nothing older is read
+    #[arg(long, env = "KONNECT_RETENTION_SECONDS", default_value_t = 604_800, global = true)]
+    pub konnect_retention_seconds: u64,
+
     /// ARN of the CloudTrail Lake channel, arn:aws:cloudtrail:REGION:ACCOUNT:channel/ID
     #[arg(long, env = "CHANNEL_ARN", global = true)]
     pub channel_arn: Option<String>,
@@ -223,6 +243,26 @@ pub struct KongConfig {
     pub timeout: Duration,
 }
 
+/// How to read Konnect's audit log. The token may come from Secrets Manager instead
+/// (`KONNECT_TOKEN_SECRET_ARN`, read when the clients are built).
+#[derive(Debug, Clone)]
+pub struct KonnectConfig {
+    pub api: crate::konnect::ApiUrl,
+    pub token: Option<Secret>,
+    pub token_secret_arn: Option<String>,
+    pub settle: Duration,
+    pub overlap: Duration,
+    pub retention: Duration,
+    pub timeout: Duration,
+}
+
+/// The one audit log a process reads.
+#[derive(Debug, Clone)]
+pub enum SourceConfig {
+    Kong(KongConfig),
+    Konnect(KonnectConfig),
+}
+
 /// Where events go.
 #[derive(Debug, Clone)]
 pub struct ChannelConfig {
@@ -261,7 +301,100 @@ fn host_for_url(host: &str) -> String {
     }
 }
 
+/// The setting that names Konnect's API.
+pub const KONNECT_API_URL: &str = "KONNECT_API_URL (--konnect-api-url)";
+
 impl Settings {
+    /// Whether this process reads Konnect's audit log (`KONNECT_API_URL` is set).
+    pub fn reads_konnect(&self) -> bool {
+        self.konnect_api_url.as_deref().is_some_and(|u| !u.trim().is_empty())
+    }
+
+    /// Kong's Admin API (`KONG_ADMIN_API`) or Konnect's audit log (`KONNECT_API_URL`): exactly one.
+    pub fn source_config(&self) -> Result<SourceConfig, ConfigError> {
+        let kong_set = self.kong_admin_api.as_deref().is_some_and(|u| !u.trim().is_empty());
+        match (kong_set, self.reads_konnect()) {
+            (true, true) => Err(invalid(
+                "KONG_ADMIN_API (--kong-admin-api) and KONNECT_API_URL (--konnect-api-url)",
+                "both are set, and one process reads one audit log: unset KONNECT_API_URL to read Kong's Admin API, or KONG_ADMIN_API to read Konnect's (run one shipper per source, each with its own REDIS_KEY_PREFIX if they share a Redis)",
+            )),
+            (false, true) => self.konnect_config().map(SourceConfig::Konnect),
+            (_, false) => self.kong_config().map(SourceConfig::Kong).map_err(|mut e| {
+                if !kong_set {
+                    e.problem
+                        .push_str(" (or set KONNECT_API_URL to read Kong Konnect's audit log instead)");
+                }
+                e
+            }),
+        }
+    }
+
+    pub fn konnect_config(&self) -> Result<KonnectConfig, ConfigError> {
+        let raw = self
+            .konnect_api_url
+            .as_deref()
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .ok_or_else(|| {
+                invalid(
+                    KONNECT_API_URL,
+                    "not set: give your region's Konnect API, e.g. https://us.api.konghq.com",
+                )
+            })?;
+        let api = crate::konnect::ApiUrl::parse(raw)
+            .map_err(|problem| invalid(KONNECT_API_URL, format!("'{}' {problem}", redact_userinfo(raw))))?;
+        let token = match self.konnect_token.as_deref().map(str::trim) {
+            Some("") => return Err(invalid("KONNECT_TOKEN (--konnect-token)", "is set but empty")),
+            Some(t) => Some(Secret::new(t)),
+            None => None,
+        };
+        let token_secret_arn = self
+            .konnect_token_secret_arn
+            .as_deref()
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(str::to_string);
+        if token.is_none() && token_secret_arn.is_none() {
+            return Err(invalid(
+                "KONNECT_TOKEN (--konnect-token)",
+                "not set: give a Konnect system-account token (spat_…) or personal access token (kpat_…) whose account has the Audit Logs role Admin, or KONNECT_TOKEN_SECRET_ARN, a Secrets Manager secret holding it",
+            ));
+        }
+        if !(1..=1000).contains(&self.kong_page_size) {
+            return Err(invalid(
+                "KONG_PAGE_SIZE (--kong-page-size)",
+                format!("{} is not between 1 and 1000", self.kong_page_size),
+            ));
+        }
+        let retention = self.konnect_retention_seconds;
+        if retention < 3_600 {
+            return Err(invalid(
+                "KONNECT_RETENTION_SECONDS (--konnect-retention-seconds)",
+                format!("{retention} is less than an hour: set how long Konnect keeps its audit log (604800, 7 days, today)"),
+            ));
+        }
+        for (setting, value) in [
+            ("KONNECT_SETTLE_SECONDS (--konnect-settle-seconds)", self.konnect_settle_seconds),
+            ("KONNECT_OVERLAP_SECONDS (--konnect-overlap-seconds)", self.konnect_overlap_seconds),
+        ] {
+            if value >= retention / 2 {
+                return Err(invalid(
+                    setting,
+                    format!("{value} s is not less than half of KONNECT_RETENTION_SECONDS ({retention} s)"),
+                ));
+            }
+        }
+        Ok(KonnectConfig {
+            api,
+            token,
+            token_secret_arn,
+            settle: Duration::from_secs(self.konnect_settle_seconds),
+            overlap: Duration::from_secs(self.konnect_overlap_seconds),
+            retention: Duration::from_secs(retention),
+            timeout: Duration::from_secs(self.kong_timeout_seconds.max(1)),
+        })
+    }
+
     pub fn kong_config(&self) -> Result<KongConfig, ConfigError> {
         const S: &str = "KONG_ADMIN_API (--kong-admin-api)";
         let raw = self
@@ -775,6 +908,92 @@ mod tests {
             let err = settings(&args).destination().unwrap_err().to_string();
             assert!(err.starts_with(setting), "{args:?}: {err}");
         }
+    }
+
+    #[test]
+    fn one_source_per_process_and_konnect_settings_are_checked() {
+        let both = settings(&[
+            "--kong-admin-api",
+            "https://kong:8444",
+            "--konnect-api-url",
+            "https://us.api.konghq.com",
+            "--konnect-token",
+            "kpat_x",
+        ])
+        .source_config()
+        .unwrap_err()
+        .to_string();
+        assert!(
+            both.contains("KONG_ADMIN_API") && both.contains("KONNECT_API_URL") && both.contains("both"),
+            "{both}"
+        );
+        let neither = settings(&[]).source_config().unwrap_err().to_string();
+        assert!(
+            neither.starts_with("KONG_ADMIN_API") && neither.contains("KONNECT_API_URL"),
+            "{neither}"
+        );
+        let konnect = settings(&["--konnect-api-url", "https://eu.api.konghq.com", "--konnect-token", "spat_abc"]);
+        match konnect.source_config().unwrap() {
+            SourceConfig::Konnect(k) => {
+                assert_eq!(k.api.region(), Some("eu"));
+                assert_eq!(k.token.unwrap().expose(), "spat_abc");
+                assert_eq!((k.settle.as_secs(), k.overlap.as_secs(), k.retention.as_secs()), (60, 600, 604_800));
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(
+            !format!("{:?}", konnect.konnect_token).contains("spat_abc"),
+            "the token is never shown"
+        );
+        for (args, setting, what) in [
+            (vec!["--konnect-api-url", "https://us.api.konghq.com"], "KONNECT_TOKEN", "not set"),
+            (
+                vec!["--konnect-api-url", "https://global.api.konghq.com", "--konnect-token", "t"],
+                "KONNECT_API_URL",
+                "global",
+            ),
+            (
+                vec!["--konnect-api-url", "http://us.api.konghq.com", "--konnect-token", "t"],
+                "KONNECT_API_URL",
+                "https://",
+            ),
+            (
+                vec![
+                    "--konnect-api-url",
+                    "https://us.api.konghq.com",
+                    "--konnect-token",
+                    "t",
+                    "--konnect-retention-seconds",
+                    "60",
+                ],
+                "KONNECT_RETENTION_SECONDS",
+                "less than an hour",
+            ),
+            (
+                vec![
+                    "--konnect-api-url",
+                    "https://us.api.konghq.com",
+                    "--konnect-token",
+                    "t",
+                    "--konnect-overlap-seconds",
+                    "400000",
+                ],
+                "KONNECT_OVERLAP_SECONDS",
+                "half",
+            ),
+        ] {
+            let e = settings(&args).source_config().unwrap_err().to_string();
+            assert!(e.starts_with(setting) && e.contains(what), "{args:?}: {e}");
+        }
+        let by_secret = settings(&[
+            "--konnect-api-url",
+            "https://us.api.konghq.com",
+            "--konnect-token-secret-arn",
+            "arn:x",
+        ]);
+        assert!(
+            matches!(by_secret.source_config().unwrap(), SourceConfig::Konnect(k) if k.token.is_none() && k.token_secret_arn.as_deref() == Some("arn:x"))
+        );
     }
 
     #[test]

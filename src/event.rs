@@ -74,6 +74,7 @@ pub fn event_id(kind: EntryKind, key: &str) -> String {
     let prefix = match kind {
         EntryKind::Request => "req",
         EntryKind::Object => "obj",
+        EntryKind::Konnect => return crate::konnect::mapping::event_id(key),
     };
     let plain = !key.is_empty() && key.len() <= 100 && key.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
     if plain {
@@ -100,8 +101,15 @@ pub fn uid(key: &str) -> String {
     }
 }
 
-/// Seconds until Kong deletes this entry: its `ttl`, or what `request_timestamp` implies.
+/// Seconds until Kong deletes this entry: its `ttl`, or what `request_timestamp` implies. For a
+/// Konnect entry, until Konnect does: its `ts` plus the retention (`record_ttl`).
 pub fn remaining_ttl(entry: &Entry, ctx: &MapContext) -> u64 {
+    if entry.kind == EntryKind::Konnect {
+        let secs = entry
+            .timestamp()
+            .map_or(ctx.record_ttl, |ts| ts.saturating_add(ctx.record_ttl) - ctx.now);
+        return secs.clamp(0, MAX_TTL) as u64;
+    }
     let secs = if let Some(ttl) = entry.int_field("ttl") {
         ttl
     } else if let Some(ts) = entry.request_timestamp().filter(|t| *t >= EARLIEST_REAL_TIME) {
@@ -117,6 +125,10 @@ pub fn remaining_ttl(entry: &Entry, ctx: &MapContext) -> u64 {
 
 /// When the entry was written, and which field said so.
 pub fn event_time(entry: &Entry, ctx: &MapContext) -> (i64, &'static str) {
+    if entry.kind == EntryKind::Konnect {
+        // As the Konnect mapping stamps the event: `ts`, else the time of reading.
+        return entry.timestamp().map_or((ctx.now, "read"), |ts| (ts, "ts"));
+    }
     let sane = |t: i64| (EARLIEST_REAL_TIME..=ctx.now + 86_400).contains(&t);
     if let Some(ts) = entry.request_timestamp().filter(|t| sane(*t)) {
         return (ts, "request_timestamp");
@@ -210,6 +222,15 @@ pub fn map_entry(entry: &Entry, ctx: &MapContext) -> Result<Vec<AuditEvent>, Map
 
 /// `map_entry`, with what the cycle needs to track an entry shipped in parts.
 pub fn map_entry_detailed(entry: &Entry, ctx: &MapContext) -> Result<Mapped, MapError> {
+    map_entry_from(entry, ctx, None)
+}
+
+/// `map_entry_detailed`, for entries of a source that knows its Konnect region (recorded on Konnect
+/// events as `konnectRegion`).
+pub fn map_entry_from(entry: &Entry, ctx: &MapContext, konnect_region: Option<&str>) -> Result<Mapped, MapError> {
+    if entry.kind == EntryKind::Konnect {
+        return map_konnect(entry, ctx, konnect_region);
+    }
     if let Some(problem) = &entry.problem {
         return Err(MapError(format!("malformed {} entry: {problem}", entry.kind.as_str())));
     }
@@ -300,6 +321,29 @@ pub fn map_entry_detailed(entry: &Entry, ctx: &MapContext) -> Result<Mapped, Map
     })
 }
 
+/// A Konnect entry's one event (`konnect::mapping`): Konnect's entries are small, and one that does
+/// not fit an event is refused whole, never cut.
+fn map_konnect(entry: &Entry, ctx: &MapContext, region: Option<&str>) -> Result<Mapped, MapError> {
+    use crate::konnect::{KonnectEntry, mapping};
+    let konnect = KonnectEntry::from_entry(entry);
+    let context = mapping::MapContext {
+        recipient_account_id: ctx.recipient_account_id.clone(),
+        now: ctx.now,
+        region: region.map(str::to_string),
+    };
+    let event = mapping::map_entry(&konnect, &context).map_err(|e| MapError(e.to_string()))?;
+    Ok(Mapped {
+        events: vec![event],
+        parts_sha256: None,
+        // Recorded, never checked: which bytes Konnect signs for a pulled entry is not documented.
+        signature: if konnect.signature().is_some() {
+            Verdict::Unchecked
+        } else {
+            Verdict::Unsigned
+        },
+    })
+}
+
 /// The entry's text with the value of its top-level `ttl` cut out, and where it was cut. Anything
 /// that is not an object with a numeric `ttl` is returned whole.
 fn stable_text(raw: &RawValue) -> (Cow<'_, str>, Option<TtlCut<'_>>) {
@@ -346,6 +390,7 @@ fn event_name(entry: &Entry) -> String {
             let dao = entry.str_field("dao_name").unwrap_or("unknown");
             format!("{op} {dao}")
         }
+        EntryKind::Konnect => unreachable!("Konnect entries are mapped by konnect::mapping"),
     }
 }
 
@@ -522,6 +567,7 @@ fn parameters(entry: &Entry) -> (Option<Value>, Option<Value>, Option<String>) {
             }
             (Some(within_limit(params, "entity")), None, None)
         }
+        EntryKind::Konnect => unreachable!("Konnect entries are mapped by konnect::mapping"),
     }
 }
 
@@ -633,12 +679,12 @@ struct ShippedTtlCut {
     text: String,
 }
 
-/// A Kong entry recovered from shipped events.
+/// A Kong (or Konnect) entry recovered from shipped events.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RecoveredEntry {
     pub kind: EntryKind,
     pub uid: String,
-    /// The entry's JSON text, as Kong sent it.
+    /// The entry's JSON text, as Kong (or Konnect) sent it.
     pub json: String,
 }
 
@@ -678,6 +724,18 @@ pub fn recover<'a>(lines: impl IntoIterator<Item = &'a str>) -> Recovery {
             }
         };
         let kind = event.extra.kong_entry_kind;
+        if kind == EntryKind::Konnect {
+            // One event, one whole entry: Konnect's own reading of its events.
+            match crate::konnect::mapping::recover(line) {
+                Ok(entry) => out.entries.push(RecoveredEntry {
+                    kind,
+                    uid: entry.uid,
+                    json: entry.json,
+                }),
+                Err(problem) => out.problems.push(format!("line {}: konnect {}: {problem}", n + 1, event.uid)),
+            }
+            continue;
+        }
         let cut = event.extra.kong_audit_entry_ttl;
         match (
             event.extra.kong_audit_entry,

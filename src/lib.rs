@@ -8,6 +8,7 @@ pub mod dedup;
 pub mod error_text;
 pub mod event;
 pub mod kong;
+pub mod konnect;
 pub mod lambda;
 pub mod logging;
 pub mod reconcile;

@@ -192,7 +192,8 @@ pub async fn redrive(mut shipper: Shipper, origin: &Origin, opts: &ShipOptions) 
     };
     let collector = Arc::new(Collector::default());
     let nothing_to_ship = serve.is_empty();
-    shipper.source = Arc::new(LettersSource::new(serve, record_ttl));
+    let region = shipper.source.konnect_region();
+    shipper.source = Arc::new(LettersSource::new(serve, record_ttl, region));
     shipper.dead_letters = collector.clone();
     let mut opts = opts.clone();
     opts.incremental = false;
@@ -311,14 +312,16 @@ fn rewrite_lines(
     out
 }
 
-/// Dead letters as an audit source: what `Shipper::run` reads instead of Kong.
+/// Dead letters as an audit source: what `Shipper::run` reads instead of Kong (or Konnect).
 struct LettersSource {
     info: KongInfo,
     entries: HashMap<EntryKind, Vec<Entry>>,
+    /// The Konnect region of the source the letters came from, for their events.
+    region: Option<String>,
 }
 
 impl LettersSource {
-    fn new(entries: Vec<Entry>, record_ttl: i64) -> LettersSource {
+    fn new(entries: Vec<Entry>, record_ttl: i64, region: Option<String>) -> LettersSource {
         let mut by_kind: HashMap<EntryKind, Vec<Entry>> = HashMap::new();
         for e in entries {
             by_kind.entry(e.kind).or_default().push(e);
@@ -333,6 +336,7 @@ impl LettersSource {
                 clock_offset: None,
             },
             entries: by_kind,
+            region,
         }
     }
 }
@@ -351,6 +355,20 @@ impl AuditSource for LettersSource {
             entries: all[start..end].to_vec(),
             offset: (end < all.len()).then(|| end.to_string()),
         })
+    }
+
+    /// Kong's two kinds, and Konnect's when there are letters of it: all served as pages (they
+    /// are in memory, in no order).
+    fn kinds(&self) -> Vec<EntryKind> {
+        let mut kinds = EntryKind::ALL.to_vec();
+        if self.entries.contains_key(&EntryKind::Konnect) {
+            kinds.push(EntryKind::Konnect);
+        }
+        kinds
+    }
+
+    fn konnect_region(&self) -> Option<String> {
+        self.region.clone()
     }
 }
 
@@ -380,7 +398,7 @@ mod tests {
         let entries: Vec<Entry> = (0..5)
             .map(|i| Entry::parse(EntryKind::Request, &format!(r#"{{"request_id":"r{i}"}}"#)).unwrap())
             .collect();
-        let source = LettersSource::new(entries, 100);
+        let source = LettersSource::new(entries, 100, None);
         let mut req = PageRequest {
             kind: EntryKind::Request,
             size: 2,

@@ -24,7 +24,13 @@ pub fn ship_options(s: &Settings) -> ShipOptions {
         put_concurrency: s.put_concurrency,
         backoff: s.backoff(),
         incremental: !s.full_read,
-        overlap: Duration::from_secs(s.overlap_seconds),
+        // Konnect's entries appear late by their own measure (its ingestion delay), Kong's rows by
+        // its nodes' clocks and writes.
+        overlap: Duration::from_secs(if s.reads_konnect() {
+            s.konnect_overlap_seconds
+        } else {
+            s.overlap_seconds
+        }),
         sweep: match s.sweep_interval_seconds {
             Some(secs) => Sweep::Every(Duration::from_secs(secs)),
             None => Sweep::Default,

@@ -85,22 +85,25 @@ data "aws_iam_policy_document" "this" {
     resources = ["${aws_cloudwatch_log_group.this.arn}:*"]
   }
 
-  statement {
+  dynamic "statement" {
     # Required by Lambda to attach the function to the VPC. These EC2 actions
     # are used by the Lambda service with this role and must be allowed on "*"
     # (the same list as the AWSLambdaVPCAccessExecutionRole managed policy,
     # which has had ec2:DescribeSubnets since 2024; it is not attached because
-    # it also grants logs:* on every log group).
-    sid = "LambdaVpcNetworkInterfaces"
-    actions = [
-      "ec2:CreateNetworkInterface",
-      "ec2:DescribeNetworkInterfaces",
-      "ec2:DescribeSubnets",
-      "ec2:DeleteNetworkInterface",
-      "ec2:AssignPrivateIpAddresses",
-      "ec2:UnassignPrivateIpAddresses",
-    ]
-    resources = ["*"]
+    # it also grants logs:* on every log group). Not outside a VPC.
+    for_each = local.in_vpc ? [1] : []
+    content {
+      sid = "LambdaVpcNetworkInterfaces"
+      actions = [
+        "ec2:CreateNetworkInterface",
+        "ec2:DescribeNetworkInterfaces",
+        "ec2:DescribeSubnets",
+        "ec2:DeleteNetworkInterface",
+        "ec2:AssignPrivateIpAddresses",
+        "ec2:UnassignPrivateIpAddresses",
+      ]
+      resources = ["*"]
+    }
   }
 
   dynamic "statement" {

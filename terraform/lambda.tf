@@ -20,7 +20,7 @@ resource "aws_lambda_function" "this" {
   #checkov:skip=CKV_AWS_272:The artifact is built by this repository's CI (cargo lambda build / Dockerfile) and deployed by the same pipeline; AWS Signer code signing needs a signing profile outside this module. Deployers who use Signer can add code_signing_config_arn.
 
   function_name = var.name
-  description   = local.to_logs ? "Ships Kong Gateway Enterprise Admin API audit entries to CloudWatch Logs (PutLogEvents)" : "Ships Kong Gateway Enterprise Admin API audit entries to CloudTrail Lake (PutAuditEvents)"
+  description   = "Ships ${local.reads_konnect ? "Kong Konnect audit log" : "Kong Gateway Enterprise Admin API audit"} entries to ${local.to_logs ? "CloudWatch Logs (PutLogEvents)" : "CloudTrail Lake (PutAuditEvents)"}"
   role          = aws_iam_role.this.arn
   architectures = var.architectures
   timeout       = var.lambda_timeout
@@ -41,9 +41,13 @@ resource "aws_lambda_function" "this" {
     variables = local.lambda_environment
   }
 
-  vpc_config {
-    subnet_ids         = var.subnet_ids
-    security_group_ids = [aws_security_group.lambda.id]
+  # Outside a VPC (subnet_ids = [], Konnect only) the function reaches HTTPS endpoints directly.
+  dynamic "vpc_config" {
+    for_each = local.in_vpc ? [1] : []
+    content {
+      subnet_ids         = var.subnet_ids
+      security_group_ids = [aws_security_group.lambda[0].id]
+    }
   }
 
   tracing_config {
@@ -68,6 +72,7 @@ resource "aws_lambda_function" "this" {
     aws_iam_role_policy.this,
     aws_iam_role_policy.cloudwatch_logs,
     aws_secretsmanager_secret_version.kong_admin_token,
+    aws_secretsmanager_secret_version.konnect_token,
     aws_secretsmanager_secret_version.redis_auth_token,
   ]
 
@@ -77,19 +82,40 @@ resource "aws_lambda_function" "this" {
       error_message = "Set channel_arn (an existing channel), or create_channel = true with event_data_store_arn, but not both (or destination = \"cloudwatch_logs\")."
     }
     precondition {
-      condition     = local.create_redis || length(var.redis_cidrs) > 0
+      condition     = !local.in_vpc || local.create_redis || length(var.redis_cidrs) > 0
       error_message = "existing_redis_url needs redis_cidrs (the Redis nodes' CIDRs) so the Lambda security group can reach them."
+    }
+    precondition {
+      condition     = local.in_vpc || (local.reads_konnect && !local.create_redis)
+      error_message = "subnet_ids may be empty (no VPC) only with audit_source = \"konnect\" and an existing_redis_url reachable from outside a VPC: Kong's Admin API and the ElastiCache this module creates are reached inside a VPC."
+    }
+    precondition {
+      condition     = local.reads_konnect || (var.kong_admin_api != "" && length(var.kong_admin_cidrs) > 0)
+      error_message = "audit_source = \"kong\" needs kong_admin_api (Kong's Admin API URL) and kong_admin_cidrs (where it is, for the egress rule)."
+    }
+    precondition {
+      condition     = !local.reads_konnect || (var.konnect_api_url != "" && var.kong_admin_api == "")
+      error_message = "audit_source = \"konnect\" needs konnect_api_url (your region's https://<region>.api.konghq.com), and kong_admin_api left empty: one function reads one audit log."
+    }
+    precondition {
+      # Konnect is on the internet: interface endpoints cannot reach it.
+      condition     = !local.in_vpc || !local.reads_konnect || var.aws_api_access == "nat"
+      error_message = "audit_source = \"konnect\" in a VPC needs a route to the internet for Konnect's API (HTTPS): set aws_api_access = \"nat\" and give the subnets a NAT gateway, or run the function outside a VPC (subnet_ids = [] with an existing_redis_url reachable from there)."
     }
     precondition {
       # CloudTrail Data (PutAuditEvents) has no interface VPC endpoint: only
       # the control plane, com.amazonaws.<region>.cloudtrail, has one.
       # CloudWatch Logs does (com.amazonaws.<region>.logs).
-      condition     = local.to_logs || var.aws_api_access == "nat"
+      condition     = !local.in_vpc || local.to_logs || var.aws_api_access == "nat"
       error_message = "aws_api_access = \"vpc_endpoints\" cannot reach CloudTrail Lake: CloudTrail Data (cloudtrail-data.<region>.amazonaws.com, where PutAuditEvents goes) has no interface VPC endpoint. Give the Lambda subnets a NAT gateway (or another route to the internet) and set aws_api_access = \"nat\"."
     }
     precondition {
       condition     = var.kong_admin_token == "" || var.existing_kong_admin_token_secret_arn == ""
       error_message = "Set either kong_admin_token or existing_kong_admin_token_secret_arn, not both."
+    }
+    precondition {
+      condition     = var.konnect_token == "" || var.existing_konnect_token_secret_arn == ""
+      error_message = "Set either konnect_token or existing_konnect_token_secret_arn, not both."
     }
     precondition {
       # Lambda refuses an environment over 4 KB, keys and values together, as the JSON of the map

@@ -6,7 +6,8 @@ data "aws_region" "current" {}
 
 # The VPC is taken from the first Lambda subnet, so the user only lists subnets.
 data "aws_subnet" "lambda" {
-  id = var.subnet_ids[0]
+  count = local.in_vpc ? 1 : 0
+  id    = var.subnet_ids[0]
 }
 
 # The subnets of the dedup store, for their availability zones (Multi-AZ needs two).
@@ -27,7 +28,9 @@ locals {
   account_id = data.aws_caller_identity.current.account_id
   partition  = data.aws_partition.current.partition
   region     = data.aws_region.current.region
-  vpc_id     = data.aws_subnet.lambda.vpc_id
+  # Outside a VPC only with Konnect and a dedup store reachable without one (checked on the function).
+  in_vpc = length(var.subnet_ids) > 0
+  vpc_id = local.in_vpc ? data.aws_subnet.lambda[0].vpc_id : null
 
   is_image       = var.image_uri != ""
   log_group_name = "/aws/lambda/${var.name}"
@@ -48,8 +51,11 @@ locals {
   channel_arn = var.create_channel ? awscc_cloudtrail_channel.this[0].channel_arn : var.channel_arn
 
   # --- Kong token secret ---------------------------------------------------------
-  create_kong_secret    = var.existing_kong_admin_token_secret_arn == ""
-  kong_token_secret_arn = local.create_kong_secret ? aws_secretsmanager_secret.kong_admin_token[0].arn : var.existing_kong_admin_token_secret_arn
+  create_kong_secret = !local.reads_konnect && var.existing_kong_admin_token_secret_arn == ""
+  kong_token_secret_arn = (
+    local.reads_konnect ? "" :
+    local.create_kong_secret ? aws_secretsmanager_secret.kong_admin_token[0].arn : var.existing_kong_admin_token_secret_arn
+  )
 
   # --- Redis -----------------------------------------------------------------
   create_redis             = var.existing_redis_url == ""
@@ -65,6 +71,7 @@ locals {
 
   secret_arns = compact([
     local.kong_token_secret_arn,
+    local.konnect_token_secret_arn,
     local.has_redis_password ? local.redis_password_secret_arn : "",
   ])
 
@@ -81,7 +88,7 @@ locals {
   # The program refuses plain text to another machine unless told so; it is told exactly when an
   # input accepted plain text.
   allow_insecure_transport = (
-    (var.kong_admin_api_allow_http && startswith(var.kong_admin_api, "http://")) ||
+    (!local.reads_konnect && var.kong_admin_api_allow_http && startswith(var.kong_admin_api, "http://")) ||
     (!local.create_redis && var.existing_redis_allow_plaintext && startswith(var.existing_redis_url, "redis://"))
   )
 
@@ -90,17 +97,15 @@ locals {
   # known at plan time, so the plan shows the whole environment.
   lambda_environment = merge(
     {
-      KONG_ADMIN_API              = var.kong_admin_api
-      KONG_ADMIN_TOKEN_SECRET_ARN = local.kong_token_secret_arn
-      REDIS_URL                   = local.redis_url
-      REDIS_KEY_PREFIX            = var.redis_key_prefix
-      DEADLINE_MARGIN_SECONDS     = tostring(var.deadline_margin_seconds)
-      OVERLAP_SECONDS             = tostring(var.overlap_seconds)
-      DEAD_LETTER_QUEUE_URL       = aws_sqs_queue.dead_letter.url
+      REDIS_URL               = local.redis_url
+      REDIS_KEY_PREFIX        = var.redis_key_prefix
+      DEADLINE_MARGIN_SECONDS = tostring(var.deadline_margin_seconds)
+      DEAD_LETTER_QUEUE_URL   = aws_sqs_queue.dead_letter.url
     },
+    local.source_environment,
     local.destination_environment,
     local.has_redis_password ? { REDIS_PASSWORD_SECRET_ARN = local.redis_password_secret_arn } : {},
-    var.kong_root_ca_pem != "" ? { KONG_ROOT_CA = var.kong_root_ca_pem } : {},
+    var.kong_root_ca_pem != "" && !local.reads_konnect ? { KONG_ROOT_CA = var.kong_root_ca_pem } : {},
     var.channel_external_id != "" && !local.to_logs ? { CHANNEL_EXTERNAL_ID = var.channel_external_id } : {},
     var.rust_log != "" ? { RUST_LOG = var.rust_log } : {},
     local.allow_insecure_transport ? { ALLOW_INSECURE_TRANSPORT = "true" } : {},

@@ -7,24 +7,26 @@
 # CloudTrail Data, where PutAuditEvents goes, has no interface VPC endpoint.
 
 resource "aws_security_group" "lambda" {
+  count = local.in_vpc ? 1 : 0
+
   name_prefix = "${var.name}-lambda-"
-  description = "${var.name} Lambda: no ingress; egress to Kong Admin API, the dedup store and HTTPS (AWS APIs)"
+  description = local.reads_konnect ? "${var.name} Lambda: no ingress; egress to the dedup store and HTTPS (Konnect, AWS APIs)" : "${var.name} Lambda: no ingress; egress to Kong Admin API, the dedup store and HTTPS (AWS APIs)"
   vpc_id      = local.vpc_id
 
   lifecycle {
     create_before_destroy = true
 
     precondition {
-      condition     = var.kong_admin_port == null || var.kong_admin_port == local.kong_admin_port
+      condition     = local.reads_konnect || var.kong_admin_port == null || var.kong_admin_port == local.kong_admin_port
       error_message = "kong_admin_port is ${coalesce(var.kong_admin_port, 0)}, but kong_admin_api (${var.kong_admin_api}) is on port ${local.kong_admin_port}: the egress rule would block the function. Leave kong_admin_port unset (it follows the URL) or make the two agree."
     }
   }
 }
 
 resource "aws_vpc_security_group_egress_rule" "kong_admin" {
-  for_each = toset(var.kong_admin_cidrs)
+  for_each = local.reads_konnect || !local.in_vpc ? toset([]) : toset(var.kong_admin_cidrs)
 
-  security_group_id = aws_security_group.lambda.id
+  security_group_id = aws_security_group.lambda[0].id
   description       = "Kong Admin API at ${each.value}"
   ip_protocol       = "tcp"
   from_port         = local.kong_admin_port
@@ -33,9 +35,9 @@ resource "aws_vpc_security_group_egress_rule" "kong_admin" {
 }
 
 resource "aws_vpc_security_group_egress_rule" "redis_managed" {
-  count = local.create_redis ? 1 : 0
+  count = local.create_redis && local.in_vpc ? 1 : 0
 
-  security_group_id            = aws_security_group.lambda.id
+  security_group_id            = aws_security_group.lambda[0].id
   description                  = "Dedup store (ElastiCache, TLS)"
   ip_protocol                  = "tcp"
   from_port                    = 6379
@@ -44,9 +46,9 @@ resource "aws_vpc_security_group_egress_rule" "redis_managed" {
 }
 
 resource "aws_vpc_security_group_egress_rule" "redis_existing" {
-  for_each = local.create_redis ? toset([]) : toset(var.redis_cidrs)
+  for_each = local.create_redis || !local.in_vpc ? toset([]) : toset(var.redis_cidrs)
 
-  security_group_id = aws_security_group.lambda.id
+  security_group_id = aws_security_group.lambda[0].id
   description       = "Existing dedup store at ${each.value}"
   ip_protocol       = "tcp"
   from_port         = local.redis_port
@@ -55,10 +57,10 @@ resource "aws_vpc_security_group_egress_rule" "redis_existing" {
 }
 
 resource "aws_vpc_security_group_egress_rule" "https" {
-  for_each = toset(var.https_egress_cidrs)
+  for_each = local.in_vpc ? toset(var.https_egress_cidrs) : toset([])
 
-  security_group_id = aws_security_group.lambda.id
-  description       = "HTTPS to AWS APIs (Secrets Manager, SQS, CloudTrail Data, X-Ray) via ${each.value}"
+  security_group_id = aws_security_group.lambda[0].id
+  description       = local.reads_konnect ? "HTTPS to Konnect and the AWS APIs via ${each.value}" : "HTTPS to AWS APIs (Secrets Manager, SQS, CloudTrail Data, X-Ray) via ${each.value}"
   ip_protocol       = "tcp"
   from_port         = 443
   to_port           = 443

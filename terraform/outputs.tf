@@ -49,8 +49,8 @@ output "dead_letter_queue_arn" {
 }
 
 output "kong_admin_token_secret_arn" {
-  description = "ARN of the secret holding the Kong RBAC token."
-  value       = local.kong_token_secret_arn
+  description = "ARN of the secret holding the Kong RBAC token (null with audit_source = \"konnect\")."
+  value       = local.reads_konnect ? null : local.kong_token_secret_arn
 }
 
 output "redis_password_secret_arn" {
@@ -64,8 +64,8 @@ output "log_group_name" {
 }
 
 output "security_group_id" {
-  description = "Security group of the function's ENIs (allow it on Kong's side)."
-  value       = aws_security_group.lambda.id
+  description = "Security group of the function's ENIs (allow it on Kong's side); null when the function runs outside a VPC (subnet_ids = [])."
+  value       = local.in_vpc ? aws_security_group.lambda[0].id : null
 }
 
 output "redis_security_group_id" {

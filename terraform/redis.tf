@@ -59,7 +59,7 @@ resource "aws_vpc_security_group_ingress_rule" "redis_from_lambda" {
   ip_protocol                  = "tcp"
   from_port                    = 6379
   to_port                      = 6379
-  referenced_security_group_id = aws_security_group.lambda.id
+  referenced_security_group_id = aws_security_group.lambda[0].id
 }
 
 resource "aws_elasticache_replication_group" "this" {

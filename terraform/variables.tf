@@ -131,12 +131,12 @@ variable "permissions_boundary_arn" {
 ###############################################################################
 
 variable "subnet_ids" {
-  description = "Private subnets for the Lambda ENIs (and, unless redis_subnet_ids is set, for ElastiCache). They need a route to Kong's Admin API and, through a NAT gateway, to the AWS APIs: CloudTrail Data (PutAuditEvents) has no VPC endpoint (see aws_api_access)."
+  description = "Private subnets for the Lambda ENIs (and, unless redis_subnet_ids is set, for ElastiCache). They need a route to Kong's Admin API and, through a NAT gateway, to the AWS APIs: CloudTrail Data (PutAuditEvents) has no VPC endpoint (see aws_api_access). [] (no VPC) only with audit_source = \"konnect\" and an existing_redis_url reachable from outside a VPC: Konnect needs only HTTPS egress."
   type        = list(string)
 
   validation {
-    condition     = length(var.subnet_ids) >= 1
-    error_message = "subnet_ids must list at least one subnet."
+    condition     = alltrue([for s in var.subnet_ids : startswith(s, "subnet-")])
+    error_message = "subnet_ids must be subnet ids (subnet-…)."
   }
 }
 
@@ -152,12 +152,14 @@ variable "kong_admin_port" {
 }
 
 variable "kong_admin_cidrs" {
-  description = "IPv4 CIDRs of the Kong control plane / Admin API load balancer (egress rule on kong_admin_port)."
+  description = "IPv4 CIDRs of the Kong control plane / Admin API load balancer (egress rule on kong_admin_port). Required with audit_source = \"kong\"."
   type        = list(string)
+  default     = []
+  nullable    = false
 
   validation {
-    condition     = length(var.kong_admin_cidrs) >= 1 && alltrue([for c in var.kong_admin_cidrs : can(cidrhost(c, 0)) && !can(regex(":", c))])
-    error_message = "kong_admin_cidrs must be a non-empty list of IPv4 CIDRs."
+    condition     = alltrue([for c in var.kong_admin_cidrs : can(cidrhost(c, 0)) && !can(regex(":", c))])
+    error_message = "kong_admin_cidrs must be a list of IPv4 CIDRs."
   }
 }
 
@@ -188,15 +190,17 @@ variable "aws_api_access" {
 ###############################################################################
 
 variable "kong_admin_api" {
-  description = "Base URL of the Kong Admin API, e.g. https://kong-cp.internal:8444 (env KONG_ADMIN_API). https:// only, unless kong_admin_api_allow_http = true: over http:// the RBAC token and the whole audit trail cross the network in clear."
+  description = "Base URL of the Kong Admin API, e.g. https://kong-cp.internal:8444 (env KONG_ADMIN_API). https:// only, unless kong_admin_api_allow_http = true: over http:// the RBAC token and the whole audit trail cross the network in clear. Required with audit_source = \"kong\"."
   type        = string
+  default     = ""
+  nullable    = false
 
   validation {
-    condition     = can(regex("^https?://[^/]+", var.kong_admin_api))
+    condition     = var.kong_admin_api == "" || can(regex("^https?://[^/]+", var.kong_admin_api))
     error_message = "kong_admin_api must be an http(s) URL, e.g. https://kong-cp.internal:8444."
   }
   validation {
-    condition     = startswith(var.kong_admin_api, "https://") || var.kong_admin_api_allow_http
+    condition     = var.kong_admin_api == "" || startswith(var.kong_admin_api, "https://") || var.kong_admin_api_allow_http
     error_message = "kong_admin_api is http://: the Kong RBAC token and every audit entry would cross the network unencrypted. Use Kong's TLS Admin API (https://, port 8444 by default), or set kong_admin_api_allow_http = true to accept that."
   }
 }
@@ -244,6 +248,102 @@ variable "kong_root_ca_pem" {
   validation {
     condition     = var.kong_root_ca_pem == "" || (can(regex("-----BEGIN CERTIFICATE-----", var.kong_root_ca_pem)) && length(var.kong_root_ca_pem) <= 3000)
     error_message = "kong_root_ca_pem must be PEM text (-----BEGIN CERTIFICATE-----) of at most 3000 characters (Lambda's 4 KB limit on all environment variables)."
+  }
+}
+
+###############################################################################
+# Konnect (audit_source = "konnect": Kong Konnect's audit log instead of Kong's)
+###############################################################################
+
+variable "audit_source" {
+  description = "Which audit log the function ships: \"kong\" (Kong Gateway Enterprise's Admin API: kong_admin_api, kong_admin_cidrs, the Kong token) or \"konnect\" (Kong Konnect's audit log: konnect_api_url and the Konnect token; no route to a Kong, only HTTPS egress). Not named `source`: Terraform reserves that name in module blocks."
+  type        = string
+  default     = "kong"
+  nullable    = false
+
+  validation {
+    condition     = contains(["kong", "konnect"], var.audit_source)
+    error_message = "audit_source must be \"kong\" or \"konnect\"."
+  }
+}
+
+variable "konnect_api_url" {
+  description = "Konnect's API base for your organization's region (env KONNECT_API_URL): https://us.api.konghq.com, or eu, au, me, in, sg. Required with audit_source = \"konnect\"."
+  type        = string
+  default     = ""
+  nullable    = false
+
+  validation {
+    condition     = var.konnect_api_url == "" || can(regex("^https://[^/?#]+(/[^?#]*)?$", var.konnect_api_url))
+    error_message = "konnect_api_url must be an https:// base URL without a query, e.g. https://us.api.konghq.com."
+  }
+  validation {
+    condition     = !can(regex("^https://global\\.api\\.konghq\\.com", var.konnect_api_url)) && !can(regex("/v3(/audit-logs)?/?$", var.konnect_api_url))
+    error_message = "konnect_api_url must be your region's base (https://us.api.konghq.com …), not the global host and without /v3: the audit-log pull API is regional, and the program adds /v3/audit-logs."
+  }
+}
+
+variable "konnect_token" {
+  description = "Konnect system-account token (spat_…, recommended) or personal access token (kpat_…) whose account has the Audit Logs role Admin. Written into a Secrets Manager secret this module creates as a write-only value: kept neither in the Terraform state nor in a saved plan. Bump konnect_token_version to write a new one; or keep it out of Terraform with existing_konnect_token_secret_arn."
+  type        = string
+  default     = ""
+  nullable    = false
+  sensitive   = true
+  ephemeral   = true
+}
+
+variable "konnect_token_version" {
+  description = "Version of konnect_token: the token is written into the secret when the secret is created and whenever this number changes (bump it with the new token to rotate)."
+  type        = number
+  default     = 1
+  nullable    = false
+}
+
+variable "existing_konnect_token_secret_arn" {
+  description = "ARN of an existing Secrets Manager secret whose SecretString is the Konnect token. Set this instead of konnect_token to keep the token out of Terraform. With audit_source = \"konnect\", one of the two is required."
+  type        = string
+  default     = ""
+  nullable    = false
+
+  validation {
+    condition     = var.existing_konnect_token_secret_arn == "" || can(regex("^arn:aws[a-z-]*:secretsmanager:[a-z0-9-]+:[0-9]{12}:secret:.+-[A-Za-z0-9]{6}$", var.existing_konnect_token_secret_arn))
+    error_message = "existing_konnect_token_secret_arn must be the complete ARN of a Secrets Manager secret, ending in the 6-character suffix Secrets Manager adds to the name: IAM matches the complete ARN."
+  }
+}
+
+variable "konnect_settle_seconds" {
+  description = "Each run reads Konnect's entries stamped up to this long before it starts (env KONNECT_SETTLE_SECONDS)."
+  type        = number
+  default     = 60
+  nullable    = false
+
+  validation {
+    condition     = var.konnect_settle_seconds >= 0
+    error_message = "konnect_settle_seconds must be >= 0."
+  }
+}
+
+variable "konnect_overlap_seconds" {
+  description = "How far before the stored watermark each run re-reads Konnect, for entries that appear late (env KONNECT_OVERLAP_SECONDS)."
+  type        = number
+  default     = 600
+  nullable    = false
+
+  validation {
+    condition     = var.konnect_overlap_seconds >= 0
+    error_message = "konnect_overlap_seconds must be >= 0."
+  }
+}
+
+variable "konnect_retention_seconds" {
+  description = "How long Konnect keeps its audit log (env KONNECT_RETENTION_SECONDS; 7 days today). Marks live that long past each entry, and no read reaches further back. Raise it when Konnect's retention grows."
+  type        = number
+  default     = 604800
+  nullable    = false
+
+  validation {
+    condition     = var.konnect_retention_seconds >= 3600
+    error_message = "konnect_retention_seconds must be at least 3600 (an hour)."
   }
 }
 

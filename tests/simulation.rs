@@ -72,6 +72,7 @@ fn id_prefix(kind: EntryKind, key: &str) -> String {
     match kind {
         EntryKind::Request => format!("req-{key}"),
         EntryKind::Object => format!("obj-{key}"),
+        EntryKind::Konnect => unreachable!("a simulated Kong serves Kong's two kinds"),
     }
 }
 

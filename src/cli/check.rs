@@ -1,6 +1,7 @@
 //! `kong-audit-shipper check`: will it work? One line per check, ✓ or ✗, and the fix for each ✗.
 //! Every check that can run does run: one failure does not hide the others. Exit 1 when any fails.
-//! Secrets (the Kong token, the Redis password) are never printed.
+//! Secrets (the Kong or Konnect token, the Redis password) are never printed. A process reads one
+//! source: Kong's Admin API, or Konnect's audit log (`KONNECT_API_URL`), and checks that one.
 
 use std::process::ExitCode;
 use std::time::Duration;
@@ -10,6 +11,7 @@ use aws_sdk_cloudtraildata::config::ProvideCredentials;
 use crate::config::{ChannelConfig, ConfigError, Settings};
 use crate::dedup::{DedupStore, FileStore, MemoryPolicy, RedisStore, Settlement, StoreError};
 use crate::kong::{AuditSource, EntryKind, KongClient, KongError, KongInfo, PageRequest};
+use crate::konnect::{KonnectError, PageRequest as KonnectPageRequest, TimeWindow};
 use crate::retry::Backoff;
 use crate::setup::{SetupError, read_secret};
 
@@ -86,7 +88,20 @@ pub async fn main(settings: &Settings) -> ExitCode {
     }
     let sdk = crate::sink::load_sdk_config(settings.channel_config().ok().map(|c| c.region).as_deref()).await;
     let secrets = aws_sdk_secretsmanager::Client::new(&sdk);
-    kong_checks(settings, &secrets, &mut report).await;
+    match settings.source_config() {
+        // Both sources named: the one failure to fix before any other check means anything.
+        Err(e) if settings.reads_konnect() && settings.kong_admin_api.as_deref().is_some_and(|u| !u.trim().is_empty()) => {
+            report.line(
+                "Source",
+                fail(
+                    e.to_string(),
+                    "keep one of KONG_ADMIN_API and KONNECT_API_URL: one shipper reads one audit log",
+                ),
+            );
+        }
+        _ if settings.reads_konnect() => konnect_checks(settings, &secrets, &mut report).await,
+        _ => kong_checks(settings, &secrets, &mut report).await,
+    }
     signing_key_check(settings, &mut report);
     store_check(settings, &secrets, &mut report).await;
     let channel = destination_check(settings, &sdk, &mut report).await;
@@ -287,6 +302,103 @@ fn kong_fail(e: &KongError, url: &str) -> Outcome {
         KongError::Rejected { .. } => "see Kong's error log for this request; check KONG_ADMIN_API and the Kong version".to_string(),
         KongError::Task { .. } => "a bug: please report it with this message".to_string(),
         KongError::TooLarge { .. } => "lower KONG_PAGE_SIZE, or check what answers at KONG_ADMIN_API".to_string(),
+        KongError::Konnect(_) => "see the message".to_string(),
+    };
+    fail(e.to_string(), fix)
+}
+
+const KONNECT: &str = "Konnect";
+const KONNECT_READ: &str = "Konnect audit logs";
+
+/// The settings, the token (from its secret, if it is in one), then one page of one entry of all
+/// Konnect keeps: the token, the region and the Audit Logs role, proved where it matters.
+async fn konnect_checks(settings: &Settings, secrets: &aws_sdk_secretsmanager::Client, report: &mut Report) {
+    let mut config = match settings.konnect_config() {
+        Ok(c) => c,
+        Err(e) => {
+            report.line(KONNECT, config_fail(&e));
+            return report.line(KONNECT_READ, Outcome::Skip("no usable Konnect settings".into()));
+        }
+    };
+    let api = config.api.to_string();
+    report.line(
+        KONNECT,
+        Outcome::Pass(format!(
+            "{api} ({}); entries are kept {} s ({:.0} days, KONNECT_RETENTION_SECONDS), read {} s behind now",
+            match config.api.region() {
+                Some(region) => format!("region {region}"),
+                None => "not a Konnect host: a proxy of yours".into(),
+            },
+            config.retention.as_secs(),
+            config.retention.as_secs_f64() / 86_400.0,
+            config.settle.as_secs()
+        )),
+    );
+    if let Some(arn) = config.token_secret_arn.clone() {
+        match read_secret(secrets, &arn, "KONNECT_TOKEN_SECRET_ARN").await {
+            Ok(token) => {
+                report.line("Konnect token secret", Outcome::Pass(format!("read from Secrets Manager ({arn})")));
+                config.token = Some(token);
+            }
+            Err(e) => {
+                report.line("Konnect token secret", secret_fail(&e, "KONNECT_TOKEN_SECRET_ARN"));
+                return report.line(KONNECT_READ, Outcome::Skip("the token could not be read".into()));
+            }
+        }
+    }
+    let source = match crate::setup::konnect_source(&config, check_backoff()) {
+        Ok(source) => source,
+        Err(e) => {
+            return report.line(
+                KONNECT_READ,
+                fail(e.to_string(), "set KONNECT_TOKEN to the token as Konnect shows it"),
+            );
+        }
+    };
+    let now = chrono::Utc::now().timestamp();
+    let window = match TimeWindow::from_epoch(source.floor(now), source.newest(now)) {
+        Ok(window) => window,
+        Err(e) => {
+            return report.line(
+                KONNECT_READ,
+                fail(e.to_string(), "check KONNECT_RETENTION_SECONDS and KONNECT_SETTLE_SECONDS"),
+            );
+        }
+    };
+    let request = KonnectPageRequest {
+        window,
+        size: 1,
+        after: None,
+        number: 1,
+    };
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let outcome = match source.pages().page(&request, Some(deadline)).await {
+        Ok(page) => Outcome::Pass(format!(
+            "token accepted, the region answers, the audit log is readable ({})",
+            if page.entries.is_empty() {
+                "nothing in the retained window yet"
+            } else {
+                "first entry read"
+            }
+        )),
+        Err(e) => konnect_fail(&e, &api),
+    };
+    report.line(KONNECT_READ, outcome);
+}
+
+fn konnect_fail(e: &KonnectError, api: &str) -> Outcome {
+    let fix = match e {
+        KonnectError::Unauthorized { .. } => format!(
+            "create a system-account token (spat_…, recommended) or a personal access token (kpat_…) in Konnect, and set KONNECT_TOKEN (or KONNECT_TOKEN_SECRET_ARN) to it; check that KONNECT_API_URL ({api}) is your organization's region"
+        ),
+        KonnectError::Forbidden { .. } => "give the token's system account (or user) the Audit Logs role Admin in Konnect (Organization, Teams or System accounts, Roles): Admin is Konnect's only Audit Logs role, so the token may also change the audit-log webhook; give it to this shipper only".to_string(),
+        KonnectError::NotFound { .. } | KonnectError::NotJson { .. } | KonnectError::Redirected { .. } => format!(
+            "set KONNECT_API_URL ({api}) to your region's API base, https://{{us,eu,au,me,in,sg}}.api.konghq.com, without /v3"
+        ),
+        KonnectError::Unavailable { .. } | KonnectError::DeadlineReached { .. } | KonnectError::WaitPastDeadline { .. } => format!(
+            "check that this machine reaches {api} over HTTPS (port 443): from a VPC, through a NAT gateway or an HTTPS proxy; if Konnect asked to wait (429), run `kong-audit-shipper check` again later"
+        ),
+        _ => "a request this program builds was refused: please report this message".to_string(),
     };
     fail(e.to_string(), fix)
 }
@@ -549,9 +661,13 @@ async fn aws_checks(settings: &Settings, sdk: &aws_config::SdkConfig, channel: O
     };
     report.line("AWS credentials", credentials);
 
-    let needs_secrets = [&settings.kong_admin_token_secret_arn, &settings.redis_password_secret_arn]
-        .iter()
-        .any(|s| s.as_deref().is_some_and(|s| !s.is_empty()));
+    let needs_secrets = [
+        &settings.kong_admin_token_secret_arn,
+        &settings.redis_password_secret_arn,
+        &settings.konnect_token_secret_arn,
+    ]
+    .iter()
+    .any(|s| s.as_deref().is_some_and(|s| !s.is_empty()));
     let region = match (sdk.region(), channel) {
         (Some(r), Some(c)) => Outcome::Pass(format!("{r} (PutAuditEvents goes to the channel's region, {})", c.region)),
         (Some(r), None) => Outcome::Pass(r.to_string()),

@@ -35,7 +35,7 @@ pub struct Cli {
 pub enum Command {
     /// One cycle from the shell: exactly what the Lambda does on each invocation, within MAX_RUN_SECONDS
     Run(run::RunArgs),
-    /// The original Kong entries from shipped eventData (NDJSON, any order; parts reassembled)
+    /// The original Kong (or Konnect) entries from shipped eventData (NDJSON, any order; parts reassembled)
     Recover {
         /// eventData lines, or CloudTrail Lake query rows with an `eventData` member; `-` for stdin
         #[arg(long, default_value = "-")]
@@ -52,7 +52,7 @@ pub enum Command {
     },
     /// Ship everything in a time window (default: all Kong holds), with progress; --dry-run prints the events instead
     Backfill(backfill::BackfillArgs),
-    /// Will it work? Checks Kong (version, audit logging, token), the store, the channel and AWS; one line each, with the fix for each ✗
+    /// Will it work? Checks Kong (version, audit logging, token) or Konnect (token, region, read access), the store, the channel and AWS; one line each, with the fix for each ✗
     Check,
     /// Carry over the Redis marks of Kong's 2023 proof of concept, so the switch ships no request twice
     MigratePocKeys,

@@ -1,10 +1,10 @@
-//! `kong-audit-shipper recover [--input FILE|-] [--output FILE|-]`: the original Kong entries from
-//! shipped events.
+//! `kong-audit-shipper recover [--input FILE|-] [--output FILE|-]`: the original Kong (and Konnect)
+//! entries from shipped events.
 //!
 //! Input: one event per line, in any order: the `eventData` JSON itself, or an object with an
 //! `eventData` member holding it as an object or as a JSON string (the shapes CloudTrail Lake query
 //! results and exports give), or CloudWatch Logs' shapes: an event with a `message` member holding it
-//! (`aws logs filter-log-events` / `get-log-events`), or a `TIMESTAMP MESSAGE` line (an export to S3). Output: each entry's JSON text exactly as Kong served it, one per line;
+//! (`aws logs filter-log-events` / `get-log-events`), or a `TIMESTAMP MESSAGE` line (an export to S3). Output: each entry's JSON text exactly as Kong (or Konnect) served it, one per line;
 //! parts are reassembled and checked against their SHA-256; an entry shipped twice (an unavoidable
 //! duplicate) is written once; an entry shipped in two versions (read twice: its `ttl` differs) is
 //! written in both, and counted as `other_versions`. Problems (junk lines, missing parts, checksum mismatches) go to stderr

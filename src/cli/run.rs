@@ -42,14 +42,14 @@ pub async fn main(settings: &Settings, args: RunArgs) -> ExitCode {
         return ExitCode::from(runner::EXIT_CONFIG);
     }
     if let Some(since) = args.since {
-        if let Err(e) = set_floor(shipper.store.as_ref(), &Keys::new(opts.key_prefix.clone()), since).await {
+        let keys = Keys::for_source(opts.key_prefix.clone(), shipper.source.as_ref());
+        if let Err(e) = set_floor(shipper.store.as_ref(), &keys, since).await {
             tracing::error!(error = %e, "cannot set the floor");
             eprintln!("kong-audit-shipper: cannot set the floor: {e}");
             return ExitCode::from(runner::EXIT_INCOMPLETE);
         }
         tracing::info!(since, "floor set: no run reads entries stamped before it");
         // The operator vouches for what is older: the store needs no rebuild from the destination.
-        let keys = Keys::new(opts.key_prefix.clone());
         match rebuild::load(shipper.store.as_ref(), &keys).await {
             Ok(life @ (Life::Unknown | Life::Rebuilding { .. })) => {
                 let whole = Life::Whole {

@@ -1,5 +1,6 @@
 //! The Admin API client: one page at a time, every URL built here (never Kong's `next`), with retries.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -11,6 +12,7 @@ use url::Url;
 
 use super::{Entry, EntryKind, KongVersion};
 use crate::config::KongConfig;
+use crate::konnect::{KonnectError, KonnectSource};
 use crate::retry::Backoff;
 use crate::secret::Secret;
 
@@ -20,11 +22,29 @@ pub const DEFAULT_RECORD_TTL: i64 = 2_592_000;
 /// a misconfigured proxy or a runaway payload, and reading it would exhaust a Lambda's memory.
 pub const MAX_BODY_BYTES: usize = 64 * 1024 * 1024;
 
-/// Where audit entries come from. `KongClient` reads a real Admin API; tests may put anything here.
+/// Where audit entries come from. `KongClient` reads a real Admin API, `konnect::KonnectSource`
+/// Konnect's audit log; tests may put anything here.
 #[async_trait]
 pub trait AuditSource: Send + Sync {
     async fn info(&self) -> Result<KongInfo, KongError>;
     async fn page(&self, request: &PageRequest) -> Result<Page, KongError>;
+
+    /// The kinds of entries the cycle asks `page` for: Kong's two endpoints, unless the source
+    /// says otherwise.
+    fn kinds(&self) -> Vec<EntryKind> {
+        EntryKind::ALL.to_vec()
+    }
+
+    /// Konnect's audit log, which the cycle walks in fixed windows instead of asking `page`
+    /// (its order is not documented); `None` for every other source.
+    fn konnect(&self) -> Option<Arc<KonnectSource>> {
+        None
+    }
+
+    /// The Konnect region the Konnect entries this source serves come from, for their events.
+    fn konnect_region(&self) -> Option<String> {
+        self.konnect().and_then(|k| k.region().map(str::to_string))
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -97,14 +117,30 @@ pub enum KongError {
         "{url} answered with more than {limit} bytes: lower KONG_PAGE_SIZE (a page of 1,000 entries is a few MiB), or check what answers at KONG_ADMIN_API"
     )]
     TooLarge { url: String, limit: usize },
+    /// Konnect's audit log, when it is the source.
+    #[error(transparent)]
+    Konnect(#[from] KonnectError),
 }
 
 impl KongError {
     /// Errors no retry can fix: the run should stop and say what to change.
     pub fn is_config_problem(&self) -> bool {
+        match self {
+            KongError::Konnect(e) => e.is_config_problem(),
+            _ => matches!(
+                self,
+                KongError::Unauthorized { .. } | KongError::NotFound { .. } | KongError::NotJson { .. } | KongError::Tls(_)
+            ),
+        }
+    }
+
+    /// The read stopped because the run's time was up (Konnect asked to wait past it, or a page was
+    /// not read before it): the run stops at its budget, like one that runs out of time, not on an
+    /// error.
+    pub fn is_out_of_time(&self) -> bool {
         matches!(
             self,
-            KongError::Unauthorized { .. } | KongError::NotFound { .. } | KongError::NotJson { .. } | KongError::Tls(_)
+            KongError::Konnect(KonnectError::WaitPastDeadline { .. } | KonnectError::DeadlineReached { .. })
         )
     }
 }

@@ -5,7 +5,7 @@ use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
 
-/// The two halves of Kong's audit log.
+/// The two halves of Kong's audit log, and Konnect's audit log.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum EntryKind {
@@ -13,15 +13,20 @@ pub enum EntryKind {
     Request,
     /// `/audit/objects`: one row per entity change, keyed by its own `id` (many share a `request_id`).
     Object,
+    /// Konnect's `/v3/audit-logs`: one entry per authentication, authorization or API call, keyed by
+    /// its `signature` (or a digest of the whole entry: see `konnect::KonnectEntry`).
+    Konnect,
 }
 
 impl EntryKind {
+    /// Kong's two endpoints, what a Kong source serves (Konnect's entries are a source of their own).
     pub const ALL: [EntryKind; 2] = [EntryKind::Request, EntryKind::Object];
 
     pub fn path(self) -> &'static str {
         match self {
             EntryKind::Request => "audit/requests",
             EntryKind::Object => "audit/objects",
+            EntryKind::Konnect => "v3/audit-logs",
         }
     }
 
@@ -30,6 +35,7 @@ impl EntryKind {
         match self {
             EntryKind::Request => "request_id",
             EntryKind::Object => "id",
+            EntryKind::Konnect => "signature",
         }
     }
 
@@ -37,6 +43,15 @@ impl EntryKind {
         match self {
             EntryKind::Request => "request",
             EntryKind::Object => "object",
+            EntryKind::Konnect => "konnect",
+        }
+    }
+
+    /// `eventData.eventSource` of the events of this kind.
+    pub fn event_source(self) -> &'static str {
+        match self {
+            EntryKind::Request | EntryKind::Object => crate::event::EVENT_SOURCE,
+            EntryKind::Konnect => crate::konnect::mapping::EVENT_SOURCE,
         }
     }
 }
@@ -62,6 +77,9 @@ pub struct Entry {
 
 impl Entry {
     pub fn from_raw(kind: EntryKind, raw: Box<RawValue>) -> Entry {
+        if kind == EntryKind::Konnect {
+            return crate::konnect::KonnectEntry::from_raw(raw).into_entry();
+        }
         let fields = match serde_json::from_str::<Value>(raw.get()) {
             Ok(Value::Object(map)) => Ok(map),
             Ok(_) => Err("the entry is not a JSON object".to_string()),
@@ -129,6 +147,15 @@ impl Entry {
 
     pub fn request_timestamp(&self) -> Option<i64> {
         self.int_field("request_timestamp")
+    }
+
+    /// When the entry was written, epoch seconds, as its source stamped it: Kong's
+    /// `request_timestamp`, or Konnect's `ts` (its fraction dropped).
+    pub fn timestamp(&self) -> Option<i64> {
+        match self.kind {
+            EntryKind::Konnect => crate::konnect::entry_time(&self.fields).map(|t| t.timestamp()),
+            EntryKind::Request | EntryKind::Object => self.request_timestamp(),
+        }
     }
 }
 

@@ -20,7 +20,6 @@ use tokio::task::JoinSet;
 
 use super::holdings::{HeldEvents, Holdings, Scope};
 use super::inventory::{Answer, Inventory, InventoryError, QueryRecord, padded, rfc3339, slices};
-use crate::event::EVENT_SOURCE;
 use crate::kong::EntryKind;
 use crate::retry::Backoff;
 
@@ -73,9 +72,9 @@ impl Store {
     }
 }
 
-/// The query for one slice of ingestion time `[from, to)`, limited to events whose own
-/// `eventTime` is in `[since, until)`.
-pub fn statement(store: &Store, (from, to): (i64, i64), (since, until): (i64, i64)) -> String {
+/// The query for one slice of ingestion time `[from, to)`, limited to the events of `event_source`
+/// (Kong's, or Konnect's) whose own `eventTime` is in `[since, until)`.
+pub fn statement(store: &Store, (from, to): (i64, i64), (since, until): (i64, i64), event_source: &str) -> String {
     let lake_time = |t: i64| {
         chrono::DateTime::<chrono::Utc>::from_timestamp(t, 0)
             .unwrap_or_default()
@@ -91,7 +90,7 @@ element_at(eventData.additionalEventData, 'kongAuditEntryParts') AS parts, \
 min(eventData.eventTime) AS event_time, count(*) AS events \
 FROM {} \
 WHERE eventTime >= '{}' AND eventTime < '{}' \
-AND eventData.eventSource = '{EVENT_SOURCE}' \
+AND eventData.eventSource = '{event_source}' \
 AND eventData.eventTime >= '{}' AND eventData.eventTime < '{}' \
 GROUP BY 1, 2, 3, 4",
         store.id,
@@ -115,6 +114,7 @@ pub fn parse_row(row: &[HashMap<String, String>]) -> Option<HeldEvents> {
     let kind = match column("kind")? {
         "request" => EntryKind::Request,
         "object" => EntryKind::Object,
+        "konnect" => EntryKind::Konnect,
         _ => return None,
     };
     Some(HeldEvents {
@@ -355,6 +355,8 @@ pub struct LakeInventory {
     concurrency: usize,
     backoff: Backoff,
     found: tokio::sync::OnceCell<Vec<Store>>,
+    /// The kinds of entries asked about (one source's), all of one `eventSource`.
+    kinds: Vec<EntryKind>,
 }
 
 impl LakeInventory {
@@ -366,7 +368,16 @@ impl LakeInventory {
             concurrency: concurrency.clamp(1, MAX_CONCURRENT_QUERIES),
             backoff,
             found: tokio::sync::OnceCell::new(),
+            kinds: EntryKind::ALL.to_vec(),
         }
+    }
+
+    /// Asks about entries of these kinds (Kong's by default): the events of their `eventSource`.
+    pub fn of_kinds(mut self, kinds: Vec<EntryKind>) -> LakeInventory {
+        if !kinds.is_empty() {
+            self.kinds = kinds;
+        }
+        self
     }
 
     /// The stores to query, asked of the channel once.
@@ -429,7 +440,7 @@ impl LakeInventory {
 
     /// Runs one query to its last page.
     async fn query(&self, store: &Store, slice: (i64, i64), scope: (i64, i64), until: Option<Instant>) -> Result<Slice, InventoryError> {
-        let sql = statement(store, slice, scope);
+        let sql = statement(store, slice, scope, self.kinds[0].event_source());
         let id = self.retrying(|| self.api.start_query(store, &sql), until).await?;
         let cancel = || async {
             let _ = self.api.cancel_query(store, &id).await;
@@ -466,8 +477,8 @@ impl LakeInventory {
             for row in &page.rows {
                 rows += 1;
                 match parse_row(row) {
-                    Some(held) => holdings.add(&held),
-                    None => holdings.unreadable += 1,
+                    Some(held) if self.kinds.contains(&held.kind) => holdings.add(&held),
+                    _ => holdings.unreadable += 1,
                 }
             }
             match page.next_token {
@@ -608,6 +619,7 @@ impl LakeInventory {
             concurrency: self.concurrency,
             backoff: self.backoff,
             found: self.found.clone(),
+            kinds: self.kinds.clone(),
         }
     }
 }
@@ -615,6 +627,7 @@ impl LakeInventory {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::event::EVENT_SOURCE;
 
     fn row(pairs: &[(&str, &str)]) -> Vec<HashMap<String, String>> {
         pairs.iter().map(|(k, v)| HashMap::from([(k.to_string(), v.to_string())])).collect()
@@ -636,7 +649,7 @@ mod tests {
     #[test]
     fn the_statement_asks_for_one_day_of_ingestion_filtered_to_the_scope() {
         let store = Store::parse("eds1").unwrap();
-        let sql = statement(&store, (1_700_006_400, 1_700_092_800), (1_699_000_000, 1_700_000_000));
+        let sql = statement(&store, (1_700_006_400, 1_700_092_800), (1_699_000_000, 1_700_000_000), EVENT_SOURCE);
         assert!(
             sql.contains("FROM eds1 WHERE eventTime >= '2023-11-15 00:00:00' AND eventTime < '2023-11-16 00:00:00'"),
             "{sql}"
@@ -644,6 +657,13 @@ mod tests {
         assert!(sql.contains("eventData.eventTime >= '2023-11-03T08:26:40Z' AND eventData.eventTime < '2023-11-14T22:13:20Z'"));
         assert!(sql.contains("eventData.eventSource = 'kong-gateway'"));
         assert!(sql.ends_with("GROUP BY 1, 2, 3, 4"));
+        let konnect = statement(
+            &store,
+            (1_700_006_400, 1_700_092_800),
+            (1_699_000_000, 1_700_000_000),
+            "konnect.konghq.com",
+        );
+        assert!(konnect.contains("eventData.eventSource = 'konnect.konghq.com'"), "{konnect}");
     }
 
     #[test]
@@ -671,6 +691,8 @@ mod tests {
         let whole = parse_row(&row(&[("uid", "r1"), ("kind", "request"), ("events", "1")])).unwrap();
         assert_eq!((whole.part, whole.parts, whole.event_time), (None, None, None));
         assert!(parse_row(&row(&[("uid", "r1"), ("kind", "other")])).is_none());
+        let konnect = parse_row(&row(&[("uid", "c2ln"), ("kind", "konnect"), ("events", "1")])).unwrap();
+        assert_eq!((konnect.kind, konnect.uid.as_str()), (EntryKind::Konnect, "c2ln"));
         assert!(parse_row(&row(&[("kind", "request")])).is_none());
     }
 }

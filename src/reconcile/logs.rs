@@ -18,7 +18,6 @@ use tokio::task::JoinSet;
 
 use super::holdings::{HeldEvents, Holdings, Scope};
 use super::inventory::{Answer, Inventory, InventoryError, QueryRecord, padded, rfc3339, slices};
-use crate::event::EVENT_SOURCE;
 use crate::kong::EntryKind;
 use crate::retry::Backoff;
 use crate::sink::cloudwatch_logs::{CallError, Op};
@@ -88,15 +87,16 @@ struct Extra {
 }
 
 /// What a log event's message says it carries: `None` for a message that is not one of this
-/// shipper's events of Kong's audit trail.
+/// shipper's events (of Kong's audit trail, or of Konnect's).
 pub fn parse_message(message: &str) -> Option<HeldEvents> {
     let m: Message = serde_json::from_str(message).ok()?;
-    if m.event_source.as_deref() != Some(EVENT_SOURCE) {
+    let extra = m.extra?;
+    let kind = extra.kong_entry_kind?;
+    if m.event_source.as_deref() != Some(kind.event_source()) {
         return None;
     }
-    let extra = m.extra?;
     Some(HeldEvents {
-        kind: extra.kong_entry_kind?,
+        kind,
         uid: m.uid?.into_owned(),
         part: extra.kong_audit_entry_part,
         parts: extra.kong_audit_entry_parts,
@@ -113,6 +113,8 @@ pub struct LogsInventory {
     group: String,
     concurrency: usize,
     backoff: Backoff,
+    /// The kinds of entries asked about (one source's): events of others are not this trail's.
+    kinds: Arc<Vec<EntryKind>>,
 }
 
 impl LogsInventory {
@@ -122,7 +124,16 @@ impl LogsInventory {
             group: group.to_string(),
             concurrency: concurrency.clamp(1, 8),
             backoff,
+            kinds: Arc::new(EntryKind::ALL.to_vec()),
         }
+    }
+
+    /// Asks about entries of these kinds (Kong's by default).
+    pub fn of_kinds(mut self, kinds: Vec<EntryKind>) -> LogsInventory {
+        if !kinds.is_empty() {
+            self.kinds = Arc::new(kinds);
+        }
+        self
     }
 }
 
@@ -132,6 +143,7 @@ async fn read_slice(
     backoff: Backoff,
     (from_ms, to_ms): (i64, i64),
     scope: Scope,
+    kinds: Arc<Vec<EntryKind>>,
     until: Option<Instant>,
 ) -> Result<(Holdings, u64), InventoryError> {
     let mut holdings = Holdings::new(scope);
@@ -163,8 +175,8 @@ async fn read_slice(
         for message in &page.messages {
             read += 1;
             match parse_message(message) {
-                Some(held) => holdings.add(&held),
-                None => holdings.unreadable += 1,
+                Some(held) if kinds.contains(&held.kind) => holdings.add(&held),
+                _ => holdings.unreadable += 1,
             }
         }
         match page.next_token {
@@ -196,8 +208,8 @@ impl Inventory for LogsInventory {
         loop {
             while failure.is_none() && running.len() < self.concurrency {
                 let Some(slice) = todo.pop() else { break };
-                let (api, backoff) = (self.api.clone(), self.backoff);
-                running.spawn(async move { (slice, read_slice(api, backoff, slice, scope, until).await) });
+                let (api, backoff, kinds) = (self.api.clone(), self.backoff, self.kinds.clone());
+                running.spawn(async move { (slice, read_slice(api, backoff, slice, scope, kinds, until).await) });
             }
             let Some(joined) = running.join_next().await else { break };
             match joined {
@@ -258,5 +270,14 @@ mod tests {
         assert!(parse_message(r#"{"UID":"x","eventSource":"other","additionalEventData":{"kongEntryKind":"request"}}"#).is_none());
         assert!(parse_message("not json").is_none());
         assert!(parse_message(r#"{"UID":"x","eventSource":"kong-gateway"}"#).is_none());
+        let konnect = r#"{"UID":"c2ln","eventSource":"konnect.konghq.com","eventTime":"2023-11-14T22:13:20Z","additionalEventData":{"kongEntryKind":"konnect"}}"#;
+        assert_eq!(
+            parse_message(konnect).map(|h| (h.kind, h.uid)),
+            Some((EntryKind::Konnect, "c2ln".to_string()))
+        );
+        assert!(
+            parse_message(&konnect.replace("konnect.konghq.com", "kong-gateway")).is_none(),
+            "each kind under its own eventSource"
+        );
     }
 }

@@ -30,8 +30,7 @@ pub use report::{Counts, EntryRef, Repair, Report, Totals, Window};
 
 use crate::dedup::{KeyState, Swap};
 use crate::event::{MapContext, event_time, uid};
-use crate::kong::EntryKind;
-use crate::ship::{Keys, Known, Life, ShipOptions, Shipper, parts_record_time, read_trail};
+use crate::ship::{Keys, Known, Life, ShipOptions, Shipper, parts_record_time, read_window};
 use crate::summary::Counters;
 
 /// What to reconcile, and how.
@@ -103,10 +102,21 @@ async fn compare_and_repair(
     report: &mut Report,
 ) -> Result<(), String> {
     let info = shipper.source.info().await.map_err(|e| e.to_string())?;
-    let scope = Scope {
+    let mut scope = Scope {
         since: opts.since.unwrap_or(now - info.record_ttl - 3_600),
         until: opts.until.unwrap_or(now + 86_400),
     };
+    if let Some(konnect) = shipper.source.konnect() {
+        // Konnect's trail is what it keeps: nothing older is read, so nothing older is compared.
+        let floor = konnect.floor(now);
+        if opts.since.is_some_and(|since| since < floor) {
+            tracing::warn!(
+                floor = %inventory::rfc3339(floor),
+                "Konnect keeps its audit log KONNECT_RETENTION_SECONDS: the window starts at the retention floor"
+            );
+        }
+        scope.since = scope.since.max(floor);
+    }
     report.window = Window {
         since: inventory::rfc3339(scope.since),
         until: inventory::rfc3339(scope.until),
@@ -125,7 +135,7 @@ async fn compare_and_repair(
     report.counts.destination_events = holdings.events;
     report.counts.unreadable = holdings.unreadable;
 
-    let keys = Keys::new(ship.key_prefix.clone());
+    let keys = Keys::for_source(ship.key_prefix.clone(), shipper.source.as_ref());
     let plan = compare(
         shipper,
         &info,
@@ -174,12 +184,8 @@ async fn compare(
         since: Some(scope.since),
         until: Some(scope.until),
     };
-    let firsts = EntryKind::ALL
-        .iter()
-        .map(|kind| crate::ship::first_page(*kind, info, page_size, &window, None))
-        .collect();
     let counters = Arc::new(Counters::default());
-    let mut chunks = read_trail(shipper.source.clone(), firsts, info.has_timestamp_filters(), 1000, counters);
+    let mut chunks = read_window(shipper.source.clone(), info, &window, page_size, deadline, counters);
     let ctx = MapContext {
         recipient_account_id: String::new(),
         record_ttl: info.record_ttl,
@@ -201,7 +207,7 @@ async fn compare(
             Err(e) => return Err(e.to_string()),
         };
         if deadline.is_some_and(|d| Instant::now() >= d) {
-            return Err("out of time before Kong's trail was read to its end".into());
+            return Err("out of time before the trail was read to its end".into());
         }
         // (kind, key, day, what the destination holds)
         let mut batch = Vec::with_capacity(chunk.entries.len());

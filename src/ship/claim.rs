@@ -6,21 +6,39 @@ use std::time::Instant;
 use super::Run;
 use super::read::{Chunk, ReadEntry};
 use crate::dedup::{Claim, StoreError};
-use crate::event::{AuditEvent, MapContext, event_time, map_entry_detailed, remaining_ttl, uid};
-use crate::kong::{Entry, EntryKind};
+use crate::event::{AuditEvent, MapContext, event_time, map_entry_from, remaining_ttl, uid};
+use crate::kong::{AuditSource, Entry, EntryKind};
 use crate::reconcile::{Holding, entry_digest};
 use crate::summary::Counters;
 
 /// Every key the shipper writes: `<prefix><kind>:<key>` per entry, plus the watermarks, the sweep's
 /// time and the parts already accepted of entries shipped in parts.
+///
+/// A source may keep its positions (watermarks, sweep, floor, the store's life) under a scope of
+/// its own (`<prefix><scope>watermark:…`): Konnect's are per region. Kong's have none.
 #[derive(Debug, Clone)]
 pub struct Keys {
     prefix: String,
+    /// The prefix of position keys: `prefix` and the source's scope.
+    positions: String,
 }
 
 impl Keys {
     pub fn new(prefix: impl Into<String>) -> Keys {
-        Keys { prefix: prefix.into() }
+        let prefix = prefix.into();
+        Keys {
+            positions: prefix.clone(),
+            prefix,
+        }
+    }
+
+    /// The keys of what `source` reads: its positions under its own scope.
+    pub fn for_source(prefix: impl Into<String>, source: &dyn AuditSource) -> Keys {
+        let mut keys = Keys::new(prefix);
+        if let Some(konnect) = source.konnect() {
+            keys.positions.push_str(&konnect.key_scope());
+        }
+        keys
     }
 
     /// An entry's key: requests by `request_id`, objects by their own `id`.
@@ -30,22 +48,22 @@ impl Keys {
 
     /// Every entry of this endpoint stamped before the value is handled.
     pub fn watermark(&self, kind: EntryKind) -> String {
-        format!("{}watermark:{}", self.prefix, kind.as_str())
+        format!("{}watermark:{}", self.positions, kind.as_str())
     }
 
     /// When the last complete read of the whole trail began (epoch seconds).
     pub fn sweep(&self) -> String {
-        format!("{}watermark:sweep", self.prefix)
+        format!("{}watermark:sweep", self.positions)
     }
 
     /// The oldest entry time any run reads (set by `run --since` after the store was lost).
     pub fn floor(&self) -> String {
-        format!("{}watermark:floor", self.prefix)
+        format!("{}watermark:floor", self.positions)
     }
 
     /// When the sweep in progress began.
     pub fn sweeping_since(&self) -> String {
-        format!("{}watermark:sweep:since", self.prefix)
+        format!("{}watermark:sweep:since", self.positions)
     }
 
     /// How far the sweep in progress has read an endpoint.
@@ -54,12 +72,12 @@ impl Keys {
     }
 
     pub fn sweep_position_prefix(&self) -> String {
-        format!("{}watermark:sweep:at:", self.prefix)
+        format!("{}watermark:sweep:at:", self.positions)
     }
 
     /// The store's record of its own life (see `rebuild`).
     pub fn life(&self) -> String {
-        format!("{}store:life", self.prefix)
+        format!("{}store:life", self.positions)
     }
 
     /// The parts accepted so far of an entry shipped in parts.
@@ -79,7 +97,7 @@ pub struct Item {
     pub claimed_at: Instant,
     /// Kong's remaining `ttl` when read, in seconds.
     pub ttl: u64,
-    /// `request_timestamp`, for the watermark.
+    /// When the entry was stamped (`Entry::timestamp`), for the watermark.
     pub timestamp: Option<i64>,
     /// `eventTime`, epoch seconds.
     pub event_time: i64,
@@ -112,7 +130,7 @@ impl Item {
     /// An entry the destination already holds whole: nothing to send, only a mark to write.
     fn found(entry: Entry, key: String, ctx: &MapContext, read_at: Instant, claimed_at: Instant) -> Item {
         let (event_time, _) = event_time(&entry, ctx);
-        let (ttl, timestamp) = (remaining_ttl(&entry, ctx), entry.request_timestamp());
+        let (ttl, timestamp) = (remaining_ttl(&entry, ctx), entry.timestamp());
         let mut entry = entry;
         entry.fields = serde_json::Map::new();
         Item {
@@ -237,6 +255,7 @@ pub async fn claim_chunk(run: &Run, chunk: Chunk) -> Result<Vec<Item>, StoreErro
         .entries
         .into_iter()
         .filter(|e| run.opts.window.contains(event_time(&e.entry, &ctx).0))
+        .filter(|e| !run.retention_floor || within_retention(&e.entry, &ctx))
         .filter(|e| {
             let only = run.known.as_ref().and_then(|k| k.only.as_ref());
             only.is_none_or(|only| only.contains(&entry_digest(e.entry.kind, &e.entry.key)))
@@ -246,7 +265,9 @@ pub async fn claim_chunk(run: &Run, chunk: Chunk) -> Result<Vec<Item>, StoreErro
         return Ok(Vec::new());
     }
     for e in &entries {
-        if let Some(t) = e.entry.request_timestamp() {
+        // Konnect's progress is counted in windows walked whole (`Chunk::walked_to`), never by the
+        // newest entry read: its pages come newest first.
+        if let (Some(t), false) = (e.entry.request_timestamp(), e.entry.kind == EntryKind::Konnect) {
             run.note(e.entry.kind, |p| p.read(t));
         }
     }
@@ -259,7 +280,7 @@ pub async fn claim_chunk(run: &Run, chunk: Chunk) -> Result<Vec<Item>, StoreErro
                 Counters::add(&c.read, entries.len());
                 Counters::add(&c.failed, entries.len());
                 for e in &entries {
-                    run.unhandled(e.entry.kind, e.entry.request_timestamp(), event_time(&e.entry, &ctx).0);
+                    run.unhandled(e.entry.kind, e.entry.timestamp(), event_time(&e.entry, &ctx).0);
                 }
                 return Err(e);
             }
@@ -278,7 +299,7 @@ pub async fn claim_chunk(run: &Run, chunk: Chunk) -> Result<Vec<Item>, StoreErro
             Claim::Done => Counters::add(&c.already_shipped, 1),
             Claim::HeldByOther => {
                 Counters::add(&c.held, 1);
-                run.unhandled(entry.kind, entry.request_timestamp(), time);
+                run.unhandled(entry.kind, entry.timestamp(), time);
             }
             Claim::Ours => {}
         }
@@ -297,13 +318,13 @@ pub async fn claim_chunk(run: &Run, chunk: Chunk) -> Result<Vec<Item>, StoreErro
             }
             Some((Holding::Nothing, true)) => {
                 // The destination may still be ingesting it from before the store was lost.
-                run.unhandled(entry.kind, entry.request_timestamp(), time);
+                run.unhandled(entry.kind, entry.timestamp(), time);
                 deferred.push(key);
                 continue;
             }
             _ => {}
         }
-        let (mapped, unshippable) = match map_entry_detailed(&entry, &ctx) {
+        let (mapped, unshippable) = match map_entry_from(&entry, &ctx, run.konnect_region.as_deref()) {
             Ok(m) => {
                 crate::signature::note(c, &entry, &m.signature);
                 (Some(m), None)
@@ -312,7 +333,7 @@ pub async fn claim_chunk(run: &Run, chunk: Chunk) -> Result<Vec<Item>, StoreErro
         };
         let (events, parts_sha256) = mapped.map_or((Vec::new(), None), |m| (m.events, m.parts_sha256));
         let sizes = events.iter().map(|e| run.sink.event_size(e)).collect();
-        let (ttl, timestamp) = (remaining_ttl(&entry, &ctx), entry.request_timestamp());
+        let (ttl, timestamp) = (remaining_ttl(&entry, &ctx), entry.timestamp());
         // What is left to do needs the entry's bytes (for a dead letter), not its parsed view.
         let mut entry = entry;
         entry.fields = serde_json::Map::new();
@@ -370,6 +391,13 @@ pub async fn claim_chunk(run: &Run, chunk: Chunk) -> Result<Vec<Item>, StoreErro
     Ok(items)
 }
 
+/// A Konnect entry stamped before now less Konnect's retention (`record_ttl`) is left alone: its mark
+/// lived that long, so if it was shipped, nothing says so any more. Entries of other kinds, and
+/// entries without a time, always pass.
+fn within_retention(entry: &Entry, ctx: &MapContext) -> bool {
+    entry.kind != EntryKind::Konnect || entry.timestamp().is_none_or(|ts| ts >= ctx.now - ctx.record_ttl)
+}
+
 /// Parts accepted by earlier runs are not sent again (one more round trip, only for chunks with
 /// entries shipped in parts).
 async fn recall_accepted_parts(run: &Run, items: &mut [Item]) -> Result<(), StoreError> {
@@ -412,6 +440,7 @@ mod tests {
         assert_eq!(k.sweep_position(EntryKind::Request), "p:watermark:sweep:at:request");
         assert_eq!(k.parts(EntryKind::Object, "o1"), "p:parts:object:o1");
         assert_eq!(k.life(), "p:store:life");
+        assert_eq!(k.entry(EntryKind::Konnect, "sig"), "p:konnect:sig");
     }
 
     #[test]

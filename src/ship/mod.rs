@@ -2,6 +2,7 @@
 //! path through this folder:
 //!
 //! - `read`: pages of both endpoints, merged into one stream, oldest first;
+//! - `windows`: a source read in windows instead (Konnect's audit log), the oldest first;
 //! - `claim`: one round trip claims a chunk of that stream for this run (the store's key layout);
 //! - `deliver`: claimed entries are packed into calls, paced, put, and retried;
 //! - `settle`: what each entry came to becomes commits, releases and dead letters;
@@ -21,6 +22,7 @@ mod read;
 pub mod rebuild;
 mod settle;
 mod watermark;
+pub mod windows;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -158,6 +160,12 @@ pub(crate) struct Run {
     progress: Mutex<HashMap<EntryKind, watermark::Progress>>,
     /// What the destination holds, when this run learnt it (rebuilding the store, or a repair).
     known: Option<Arc<Known>>,
+    /// The kinds of entries the source serves.
+    kinds: Vec<EntryKind>,
+    /// The Konnect region of the source, recorded on Konnect events.
+    konnect_region: Option<String>,
+    /// The source is Konnect's audit log: nothing older than its retention is claimed.
+    retention_floor: bool,
 }
 
 impl Run {
@@ -194,8 +202,8 @@ impl Run {
         update(self.progress.lock().unwrap().entry(kind).or_default());
     }
 
-    /// An entry read and left unshipped by this run: it holds the watermark back (by its
-    /// `request_timestamp`), and counts in the lag (by its `eventTime`).
+    /// An entry read and left unshipped by this run: it holds the watermark back (by its time as
+    /// stamped, `Entry::timestamp`), and counts in the lag (by its `eventTime`).
     fn unhandled(&self, kind: EntryKind, timestamp: Option<i64>, event_time: i64) {
         if let Some(t) = timestamp {
             self.note(kind, |p| p.unhandled(t));
@@ -258,7 +266,9 @@ impl Shipper {
             }
         };
         describe_capabilities(&info);
-        let keys = Keys::new(opts.key_prefix.clone());
+        let konnect = self.source.konnect();
+        let kinds = self.source.kinds();
+        let keys = Keys::for_source(opts.key_prefix.clone(), self.source.as_ref());
         let mut opts = opts.clone();
         if opts.respect_floor && opts.claim {
             match watermark::floor(self.store.as_ref(), &keys).await {
@@ -306,12 +316,16 @@ impl Shipper {
             lost_track: AtomicBool::new(false),
             progress: Mutex::new(HashMap::new()),
             known: life.known.clone(),
+            kinds: kinds.clone(),
+            konnect_region: self.source.konnect_region(),
+            retention_floor: konnect.is_some(),
         });
 
-        let by_time = info.has_timestamp_filters();
+        // Konnect's audit log is always read by time (in windows).
+        let by_time = konnect.is_some() || info.has_timestamp_filters();
         let incremental = opts.incremental && opts.claim && by_time;
         let (stored, sweep) = if incremental {
-            match watermark::load(self.store.as_ref(), &run.keys).await {
+            match watermark::load(self.store.as_ref(), &run.keys, &kinds).await {
                 Ok(stored) => {
                     let due = sweep_every.is_some_and(|every| watermark::sweep_due(stored.last_sweep, run_started, every));
                     let sweep = stored.sweeping_since.is_some() || due;
@@ -325,7 +339,7 @@ impl Shipper {
         } else {
             (watermark::Stored::default(), false)
         };
-        let starts: Vec<(EntryKind, Option<i64>)> = EntryKind::ALL
+        let starts: Vec<(EntryKind, Option<i64>)> = kinds
             .iter()
             .map(|kind| {
                 let sweep_at = sweep.then(|| stored.sweep_at(*kind));
@@ -335,7 +349,7 @@ impl Shipper {
                 (*kind, from)
             })
             .collect();
-        if incremental {
+        if incremental && konnect.is_none() {
             let from = |k: EntryKind| starts.iter().find(|s| s.0 == k).and_then(|s| s.1);
             tracing::info!(
                 requests_after = ?from(EntryKind::Request),
@@ -345,12 +359,33 @@ impl Shipper {
                 if sweep { ", sweeping the whole trail" } else { "" }
             );
         }
-        let firsts = starts
-            .iter()
-            .map(|(kind, from)| read::first_page(*kind, &info, opts.page_size, &opts.window, *from))
-            .collect();
+        let chunks = match &konnect {
+            Some(konnect) => {
+                let from = starts.first().and_then(|s| s.1);
+                let span = windows::span(konnect, run_started, from, &opts.window);
+                let plan = span.map_or_else(Vec::new, |(a, b)| windows::plan(a, b, windows::WINDOW_SECONDS));
+                tracing::info!(
+                    source = %konnect.describe(),
+                    from = span.map(|s| s.0),
+                    to = span.map(|s| s.1),
+                    windows = plan.len(),
+                    sweep,
+                    "reading Konnect's audit log in windows, oldest first{}",
+                    if sweep { ", sweeping all it keeps" } else { "" }
+                );
+                let deadline = opts.limits.map(|l| l.stop_claiming_at);
+                windows::spawn(konnect.clone(), plan, opts.page_size, deadline, counters.clone())
+            }
+            None => {
+                let firsts = starts
+                    .iter()
+                    .map(|(kind, from)| read::first_page(*kind, &info, opts.page_size, &opts.window, *from))
+                    .collect();
+                read::spawn(self.source.clone(), firsts, by_time, opts.page_size as usize, run.counters.clone())
+            }
+        };
 
-        let stopped_early = self.drive(&run, firsts, by_time).await;
+        let stopped_early = self.drive(&run, chunks).await;
 
         let progress = run.progress.lock().unwrap().clone();
         for (kind, from) in &starts {
@@ -366,7 +401,7 @@ impl Shipper {
                 .await;
         }
         if let Some(before) = life.rebuilding {
-            let read_all = EntryKind::ALL.iter().all(|k| progress.get(k).is_some_and(|p| p.complete));
+            let read_all = kinds.iter().all(|k| progress.get(k).is_some_and(|p| p.complete));
             let whole_trail = opts.window.since.is_none() && opts.window.until.is_none();
             if read_all && whole_trail && !stopped_early && !run.stopped() {
                 let after = rebuild::after_rebuild(before, counters.deferred.load(Ordering::Relaxed), run_started);
@@ -401,7 +436,9 @@ impl Shipper {
         if matches!(life, Life::Whole { .. }) {
             return Ok(LifeCheck::default());
         }
-        let stored = watermark::load(store, keys).await.map_err(ShipError::Watermark)?;
+        let stored = watermark::load(store, keys, &self.source.kinds())
+            .await
+            .map_err(ShipError::Watermark)?;
         let survived = !stored.watermarks.is_empty() || stored.last_sweep.is_some() || stored.sweeping_since.is_some();
         if rebuild::plan(life, survived, false, run_started, 0) == rebuild::Plan::Adopt {
             tracing::info!(
@@ -483,14 +520,7 @@ impl Shipper {
 
     /// Reads, claims and delivers until the trail ends, the run stops, or its time is up; returns
     /// whether it stopped claiming at its time budget.
-    async fn drive(&self, run: &Arc<Run>, firsts: Vec<crate::kong::PageRequest>, by_time: bool) -> bool {
-        let mut chunks = read::spawn(
-            self.source.clone(),
-            firsts,
-            by_time,
-            run.opts.page_size as usize,
-            run.counters.clone(),
-        );
+    async fn drive(&self, run: &Arc<Run>, mut chunks: Chunks) -> bool {
         let mut delivery = deliver::Delivery::new(run.clone());
         let stop_claiming_at = run.limits.map(|l| l.stop_claiming_at);
         let (mut reading, mut stopped_early) = (true, false);
@@ -510,9 +540,13 @@ impl Shipper {
                 chunk = chunks.next(), if reading && delivery.has_room() && !delivery.claiming() => match chunk {
                     Ok(None) => {
                         reading = false;
-                        for kind in EntryKind::ALL {
-                            run.note(kind, |p| p.complete = true);
+                        for kind in &run.kinds {
+                            run.note(*kind, |p| p.complete = true);
                         }
+                    }
+                    Err(e) if e.is_out_of_time() => {
+                        tracing::warn!(reason = %e, "time budget: no more entries are read in this run; the next run continues");
+                        (reading, stopped_early) = (false, true);
                     }
                     Err(e) => {
                         run.stop(ShipError::Kong(e));
@@ -521,6 +555,9 @@ impl Shipper {
                     Ok(Some(chunk)) => {
                         for kind in &chunk.complete {
                             run.note(*kind, |p| p.complete = true);
+                        }
+                        if let Some(t) = chunk.walked_to {
+                            run.note(EntryKind::Konnect, |p| p.read(t));
                         }
                         // Claimed (and mapped) beside the calls in flight, not in their way.
                         delivery.claim(chunk);
@@ -553,7 +590,7 @@ impl Shipper {
         // Each move applies only while the key holds what this run read at its start.
         let mut swaps: Vec<Swap> = Vec::new();
         let mut swept = sweep;
-        for kind in EntryKind::ALL {
+        for kind in run.kinds.iter().copied() {
             let p = progress.get(&kind).copied().unwrap_or_default();
             let current = stored.watermarks.get(&kind).copied();
             match watermark::next_watermark(current, &p, run_started, read_at) {
@@ -615,6 +652,34 @@ impl Shipper {
             Ok(_) => {}
             // Not fatal: the next run reads from the old watermark, and the store skips what shipped.
             Err(e) => tracing::warn!(error = %e, "cannot write the watermark; the next run reads a little more"),
+        }
+    }
+}
+
+/// Every entry `source` holds in `window`, read as a backfill reads it (no watermark; for Konnect,
+/// nothing older than its retention): what `reconcile` compares with the destination.
+pub fn read_window(
+    source: Arc<dyn AuditSource>,
+    info: &KongInfo,
+    window: &Window,
+    page_size: u32,
+    deadline: Option<Instant>,
+    counters: Arc<Counters>,
+) -> Chunks {
+    match source.konnect() {
+        Some(konnect) => {
+            let now = chrono::Utc::now().timestamp();
+            let plan =
+                windows::span(&konnect, now, None, window).map_or_else(Vec::new, |(a, b)| windows::plan(a, b, windows::WINDOW_SECONDS));
+            windows::spawn(konnect, plan, page_size, deadline, counters)
+        }
+        None => {
+            let firsts = source
+                .kinds()
+                .iter()
+                .map(|kind| read::first_page(*kind, info, page_size, window, None))
+                .collect();
+            read::spawn(source, firsts, info.has_timestamp_filters(), page_size as usize, counters)
         }
     }
 }

@@ -60,11 +60,14 @@ pub struct Chunk {
     pub entries: Vec<ReadEntry>,
     /// Endpoints read to their last page by the end of this chunk.
     pub complete: Vec<EntryKind>,
+    /// A source read in windows (Konnect): a window was walked whole by the end of this chunk, and
+    /// every entry stamped from the start of the run's read up to this time has been read.
+    pub walked_to: Option<i64>,
 }
 
 /// What the merged stream hands out: chunks, then an explicit end. A stream that closes without
 /// its end was cut short (a reader died): that is an error, never the end of the trail.
-enum Read {
+pub(super) enum Read {
     Chunk(Chunk),
     End,
 }
@@ -77,6 +80,11 @@ pub struct Chunks {
 }
 
 impl Chunks {
+    /// The stream a reading task sends to; the tasks stop when it is dropped.
+    pub(super) fn new(rx: mpsc::Receiver<Result<Read, KongError>>, tasks: Vec<tokio::task::AbortHandle>) -> Chunks {
+        Chunks { rx, tasks }
+    }
+
     /// The next chunk, `Ok(None)` once every endpoint was read to its last page.
     pub async fn next(&mut self) -> Result<Option<Chunk>, KongError> {
         match self.rx.recv().await {
@@ -361,7 +369,7 @@ mod tests {
                     entries: vec![entry("r2", 30)],
                     offset: None,
                 }),
-                (EntryKind::Object, _) => Ok(Page {
+                (EntryKind::Object | EntryKind::Konnect, _) => Ok(Page {
                     entries: vec![entry("o1", 20)],
                     offset: None,
                 }),

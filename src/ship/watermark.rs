@@ -11,6 +11,10 @@
 //! Kong nodes stamp rows with their own clocks, so a row may carry a time in the future: `W` never
 //! passes the shipper's own clock at the start of the run, and such rows are read again by every run
 //! until that clock passes them.
+//!
+//! A source read in windows (Konnect's audit log, `windows`) uses the same positions, but what a run
+//! has read up to is the end of the last window it walked whole, never its newest entry: Konnect's
+//! pages come newest first, so the newest entry is met on a walk's first page.
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
@@ -24,9 +28,10 @@ use crate::kong::EntryKind;
 pub struct Progress {
     /// Read to its last page.
     pub complete: bool,
-    /// Newest `request_timestamp` among the entries this run claimed (or tried to).
+    /// Newest `request_timestamp` among the entries this run claimed (or tried to); for a source
+    /// read in windows, the end of the newest window walked whole.
     pub newest_read: Option<i64>,
-    /// Oldest `request_timestamp` of an entry read and not handled (failed, or held by another run).
+    /// Oldest time (`Entry::timestamp`) of an entry read and not handled (failed, or held by another run).
     pub oldest_unhandled: Option<i64>,
 }
 
@@ -202,16 +207,17 @@ impl Stored {
     }
 }
 
-pub async fn load(store: &dyn DedupStore, keys: &Keys) -> Result<Stored, StoreError> {
-    let mut names: Vec<String> = EntryKind::ALL.iter().map(|k| keys.watermark(*k)).collect();
-    names.extend(EntryKind::ALL.iter().map(|k| keys.sweep_position(*k)));
+/// The positions of the source whose entries are of `kinds`.
+pub async fn load(store: &dyn DedupStore, keys: &Keys, kinds: &[EntryKind]) -> Result<Stored, StoreError> {
+    let mut names: Vec<String> = kinds.iter().map(|k| keys.watermark(*k)).collect();
+    names.extend(kinds.iter().map(|k| keys.sweep_position(*k)));
     names.extend([keys.sweep(), keys.sweeping_since()]);
     let values = store.get_many(&names).await?;
     let text = |i: usize| values.get(i).and_then(|v| v.as_deref());
     let number = |i: usize| text(i).and_then(|v| v.trim().parse::<i64>().ok());
-    let n = EntryKind::ALL.len();
+    let n = kinds.len();
     let per_kind = |offset: usize| {
-        EntryKind::ALL
+        kinds
             .iter()
             .enumerate()
             .filter_map(|(i, k)| text(offset + i).and_then(Position::parse).map(|p| (*k, p)))
@@ -453,7 +459,7 @@ mod tests {
     async fn the_store_round_trip_writes_and_deletes() {
         let store = crate::dedup::MemoryStore::new();
         let keys = Keys::new("p:");
-        assert_eq!(load(&store, &keys).await.unwrap(), Stored::default());
+        assert_eq!(load(&store, &keys, &EntryKind::ALL).await.unwrap(), Stored::default());
         let p = |at| Position {
             at,
             read_at: Some(NOW + 1),
@@ -476,7 +482,7 @@ mod tests {
             new: Some((p(NOW - 50).render(), None)),
         };
         assert_eq!(save(&store, &[stale], None).await.unwrap(), vec![keys.watermark(EntryKind::Object)]);
-        let stored = load(&store, &keys).await.unwrap();
+        let stored = load(&store, &keys, &EntryKind::ALL).await.unwrap();
         assert_eq!(stored.watermarks.get(&EntryKind::Object), Some(&p(NOW)));
         assert_eq!(stored.watermarks.get(&EntryKind::Request), None);
         assert_eq!(stored.last_sweep, Some(NOW - 1));

@@ -66,6 +66,18 @@ impl AuditSource for VerifyingSource {
         })?;
         Ok(page)
     }
+
+    fn kinds(&self) -> Vec<crate::kong::EntryKind> {
+        self.inner.kinds()
+    }
+
+    fn konnect(&self) -> Option<Arc<crate::konnect::KonnectSource>> {
+        self.inner.konnect()
+    }
+
+    fn konnect_region(&self) -> Option<String> {
+        self.inner.konnect_region()
+    }
 }
 
 #[cfg(test)]

@@ -1,8 +1,9 @@
-//! Test support: loopback fakes of Kong and CloudTrail, a real redis-server, and the binary.
+//! Test support: loopback fakes of Kong, Konnect and CloudTrail, a real redis-server, and the binary.
 #![allow(dead_code)]
 
 pub mod fake_cloudtrail;
 pub mod fake_kong;
+pub mod fake_konnect;
 pub mod fake_lake;
 pub mod redis_server;
 
