@@ -281,6 +281,87 @@ async fn an_entry_stamped_within_the_settle_time_waits_for_the_next_run() {
     exactly_once(&ct, &ids(&[old, fresh]));
 }
 
+/// Konnect stamps `ts` by its own clock; this machine's may be an hour off either way. Windows,
+/// the retention floor and every mark's lifetime follow Konnect's clock (its answers' `Date`), so:
+/// entries an hour from the floor that Konnect still keeps are shipped (a clock ahead used to put
+/// them below the floor, never read), the newest hour is read at once (a clock behind used to leave
+/// it for later), marks live exactly as long as Konnect keeps the entry, and entries written after a
+/// run ship on the next one (a clock ahead used to move the watermark an hour past them, leaving
+/// them to the daily sweep).
+#[tokio::test]
+async fn konnect_s_clock_an_hour_off_either_way_places_the_windows_the_floor_and_the_marks() {
+    for offset in [-3_600i64, 3_600] {
+        let fake = FakeKonnect::start().await;
+        fake.with(|s| {
+            s.clock_offset = chrono::Duration::seconds(offset);
+            s.retention = Some(chrono::Duration::days(2));
+        });
+        let ct = FakeCloudTrail::start().await;
+        let redis = RedisServer::start();
+        let k = fake.now().timestamp();
+        let near_floor: Vec<Value> = (0..4)
+            .map(|i| {
+                fake_konnect::entry(
+                    fake_konnect::TYPES[i % 3],
+                    1_000 + i as u64,
+                    &at(k - 2 * DAY + 600 + 600 * i as i64),
+                    true,
+                )
+            })
+            .collect();
+        let newest: Vec<Value> = (0..4)
+            .map(|i| fake_konnect::entry(fake_konnect::TYPES[i % 3], 2_000 + i as u64, &at(k - 3_000 + 600 * i as i64), true))
+            .collect();
+        let middle = fake_konnect::trail(
+            40,
+            Utc.timestamp_opt(k - DAY, 0).unwrap(),
+            Utc.timestamp_opt(k - 2 * 3_600, 0).unwrap(),
+        );
+        let trail: Vec<Value> = near_floor.iter().chain(&newest).chain(&middle).cloned().collect();
+        fake.add(&trail);
+        let mut env = konnect_env(&fake, &ct, Some(&redis));
+        env.insert("KONNECT_RETENTION_SECONDS".into(), (2 * DAY).to_string());
+        env.insert("KONNECT_SETTLE_SECONDS".into(), "2".into());
+
+        let first = run_bin(&["run"], &env).await;
+        assert_eq!(
+            (first.code, first.count("shipped")),
+            (0, trail.len() as u64),
+            "clock offset {offset}: {}",
+            first.stderr
+        );
+        let mut want = ids(&trail);
+        exactly_once(&ct, &want);
+        let konnect_now = fake.now().timestamp();
+        for e in &trail {
+            let ttl = redis.ttl(&format!("{PREFIX}konnect:{}", key_of(e)));
+            let expected = ts_of(e) + 2 * DAY + 120 - konnect_now;
+            assert!(
+                (expected - 30..=expected + 2).contains(&ttl),
+                "clock offset {offset}: ttl {ttl}, expected {expected}"
+            );
+        }
+
+        let written_after = vec![fake_konnect::entry("authorization", 3_000, &at(fake.now().timestamp()), true)];
+        fake.add(&written_after);
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        let second = run_bin(&["run"], &env).await;
+        assert_eq!(
+            (second.code, second.count("shipped")),
+            (0, 1),
+            "clock offset {offset}: {}",
+            second.stderr
+        );
+        assert!(
+            !second.stderr.contains("sweeping"),
+            "an incremental run, not the sweep: {}",
+            second.stderr
+        );
+        want.extend(ids(&written_after));
+        exactly_once(&ct, &want);
+    }
+}
+
 #[tokio::test]
 async fn a_store_that_comes_back_empty_is_rebuilt_from_the_destination_and_ships_nothing_twice() {
     let fake = FakeKonnect::start().await;
@@ -395,6 +476,47 @@ async fn reconcile_finds_a_konnect_trail_complete_and_names_and_repairs_what_the
     assert_eq!(reconciled(&after)["status"], "complete", "{}", after.stderr);
 }
 
+/// Konnect may serve an entry twice in one walk (a cursor that counts positions, with an entry
+/// inserted ahead of it), and two windows share their bound: reconcile counts each entry once.
+#[tokio::test]
+async fn reconcile_counts_an_entry_konnect_serves_twice_once() {
+    let fake = FakeKonnect::start().await;
+    let ct = FakeCloudTrail::start().await;
+    let redis = RedisServer::start();
+    let t = Utc::now().timestamp();
+    let trail: Vec<Value> = (0..30)
+        .map(|i| fake_konnect::entry(fake_konnect::TYPES[i % 3], i as u64, &at(t - 7_200 + 60 * i as i64), true))
+        .collect();
+    fake.add(&trail);
+    let mut env = konnect_env(&fake, &ct, Some(&redis));
+    env.insert("RECONCILE_SETTLE_SECONDS".into(), "0".into());
+    env.insert("KONG_PAGE_SIZE".into(), "10".into());
+    let ran = run_bin(&["run"], &env).await;
+    assert_eq!((ran.code, ran.count("shipped")), (0, 30), "{}", ran.stderr);
+
+    // After the first page of the walk (the request before it asks for Konnect's clock), an entry
+    // newer than all arrives: the second page serves the tenth entry again (and the new one, ahead
+    // of the walk's position, waits for the next walk).
+    let inserted = fake_konnect::entry("authentication", 99, &at(t - 5_400), true);
+    fake.with(|s| {
+        s.cursor_mode = CursorMode::Offset;
+        s.inserts_after_page.push_back(Vec::new());
+        s.inserts_after_page.push_back(vec![inserted.to_string()]);
+    });
+    let pages_before = fake.received().len();
+    let (since, until) = ((t - 7_300).to_string(), (t - 5_000).to_string());
+    let reconciled_run = run_bin(&["reconcile", "--since", &since, "--until", &until], &env).await;
+    let line = reconciled(&reconciled_run);
+    let served = fake.received().len() - pages_before;
+    assert_eq!(served, 5, "the clock, then one walk of four pages: {}", reconciled_run.stderr);
+    assert_eq!(
+        (line["kong"].as_str(), line["found"].as_str(), line["missing"].as_str()),
+        ("30", "30", "0"),
+        "{}",
+        reconciled_run.stderr
+    );
+}
+
 /// The same against CloudWatch Logs: the group's events are read back by their `eventSource` and
 /// `kongEntryKind: "konnect"`, and Konnect's entries matched by their `UID`.
 #[tokio::test]
@@ -451,7 +573,7 @@ async fn a_retry_after_past_the_run_s_time_stops_it_at_its_budget_and_the_next_r
     let t0 = now();
     let trail = fake_konnect::trail(40, t0 - chrono::Duration::days(2), t0 - chrono::Duration::minutes(5));
     fake.add(&trail);
-    // The fifth walk is told to wait an hour.
+    // The fourth walk is told to wait an hour (the first request asks for Konnect's clock).
     for _ in 0..4 {
         fake.fault(Fault::Pass);
     }
@@ -486,6 +608,8 @@ async fn a_walk_cut_after_its_newest_page_leaves_the_watermark_before_its_window
         .map(|i| fake_konnect::entry(fake_konnect::TYPES[i % 3], i as u64, &at(t - 6_000 + 40 * i as i64), true))
         .collect();
     fake.add(&trail);
+    // The run's first request asks for Konnect's clock; the walk's first page passes, its second waits.
+    fake.fault(Fault::Pass);
     fake.fault(Fault::Pass);
     fake.fault(Fault::TooManyRequests {
         retry_after: Some("3600".into()),

@@ -45,6 +45,8 @@ pub struct Page {
     pub entries: Vec<KonnectEntry>,
     /// The cursor of the next page; `None` on the last.
     pub next: Option<String>,
+    /// The answer's `Date` (epoch seconds): Konnect's clock, which stamps `ts`.
+    pub date: Option<i64>,
 }
 
 /// Where Konnect audit-log pages come from: `KonnectClient` reads the real API; tests may put
@@ -409,9 +411,15 @@ fn parse_page(headers: &HeaderMap, body: &[u8], page: u32, url: String) -> Resul
             )));
         }
     };
+    let date = headers
+        .get(reqwest::header::DATE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| chrono::DateTime::parse_from_rfc2822(v).ok())
+        .map(|t| t.timestamp());
     Ok(Answer::Page(Page {
         entries: data.into_iter().map(KonnectEntry::from_raw).collect(),
         next,
+        date,
     }))
 }
 

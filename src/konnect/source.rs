@@ -5,8 +5,8 @@
 //! (see `ship::windows`), because Konnect documents no order. `page` is there for callers that
 //! want one page of one window.
 
-use std::sync::Arc;
-use std::time::Duration;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 
@@ -18,12 +18,18 @@ use crate::kong::{AuditSource, EntryKind, KongError, KongInfo, Page, PageRequest
 /// Konnect keeps its audit log 7 days (`KONNECT_RETENTION_SECONDS`'s default).
 pub const DEFAULT_RETENTION: Duration = Duration::from_secs(7 * 86_400);
 
+/// How long a measure of Konnect's clock serves: a run asks for it once, however many of its
+/// steps want `info`.
+const CLOCK_FRESH: Duration = Duration::from_secs(60);
+
 #[derive(Clone)]
 pub struct KonnectSource {
     pages: Arc<dyn AuditLogPages>,
     api: ApiUrl,
     settle: i64,
     retention: i64,
+    /// The last measure of Konnect's clock less this machine's, and when it was taken.
+    clock: Arc<Mutex<Option<(Instant, Option<i64>)>>>,
 }
 
 impl KonnectSource {
@@ -34,6 +40,7 @@ impl KonnectSource {
             api,
             settle: settle.as_secs() as i64,
             retention: retention.as_secs().max(1) as i64,
+            clock: Arc::default(),
         }
     }
 
@@ -84,6 +91,26 @@ impl KonnectSource {
         format!("konnect-{label}:")
     }
 
+    /// Konnect's clock less this machine's, from the `Date` of one page of the last second.
+    async fn measure_clock(&self) -> Result<Option<i64>, KongError> {
+        let now = chrono::Utc::now().timestamp();
+        let probe = KonnectPageRequest {
+            window: TimeWindow::from_epoch(now - 1, now)?,
+            size: 1,
+            after: None,
+            number: 1,
+        };
+        let page = self.pages.page(&probe, None).await?;
+        let offset = page.date.map(|date| date - chrono::Utc::now().timestamp());
+        if let Some(offset) = offset.filter(|o| o.abs() >= 60) {
+            tracing::warn!(
+                offset_seconds = offset,
+                "this machine's clock is off from Konnect's: windows and marks follow Konnect's clock"
+            );
+        }
+        Ok(offset)
+    }
+
     /// Where it reads, safe to log.
     pub fn describe(&self) -> String {
         match self.region() {
@@ -95,15 +122,26 @@ impl KonnectSource {
 
 #[async_trait]
 impl AuditSource for KonnectSource {
-    /// Nothing to ask: Konnect's retention is a setting, and the first page tells whether the token
-    /// and the region are right.
+    /// Konnect's clock: one page of the last second, whose `Date` places every window and every
+    /// mark's lifetime by the clock that stamps `ts` (this machine's may be off by an hour). The
+    /// answer also proves the token and the region before anything is read. The retention is a
+    /// setting.
     async fn info(&self) -> Result<KongInfo, KongError> {
+        let cached = *self.clock.lock().unwrap();
+        let clock_offset = match cached {
+            Some((at, offset)) if at.elapsed() < CLOCK_FRESH => offset,
+            _ => {
+                let offset = self.measure_clock().await?;
+                *self.clock.lock().unwrap() = Some((Instant::now(), offset));
+                offset
+            }
+        };
         Ok(KongInfo {
             version_text: None,
             version: None,
             record_ttl: self.retention,
             audit_log: None,
-            clock_offset: None,
+            clock_offset,
         })
     }
 
@@ -146,7 +184,6 @@ impl AuditSource for KonnectSource {
 mod tests {
     use super::*;
     use crate::konnect::{KonnectError, Page as KonnectPage};
-    use std::time::Instant;
 
     struct Nothing;
 
@@ -156,6 +193,7 @@ mod tests {
             Ok(KonnectPage {
                 entries: Vec::new(),
                 next: None,
+                date: Some(chrono::Utc::now().timestamp() - 3_600),
             })
         }
     }
@@ -178,7 +216,12 @@ mod tests {
             source("https://egress.example.com/konnect").key_scope(),
             "konnect-egress-example-com-konnect:"
         );
-        assert_eq!(us.info().await.unwrap().record_ttl, 604_800);
+        let info = us.info().await.unwrap();
+        assert_eq!(info.record_ttl, 604_800);
+        assert!(
+            (-3_601..=-3_599).contains(&info.clock_offset.unwrap()),
+            "Konnect's Date gives its clock"
+        );
         assert_eq!(us.floor(1_000_000), 1_000_000 - 604_800);
         assert_eq!(us.newest(1_000_000), 999_940);
         assert_eq!(us.kinds(), vec![EntryKind::Konnect]);

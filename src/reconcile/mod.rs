@@ -200,6 +200,9 @@ async fn compare(
         marks_to_restore: 0,
     };
     let mut last_progress = Instant::now();
+    // An entry read twice counts once: Konnect's windows share their bounds, and a cursor that
+    // counts positions serves an entry again when one is inserted ahead of it.
+    let mut compared: HashSet<u128> = HashSet::new();
     loop {
         let chunk = match chunks.next().await {
             Ok(Some(chunk)) => chunk,
@@ -214,10 +217,11 @@ async fn compare(
         for read in chunk.entries {
             let entry = read.entry;
             let (time, _) = event_time(&entry, &ctx);
-            if !scope.contains(time) {
+            let id = uid(&entry.key);
+            if !scope.contains(time) || !compared.insert(entry_digest(entry.kind, &id)) {
                 continue;
             }
-            let holding = holdings.find(entry.kind, &uid(&entry.key));
+            let holding = holdings.find(entry.kind, &id);
             batch.push((entry.kind, entry.key, day(time), holding));
         }
         // The store says whether what the destination lacks may still be on its way; a repair also

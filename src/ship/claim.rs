@@ -248,7 +248,7 @@ pub async fn claim_chunk(run: &Run, chunk: Chunk) -> Result<Vec<Item>, StoreErro
     let ctx = MapContext {
         recipient_account_id: run.recipient_account_id.clone(),
         record_ttl: run.record_ttl,
-        now: chrono::Utc::now().timestamp(),
+        now: chrono::Utc::now().timestamp() + run.clock_offset,
         signatures: run.signatures.clone(),
     };
     let entries: Vec<ReadEntry> = chunk

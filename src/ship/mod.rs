@@ -147,6 +147,9 @@ pub(crate) struct Run {
     recipient_account_id: String,
     signatures: Arc<Verifier>,
     record_ttl: i64,
+    /// The source's clock less this machine's (`KongInfo::clock_offset`): an entry's time and its
+    /// mark's lifetime are reckoned by the clock that stamped it.
+    clock_offset: i64,
     pacer: Pacer,
     /// The first error that stopped the run.
     fatal: Mutex<Option<ShipError>>,
@@ -309,6 +312,7 @@ impl Shipper {
             recipient_account_id: self.recipient_account_id.clone(),
             signatures: self.signatures.clone(),
             record_ttl: info.record_ttl,
+            clock_offset: info.clock_offset.unwrap_or(0),
             pacer: Pacer::new(opts.put_rate),
             opts: opts.clone(),
             fatal: Mutex::new(None),
@@ -362,7 +366,7 @@ impl Shipper {
         let chunks = match &konnect {
             Some(konnect) => {
                 let from = starts.first().and_then(|s| s.1);
-                let span = windows::span(konnect, run_started, from, &opts.window);
+                let span = windows::span(konnect, info.kong_time(run_started), from, &opts.window);
                 let plan = span.map_or_else(Vec::new, |(a, b)| windows::plan(a, b, windows::WINDOW_SECONDS));
                 tracing::info!(
                     source = %konnect.describe(),
@@ -374,7 +378,7 @@ impl Shipper {
                     if sweep { ", sweeping all it keeps" } else { "" }
                 );
                 let deadline = opts.limits.map(|l| l.stop_claiming_at);
-                windows::spawn(konnect.clone(), plan, opts.page_size, deadline, counters.clone())
+                windows::spawn(konnect.clone(), plan, opts.page_size, deadline, run.clock_offset, counters.clone())
             }
             None => {
                 let firsts = starts
@@ -668,10 +672,10 @@ pub fn read_window(
 ) -> Chunks {
     match source.konnect() {
         Some(konnect) => {
-            let now = chrono::Utc::now().timestamp();
+            let now = info.kong_time(chrono::Utc::now().timestamp());
             let plan =
                 windows::span(&konnect, now, None, window).map_or_else(Vec::new, |(a, b)| windows::plan(a, b, windows::WINDOW_SECONDS));
-            windows::spawn(konnect, plan, page_size, deadline, counters)
+            windows::spawn(konnect, plan, page_size, deadline, info.clock_offset.unwrap_or(0), counters)
         }
         None => {
             let firsts = source

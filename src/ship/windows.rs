@@ -66,19 +66,22 @@ pub fn span(source: &KonnectSource, run_started: i64, from: Option<i64>, window:
 
 /// Walks `windows` oldest first, each to its last page, and hands out a chunk per page; the chunk
 /// that ends a walk says so (`walked_to`). Every page is asked for before `deadline` (a
-/// `Retry-After` past it ends the read at once); dropping the stream stops the walk.
+/// `Retry-After` past it ends the read at once); dropping the stream stops the walk. `clock_offset`
+/// is Konnect's clock less this machine's (`KongInfo::clock_offset`): the retention floor is
+/// Konnect's.
 pub fn spawn(
     source: Arc<KonnectSource>,
     windows: Vec<(i64, i64)>,
     page_size: u32,
     deadline: Option<Instant>,
+    clock_offset: i64,
     counters: Arc<Counters>,
 ) -> Chunks {
     let (tx, rx) = mpsc::channel(1);
     let walking = tokio::spawn(async move {
         for (gte, lte) in windows {
             // Fixed as each walk starts: a long run does not read what has aged past its marks.
-            let gte = gte.max(source.floor(chrono::Utc::now().timestamp()));
+            let gte = gte.max(source.floor(chrono::Utc::now().timestamp() + clock_offset));
             if gte > lte {
                 let Ok(slot) = tx.reserve().await else { return };
                 slot.send(Ok(Read::Chunk(Chunk {
@@ -220,6 +223,7 @@ mod tests {
             Ok(Page {
                 entries: sigs.iter().map(|s| entry(s)).collect(),
                 next: next.map(str::to_string),
+                date: None,
             })
         };
         let script = Arc::new(Script {
@@ -227,7 +231,7 @@ mod tests {
             asked: Default::default(),
         });
         let windows = vec![(now - 7_200, now - 3_600), (now - 3_600, now - 60)];
-        let mut chunks = spawn(source(script.clone(), 86_400), windows, 2, None, Arc::new(Counters::default()));
+        let mut chunks = spawn(source(script.clone(), 86_400), windows, 2, None, 0, Arc::new(Counters::default()));
         let mut seen = Vec::new();
         while let Some(chunk) = chunks.next().await.unwrap() {
             seen.push((
@@ -261,7 +265,7 @@ mod tests {
             asked: Default::default(),
         });
         let windows = vec![(now - 10_000, now - 9_000), (now - 9_000, now - 60)];
-        let mut chunks = spawn(source(script.clone(), 5_000), windows, 10, None, Arc::new(Counters::default()));
+        let mut chunks = spawn(source(script.clone(), 5_000), windows, 10, None, 0, Arc::new(Counters::default()));
         let first = chunks.next().await.unwrap().unwrap();
         assert!(
             first.entries.is_empty() && first.walked_to == Some(now - 9_000),

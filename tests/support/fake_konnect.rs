@@ -136,6 +136,9 @@ pub struct KonnectState {
     pub pages: u64,
     /// How long every answer takes (benchmarks).
     pub latency: Duration,
+    /// Konnect's clock less the real one: every answer's `Date` and the retention follow it (tests
+    /// stamp entries by `FakeKonnect::now`).
+    pub clock_offset: chrono::Duration,
 }
 
 #[derive(Clone)]
@@ -169,6 +172,7 @@ impl FakeKonnect {
             reads: 0,
             pages: 0,
             latency: Duration::ZERO,
+            clock_offset: chrono::Duration::zero(),
         }));
         let app = Router::new()
             .route(&format!("{prefix}/v3/audit-logs"), get(audit_logs))
@@ -186,6 +190,11 @@ impl FakeKonnect {
     /// The base URL, what `KONNECT_API_URL` takes.
     pub fn url(&self) -> String {
         format!("http://{}{}", self.addr, self.prefix)
+    }
+
+    /// Konnect's clock (the real one, unless `clock_offset` moves it).
+    pub fn now(&self) -> DateTime<Utc> {
+        Utc::now() + self.with(|s| s.clock_offset)
     }
 
     pub fn with<R>(&self, f: impl FnOnce(&mut KonnectState) -> R) -> R {
@@ -297,7 +306,16 @@ const KNOWN_PARAMS: [&str; 6] = [
     "page[before]",
 ];
 
-async fn audit_logs(State(state): State<Arc<Mutex<KonnectState>>>, RawQuery(query): RawQuery, headers: HeaderMap) -> Response {
+/// Every answer carries Konnect's clock in its `Date`, as any HTTP server's does.
+async fn audit_logs(state: State<Arc<Mutex<KonnectState>>>, query: RawQuery, headers: HeaderMap) -> Response {
+    let offset = state.lock().unwrap().clock_offset;
+    let mut response = answer(state, query, headers).await;
+    let date = (Utc::now() + offset).format("%a, %d %b %Y %H:%M:%S GMT").to_string();
+    response.headers_mut().insert("date", HeaderValue::from_str(&date).unwrap());
+    response
+}
+
+async fn answer(State(state): State<Arc<Mutex<KonnectState>>>, RawQuery(query): RawQuery, headers: HeaderMap) -> Response {
     let query = query.unwrap_or_default();
     let params: Vec<(String, String)> = url::form_urlencoded::parse(query.as_bytes()).into_owned().collect();
     let (fault, latency) = {
@@ -366,7 +384,7 @@ async fn audit_logs(State(state): State<Arc<Mutex<KonnectState>>>, RawQuery(quer
         return problem(401, "Unauthorized", "Unauthorized", None);
     }
     if let Some(keep) = s.retention {
-        let oldest = Utc::now() - keep;
+        let oldest = Utc::now() + s.clock_offset - keep;
         s.entries.retain(|e| e.ts >= oldest);
     }
 
