@@ -18,6 +18,9 @@ use crate::kong::{AuditSource, EntryKind, KongError, KongInfo, Page, PageRequest
 /// Konnect keeps its audit log 7 days (`KONNECT_RETENTION_SECONDS`'s default).
 pub const DEFAULT_RETENTION: Duration = Duration::from_secs(7 * 86_400);
 
+/// Konnect's clock less this machine's (`None`: its answer had no `Date`), and when it was measured.
+type ClockMeasure = (Instant, Option<i64>);
+
 /// How long a measure of Konnect's clock serves: a run asks for it once, however many of its
 /// steps want `info`.
 const CLOCK_FRESH: Duration = Duration::from_secs(60);
@@ -28,8 +31,7 @@ pub struct KonnectSource {
     api: ApiUrl,
     settle: i64,
     retention: i64,
-    /// The last measure of Konnect's clock less this machine's, and when it was taken.
-    clock: Arc<Mutex<Option<(Instant, Option<i64>)>>>,
+    clock: Arc<Mutex<Option<ClockMeasure>>>,
 }
 
 impl KonnectSource {
