@@ -6,6 +6,8 @@
 //! - a 6-day trail of all three types ships whole and exactly once, with faults on both sides;
 //!   entries that appear late, and new ones, ship on the next run; a third run ships nothing;
 //!   nothing past the retention is ever asked for; marks live as long as Konnect keeps the entry;
+//! - Konnect's clock an hour off either way: windows, floor and marks follow Konnect's `Date`;
+//! - two runs at once on a throttling destination ship every entry once;
 //! - a store that comes back empty is rebuilt from the destination and ships nothing twice;
 //! - `reconcile` finds the trail complete, names what a destination lost, and repairs exactly that;
 //! - a `Retry-After` past the run's time stops the run at its budget, and the next run goes on;
@@ -360,6 +362,46 @@ async fn konnect_s_clock_an_hour_off_either_way_places_the_windows_the_floor_and
         want.extend(ids(&written_after));
         exactly_once(&ct, &want);
     }
+}
+
+/// Two runs at the same moment (an overlapping schedule, an operator's backfill beside the Lambda),
+/// with CloudTrail throttling a share of events and failing a share of calls: every entry is
+/// shipped once, whichever run claims it, and the watermark both leave lets a third run ship nothing.
+#[tokio::test]
+async fn two_runs_at_once_on_a_throttling_destination_ship_every_entry_once() {
+    let fake = FakeKonnect::start().await;
+    let ct = FakeCloudTrail::start().await;
+    let redis = RedisServer::start();
+    let t0 = now();
+    let trail = fake_konnect::trail(900, t0 - chrono::Duration::days(3), t0 - chrono::Duration::minutes(5));
+    fake.add(&trail);
+    ct.with(|c| {
+        c.rng = Some(fastrand::Rng::with_seed(7));
+        c.random_event_refusal = Some((0.05, "Throttling"));
+        c.random_call_failure = Some((0.05, 500, "InternalServerError"));
+        // Slow enough that the two processes are at work together, however loaded the machine.
+        c.latency = Duration::from_millis(30);
+    });
+    let mut env = konnect_env(&fake, &ct, Some(&redis));
+    env.insert("KONG_PAGE_SIZE".into(), "100".into());
+    env.insert("PUT_CONCURRENCY".into(), "1".into());
+    let (a, b) = tokio::join!(run_bin(&["run"], &env), run_bin(&["run"], &env));
+    for r in [&a, &b] {
+        // Entries the other run held are its to ship: exit 1 says so, nothing failed.
+        assert_eq!(r.code, i32::from(r.count("held") > 0), "{}", r.stderr);
+        assert_eq!((r.count("failed"), r.count("rejected")), (0, 0), "{}", r.stderr);
+    }
+    assert_eq!(a.count("shipped") + b.count("shipped"), 900, "{}\n{}", a.stderr, b.stderr);
+    assert!(a.count("retried") + b.count("retried") > 0, "the destination's faults were met");
+    assert!(a.count("shipped") > 0 && b.count("shipped") > 0, "both runs did work");
+    exactly_once(&ct, &ids(&trail));
+    ct.with(|c| {
+        c.random_event_refusal = None;
+        c.random_call_failure = None;
+    });
+    let third = run_bin(&["run"], &env).await;
+    assert_eq!((third.code, third.count("shipped")), (0, 0), "{}", third.stderr);
+    exactly_once(&ct, &ids(&trail));
 }
 
 #[tokio::test]

@@ -1,6 +1,7 @@
 //! A second opinion on the AWS paths the fakes cover: the real binary against moto's server mode (PyPI
 //! `moto[server]`, an implementation of SQS and Secrets Manager that nobody here wrote), started on a free
-//! loopback port. The CloudWatch Logs destination has its own moto test in tests/cloudwatch_logs.rs.
+//! loopback port (the Kong and the Konnect token read from Secrets Manager, dead letters in SQS). The
+//! CloudWatch Logs destination has its own moto test in tests/cloudwatch_logs.rs.
 
 #[path = "support/moto_server.rs"]
 mod moto_server;
@@ -129,4 +130,49 @@ async fn the_kong_token_is_read_from_a_secret_in_moto_and_never_shown() {
     let ran = run_bin(&["run"], &missing).await;
     assert_eq!(ran.code, 2, "{}", ran.stderr);
     assert!(ran.stderr.contains("KONG_ADMIN_TOKEN_SECRET_ARN"), "{}", ran.stderr);
+}
+
+#[tokio::test]
+async fn the_konnect_token_is_read_from_a_secret_in_moto_and_never_shown() {
+    use support::fake_konnect::{self, FakeKonnect};
+
+    let moto = MotoServer::start();
+    let secrets = aws_sdk_secretsmanager::Client::new(&sdk_config(&moto.url()));
+    let secret = secrets
+        .create_secret()
+        .name("konnect/audit-reader")
+        .secret_string(fake_konnect::TOKEN)
+        .send()
+        .await
+        .expect("CreateSecret on moto");
+    let arn = secret.arn().unwrap().to_string();
+    let konnect = FakeKonnect::start().await;
+    let t = chrono::Utc::now();
+    konnect.add(&fake_konnect::trail(
+        9,
+        t - chrono::Duration::hours(5),
+        t - chrono::Duration::minutes(5),
+    ));
+    let ct = FakeCloudTrail::start().await;
+    let redis = RedisServer::start();
+    let mut env = env_for(&FakeKong::start(VERSION).await, &ct, Some(&redis));
+    env.remove("KONG_ADMIN_API");
+    env.remove("KONG_ADMIN_TOKEN");
+    env.insert("KONNECT_API_URL".into(), konnect.url());
+    env.insert("KONNECT_TOKEN_SECRET_ARN".into(), arn);
+    env.insert("AWS_ENDPOINT_URL_SECRETS_MANAGER".into(), moto.url());
+    env.insert("RUST_LOG".into(), "trace".into());
+
+    let ran = run_bin(&["run"], &env).await;
+    assert_eq!((ran.code, ran.count("shipped")), (0, 9), "{}", ran.stderr);
+    assert!(
+        !ran.stderr.contains(fake_konnect::TOKEN) && !ran.stdout.contains(fake_konnect::TOKEN),
+        "the token was printed"
+    );
+
+    let mut missing = env.clone();
+    missing.insert("KONNECT_TOKEN_SECRET_ARN".into(), "konnect/no-such-secret".into());
+    let ran = run_bin(&["run"], &missing).await;
+    assert_eq!(ran.code, 2, "{}", ran.stderr);
+    assert!(ran.stderr.contains("KONNECT_TOKEN_SECRET_ARN"), "{}", ran.stderr);
 }
