@@ -27,29 +27,15 @@ use std::time::Duration;
 
 use chrono::Utc;
 use fake_cloudtrail::FakeCloudTrail;
-use fake_konnect::FakeKonnect;
+use fake_konnect::{FakeKonnect, Fault};
 use redis_server::RedisServer;
 
 /// The binary's environment: the fakes, fake AWS credentials, nothing of the machine's AWS setup.
 fn env(konnect: &FakeKonnect, ct: &FakeCloudTrail, redis: &RedisServer) -> HashMap<String, String> {
-    [
-        ("KONNECT_API_URL", konnect.url()),
-        ("KONNECT_TOKEN", fake_konnect::TOKEN.to_string()),
-        ("CHANNEL_ARN", fake_cloudtrail::CHANNEL_ARN.to_string()),
-        ("AWS_ENDPOINT_URL_CLOUDTRAIL_DATA", ct.url()),
-        ("AWS_ENDPOINT_URL_CLOUDTRAIL", ct.url()),
-        ("AWS_ACCESS_KEY_ID", "AKIDBENCH".into()),
-        ("AWS_SECRET_ACCESS_KEY", "bench".into()),
-        ("AWS_REGION", "us-east-1".into()),
-        ("AWS_EC2_METADATA_DISABLED", "true".into()),
-        ("AWS_CONFIG_FILE", "/dev/null".into()),
-        ("AWS_SHARED_CREDENTIALS_FILE", "/dev/null".into()),
-        ("REDIS_URL", redis.url()),
-        ("RUST_LOG", "warn,kong_audit_shipper=info".into()),
-    ]
-    .into_iter()
-    .map(|(k, v)| (k.to_string(), v))
-    .collect()
+    let mut env = bench_run::env_without_source(ct, redis);
+    env.insert("KONNECT_API_URL".into(), konnect.url());
+    env.insert("KONNECT_TOKEN".into(), fake_konnect::TOKEN.to_string());
+    env
 }
 
 /// A fake Konnect holding `n` entries of the three shapes over the last six days, 5 ms a page.
@@ -111,6 +97,40 @@ async fn main() {
         &first,
         first.count("put_calls"),
     ));
+
+    // 1b. The same first run on a bad day: CloudTrail throttles 5 % of events and fails 5 % of calls,
+    // Konnect answers one request in twenty with a 503.
+    let bad_fake = konnect(n).await;
+    bad_fake.with(|s| {
+        for i in 0..2_000 {
+            s.faults.push_back(if i % 20 == 19 { Fault::Status(503) } else { Fault::Pass });
+        }
+    });
+    let bad_ct = cloudtrail().await;
+    bad_ct.with(|s| {
+        s.rng = Some(fastrand::Rng::with_seed(42));
+        s.random_event_refusal = Some((0.05, "Throttling"));
+        s.random_call_failure = Some((0.05, 500, "InternalServerError"));
+    });
+    let bad_redis = RedisServer::start();
+    let bad = bench_run::ship(&bin, &env(&bad_fake, &bad_ct, &bad_redis)).await;
+    assert_eq!(bad.count("shipped"), n, "{}", bad.summary);
+    eprintln!(
+        "Konnect → CloudTrail Lake on a bad day: {:.0} entries/s, {:.2}x the clean run ({})",
+        bad.rate(),
+        bad.rate() / first.rate(),
+        bad.summary
+    );
+    table.push(row(
+        &format!(
+            "first run, bad day (5 % events throttled, 5 % calls failed, 5 % Konnect 503): {:.2}x",
+            bad.rate() / first.rate()
+        ),
+        &n.to_string(),
+        &bad,
+        bad.count("put_calls"),
+    ));
+    drop((bad_fake, bad_ct, bad_redis));
 
     // 2. The steady state: an hourly run after 999 new entries; then the daily sweep.
     let now = Utc::now();
