@@ -636,7 +636,8 @@ fn split_for_json_strings(text: &str, budget: usize) -> Vec<&str> {
     parts
 }
 
-fn truncate(s: &str, max: usize) -> String {
+/// At most `max` bytes, cut at a character boundary.
+pub fn truncate(s: &str, max: usize) -> String {
     if s.len() <= max {
         return s.to_string();
     }

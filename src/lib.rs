@@ -1,5 +1,6 @@
 //! kong-audit-shipper: ships Kong Gateway Enterprise's Admin API audit trail to AWS CloudTrail Lake,
-//! exactly once. One library cycle (`ship`) serves every entry point: the Lambda handler and the CLI.
+//! exactly once (and Kong Konnect's audit log). One library cycle (`ship`) serves every entry point:
+//! the Lambda handler and the CLI.
 
 pub mod cli;
 pub mod config;
@@ -7,6 +8,7 @@ pub mod dead_letter;
 pub mod dedup;
 pub mod error_text;
 pub mod event;
+pub mod http_answer;
 pub mod kong;
 pub mod konnect;
 pub mod lambda;

@@ -66,30 +66,9 @@ fn ids(entries: &[Value]) -> HashSet<String> {
 
 /// The environment of a run reading the fake Konnect: no Kong at all.
 fn konnect_env(fake: &FakeKonnect, ct: &FakeCloudTrail, redis: Option<&RedisServer>) -> HashMap<String, String> {
-    let mut env: HashMap<String, String> = [
-        ("KONNECT_API_URL", fake.url()),
-        ("KONNECT_TOKEN", fake_konnect::TOKEN.to_string()),
-        ("CHANNEL_ARN", fake_cloudtrail::CHANNEL_ARN.to_string()),
-        ("AWS_ENDPOINT_URL_CLOUDTRAIL_DATA", ct.url()),
-        ("AWS_ENDPOINT_URL_CLOUDTRAIL", ct.url()),
-        ("AWS_ACCESS_KEY_ID", "AKIDTEST".into()),
-        ("AWS_SECRET_ACCESS_KEY", "test-secret".into()),
-        ("AWS_REGION", "us-east-1".into()),
-        ("AWS_EC2_METADATA_DISABLED", "true".into()),
-        ("AWS_CONFIG_FILE", "/dev/null".into()),
-        ("AWS_SHARED_CREDENTIALS_FILE", "/dev/null".into()),
-        ("RETRY_INITIAL_MS", "20".into()),
-        ("RETRY_MAX_MS", "200".into()),
-        ("RUST_LOG", "info".into()),
-        ("NO_COLOR", "1".into()),
-    ]
-    .into_iter()
-    .map(|(k, v)| (k.to_string(), v))
-    .collect();
-    if let Some(r) = redis {
-        env.insert("REDIS_URL".into(), r.url());
-    }
-    env.insert("XDG_STATE_HOME".into(), tempfile::tempdir().unwrap().keep().display().to_string());
+    let mut env = env_without_source(ct, redis);
+    env.insert("KONNECT_API_URL".into(), fake.url());
+    env.insert("KONNECT_TOKEN".into(), fake_konnect::TOKEN.to_string());
     env
 }
 

@@ -155,9 +155,7 @@ async fn the_konnect_token_is_read_from_a_secret_in_moto_and_never_shown() {
     ));
     let ct = FakeCloudTrail::start().await;
     let redis = RedisServer::start();
-    let mut env = env_for(&FakeKong::start(VERSION).await, &ct, Some(&redis));
-    env.remove("KONG_ADMIN_API");
-    env.remove("KONG_ADMIN_TOKEN");
+    let mut env = env_without_source(&ct, Some(&redis));
     env.insert("KONNECT_API_URL".into(), konnect.url());
     env.insert("KONNECT_TOKEN_SECRET_ARN".into(), arn);
     env.insert("AWS_ENDPOINT_URL_SECRETS_MANAGER".into(), moto.url());

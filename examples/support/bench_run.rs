@@ -24,8 +24,14 @@ pub fn binary() -> std::path::PathBuf {
 
 /// The binary's environment: the fakes, fake AWS credentials, nothing of the machine's AWS setup.
 pub fn env(kong: &FakeKong, ct: &FakeCloudTrail, redis: &RedisServer) -> HashMap<String, String> {
+    let mut env = env_without_source(ct, redis);
+    env.insert("KONG_ADMIN_API".into(), kong.url());
+    env
+}
+
+/// `env` without a source: the caller says what the run reads.
+pub fn env_without_source(ct: &FakeCloudTrail, redis: &RedisServer) -> HashMap<String, String> {
     [
-        ("KONG_ADMIN_API", kong.url()),
         ("CHANNEL_ARN", fake_cloudtrail::CHANNEL_ARN.to_string()),
         ("AWS_ENDPOINT_URL_CLOUDTRAIL_DATA", ct.url()),
         ("AWS_ENDPOINT_URL_CLOUDTRAIL", ct.url()),

@@ -5,13 +5,14 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use reqwest::StatusCode;
-use reqwest::header::{CONTENT_TYPE, HeaderMap, HeaderValue, RETRY_AFTER};
+use reqwest::header::{HeaderMap, HeaderValue};
 use serde::Deserialize;
 use serde_json::value::RawValue;
 use url::Url;
 
 use super::{Entry, EntryKind, KongVersion};
 use crate::config::KongConfig;
+use crate::http_answer::{date, describe_body, is_json, retry_after, snippet, transport_error};
 use crate::konnect::{KonnectError, KonnectSource};
 use crate::retry::Backoff;
 use crate::secret::Secret;
@@ -295,12 +296,6 @@ enum Fetch {
     TooLarge,
 }
 
-/// The answer's `Date`, epoch seconds.
-fn date(headers: &HeaderMap) -> Option<i64> {
-    let value = headers.get(reqwest::header::DATE)?.to_str().ok()?;
-    chrono::DateTime::parse_from_rfc2822(value).ok().map(|t| t.timestamp())
-}
-
 #[async_trait]
 impl AuditSource for KongClient {
     async fn info(&self) -> Result<KongInfo, KongError> {
@@ -386,23 +381,6 @@ fn classify(status: StatusCode, headers: &HeaderMap, body: &[u8], url: &str, not
     }
 }
 
-fn is_json(headers: &HeaderMap) -> bool {
-    headers
-        .get(CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|ct| ct.contains("json"))
-}
-
-/// `Retry-After` as seconds or an HTTP date.
-fn retry_after(headers: &HeaderMap) -> Option<Duration> {
-    let value = headers.get(RETRY_AFTER)?.to_str().ok()?.trim();
-    if let Ok(secs) = value.parse::<u64>() {
-        return Some(Duration::from_secs(secs));
-    }
-    let when = chrono::DateTime::parse_from_rfc2822(value).ok()?;
-    (when.with_timezone(&chrono::Utc) - chrono::Utc::now()).to_std().ok()
-}
-
 fn kong_message(body: &[u8]) -> String {
     serde_json::from_slice::<serde_json::Value>(body)
         .ok()
@@ -411,32 +389,6 @@ fn kong_message(body: &[u8]) -> String {
                 .map(|m| m.as_str().map(str::to_string).unwrap_or_else(|| m.to_string()))
         })
         .unwrap_or_else(|| snippet(body))
-}
-
-fn describe_body(headers: &HeaderMap, body: &[u8], parse_error: Option<serde_json::Error>) -> String {
-    let ct = headers.get(CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("no content type");
-    match parse_error {
-        Some(e) => format!("{ct}: {e}; body starts {:?}", snippet(body)),
-        None => format!("{ct}; body starts {:?}", snippet(body)),
-    }
-}
-
-fn snippet(body: &[u8]) -> String {
-    let text = String::from_utf8_lossy(&body[..body.len().min(120)]);
-    text.chars().map(|c| if c.is_control() { ' ' } else { c }).collect()
-}
-
-fn transport_error(e: &reqwest::Error) -> String {
-    use std::error::Error;
-    // The URL is logged beside this message already; errors carry no credentials (the token is a header).
-    let mut msg = if e.is_timeout() { "timed out".to_string() } else { e.to_string() };
-    let mut source = e.source();
-    while let Some(s) = source {
-        msg.push_str(": ");
-        msg.push_str(&s.to_string());
-        source = s.source();
-    }
-    msg
 }
 
 #[cfg(test)]
@@ -472,16 +424,5 @@ mod tests {
             c.page_url(&req).as_str(),
             "https://kong.example:8444/admin/audit/objects?size=1000&sort_by=request_timestamp&sort_desc=false&after=1700000000&before=1700003600&offset=WyJhIiwxXQ%2B%2F%3D"
         );
-    }
-
-    #[test]
-    fn retry_after_accepts_seconds_and_dates() {
-        let mut h = HeaderMap::new();
-        h.insert(RETRY_AFTER, HeaderValue::from_static("7"));
-        assert_eq!(retry_after(&h), Some(Duration::from_secs(7)));
-        let later = (chrono::Utc::now() + chrono::Duration::seconds(30)).to_rfc2822();
-        h.insert(RETRY_AFTER, HeaderValue::from_str(&later).unwrap());
-        let d = retry_after(&h).unwrap();
-        assert!(d > Duration::from_secs(25) && d <= Duration::from_secs(30), "{d:?}");
     }
 }

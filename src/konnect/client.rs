@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use chrono::SecondsFormat;
-use reqwest::header::{ACCEPT, AUTHORIZATION, CONTENT_TYPE, HeaderMap, HeaderValue, LOCATION, RETRY_AFTER};
+use reqwest::header::{ACCEPT, AUTHORIZATION, HeaderMap, HeaderValue, LOCATION};
 use serde::Deserialize;
 use serde_json::Value;
 use serde_json::value::RawValue;
@@ -16,6 +16,7 @@ use super::api_url::ApiUrl;
 use super::cursor::cursor_from_next;
 use super::entry::KonnectEntry;
 use super::walk::TimeWindow;
+use crate::http_answer::{clean, date, describe_body, is_json, retry_after, snippet, transport_error};
 use crate::retry::Backoff;
 use crate::secret::Secret;
 
@@ -411,15 +412,10 @@ fn parse_page(headers: &HeaderMap, body: &[u8], page: u32, url: String) -> Resul
             )));
         }
     };
-    let date = headers
-        .get(reqwest::header::DATE)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| chrono::DateTime::parse_from_rfc2822(v).ok())
-        .map(|t| t.timestamp());
     Ok(Answer::Page(Page {
         entries: data.into_iter().map(KonnectEntry::from_raw).collect(),
         next,
-        date,
+        date: date(headers),
     }))
 }
 
@@ -470,57 +466,6 @@ impl Problem {
         text.push_str(&self.trace());
         text
     }
-}
-
-fn is_json(headers: &HeaderMap) -> bool {
-    headers
-        .get(CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|ct| ct.contains("json"))
-}
-
-/// `Retry-After` as seconds or an HTTP date.
-fn retry_after(headers: &HeaderMap) -> Option<Duration> {
-    let value = headers.get(RETRY_AFTER)?.to_str().ok()?.trim();
-    if let Ok(secs) = value.parse::<u64>() {
-        return Some(Duration::from_secs(secs));
-    }
-    let when = chrono::DateTime::parse_from_rfc2822(value).ok()?;
-    Some(
-        (when.with_timezone(&chrono::Utc) - chrono::Utc::now())
-            .to_std()
-            .unwrap_or(Duration::ZERO),
-    )
-}
-
-fn describe_body(headers: &HeaderMap, body: &[u8], parse_error: Option<serde_json::Error>) -> String {
-    let ct = headers.get(CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("no content type");
-    match parse_error {
-        Some(e) => format!("{ct}: {e}; body starts {:?}", snippet(body)),
-        None => format!("{ct}; body starts {:?}", snippet(body)),
-    }
-}
-
-fn snippet(body: &[u8]) -> String {
-    clean(&String::from_utf8_lossy(&body[..body.len().min(120)]), 120)
-}
-
-/// Server text for a one-line message: control characters out, cut to `max` characters.
-fn clean(text: &str, max: usize) -> String {
-    text.chars().take(max).map(|c| if c.is_control() { ' ' } else { c }).collect()
-}
-
-fn transport_error(e: &reqwest::Error) -> String {
-    use std::error::Error;
-    // The token travels in a header: no error text carries it.
-    let mut msg = if e.is_timeout() { "timed out".to_string() } else { e.to_string() };
-    let mut source = e.source();
-    while let Some(s) = source {
-        msg.push_str(": ");
-        msg.push_str(&s.to_string());
-        source = s.source();
-    }
-    msg
 }
 
 #[cfg(test)]
@@ -589,25 +534,10 @@ mod tests {
     }
 
     #[test]
-    fn retry_after_accepts_seconds_and_dates() {
-        let mut h = HeaderMap::new();
-        assert_eq!(retry_after(&h), None);
-        h.insert(RETRY_AFTER, HeaderValue::from_static("77"));
-        assert_eq!(retry_after(&h), Some(Duration::from_secs(77)));
-        let later = (Utc::now() + chrono::Duration::seconds(30)).to_rfc2822();
-        h.insert(RETRY_AFTER, HeaderValue::from_str(&later).unwrap());
-        let d = retry_after(&h).unwrap();
-        assert!(d > Duration::from_secs(25) && d <= Duration::from_secs(30), "{d:?}");
-        let past = (Utc::now() - chrono::Duration::seconds(30)).to_rfc2822();
-        h.insert(RETRY_AFTER, HeaderValue::from_str(&past).unwrap());
-        assert_eq!(retry_after(&h), Some(Duration::ZERO));
-    }
-
-    #[test]
     fn pages_are_read_strictly() {
         let json = {
             let mut h = HeaderMap::new();
-            h.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+            h.insert(reqwest::header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
             h
         };
         let page = |body: &str| match parse_page(&json, body.as_bytes(), 2, "u".into()) {

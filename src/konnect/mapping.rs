@@ -15,7 +15,7 @@ use serde_json::value::RawValue;
 use serde_json::{Map, Value, json};
 
 use super::entry::{KonnectEntry, LogType};
-use crate::event::{ADDITIONAL_EVENT_DATA_MAX, AuditEvent, SCHEMA_VERSION, STRING_FIELD_MAX, format_event_time, hex_sha256};
+use crate::event::{ADDITIONAL_EVENT_DATA_MAX, AuditEvent, SCHEMA_VERSION, STRING_FIELD_MAX, format_event_time, hex_sha256, truncate};
 
 pub const EVENT_SOURCE: &str = "konnect.konghq.com";
 /// `additionalEventData.kongEntryKind` of every Konnect event.
@@ -336,18 +336,6 @@ fn strings(entry: &KonnectEntry, fields: &[(&str, &str)]) -> Map<String, Value> 
                 .map(|v| (name.to_string(), Value::String(truncate(v, STRING_FIELD_MAX))))
         })
         .collect()
-}
-
-/// At most `max` bytes, cut at a character boundary.
-fn truncate(s: &str, max: usize) -> String {
-    if s.len() <= max {
-        return s.to_string();
-    }
-    let mut end = max;
-    while !s.is_char_boundary(end) {
-        end -= 1;
-    }
-    s[..end].to_string()
 }
 
 // ---- the inverse: a shipped event back to the Konnect entry ----

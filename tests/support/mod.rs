@@ -21,8 +21,14 @@ pub const BIN: &str = env!("CARGO_BIN_EXE_kong-audit-shipper");
 /// The environment a run gets: fakes for Kong and CloudTrail, fake AWS credentials, nothing from
 /// the machine's own AWS configuration.
 pub fn env_for(kong: &FakeKong, cloudtrail: &FakeCloudTrail, redis: Option<&RedisServer>) -> HashMap<String, String> {
+    let mut env = env_without_source(cloudtrail, redis);
+    env.insert("KONG_ADMIN_API".into(), kong.url());
+    env
+}
+
+/// `env_for` without a source: the caller says what the run reads (Konnect, say).
+pub fn env_without_source(cloudtrail: &FakeCloudTrail, redis: Option<&RedisServer>) -> HashMap<String, String> {
     let mut env: HashMap<String, String> = [
-        ("KONG_ADMIN_API", kong.url()),
         ("CHANNEL_ARN", fake_cloudtrail::CHANNEL_ARN.to_string()),
         ("AWS_ENDPOINT_URL_CLOUDTRAIL_DATA", cloudtrail.url()),
         ("AWS_ENDPOINT_URL_CLOUDTRAIL", cloudtrail.url()),
