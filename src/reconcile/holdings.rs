@@ -5,7 +5,7 @@
 //! 128-bit digest so a million of them fit in a few tens of MiB. An entry is held whole (an event
 //! carrying the whole entry), or in parts (`kongAuditEntryPart` of `kongAuditEntryParts`).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use serde::Serialize;
 use sha2::{Digest, Sha256};
@@ -67,6 +67,9 @@ pub struct Holdings {
     pub events: u64,
     /// Rows that are not this shipper's events (no kind, no `UID`), or name an impossible part.
     pub unreadable: u64,
+    /// Entries of the trail the destination holds nothing of (few: the held ones are noted in
+    /// `entries`), so that one read twice is judged once.
+    unheld_seen: HashSet<u128>,
 }
 
 /// The digest an entry is known by: its kind and its `UID`.
@@ -150,13 +153,18 @@ impl Holdings {
         self.entries.len()
     }
 
-    /// What the destination holds of one entry, and notes that Kong's trail has it.
-    pub fn find(&mut self, kind: EntryKind, uid: &str) -> Holding {
+    /// What the destination holds of one entry, noting that the trail has it; `None` when the
+    /// trail had it before (a source may serve an entry twice: Konnect's windows share their
+    /// bounds, and a cursor counting positions serves one again after an insert ahead of it).
+    pub fn find_first(&mut self, kind: EntryKind, uid: &str) -> Option<Holding> {
         let digest = entry_digest(kind, uid);
-        if let Some(held) = self.entries.get_mut(&digest) {
-            held.matched = true;
+        match self.entries.get_mut(&digest) {
+            Some(held) if held.matched => return None,
+            Some(held) => held.matched = true,
+            None if !self.unheld_seen.insert(digest) => return None,
+            None => {}
         }
-        self.holding(digest)
+        Some(self.holding(digest))
     }
 
     /// What the destination holds of one entry, without noting anything.
@@ -287,20 +295,22 @@ mod tests {
         h.add(&row(EntryKind::Object, "o1", Some((3, 3)), 1));
         h.add(&row(EntryKind::Object, "o2", Some((2, 2)), 1));
         h.add(&row(EntryKind::Object, "o2", Some((1, 2)), 1));
-        assert_eq!(h.find(EntryKind::Request, "r1"), Holding::Whole);
+        assert_eq!(h.find_first(EntryKind::Request, "r1"), Some(Holding::Whole));
         assert_eq!(
-            h.find(EntryKind::Object, "r1"),
-            Holding::Nothing,
+            h.find_first(EntryKind::Object, "r1"),
+            Some(Holding::Nothing),
             "the kind is part of the identity"
         );
         assert_eq!(
-            h.find(EntryKind::Object, "o1"),
-            Holding::Parts {
+            h.find_first(EntryKind::Object, "o1"),
+            Some(Holding::Parts {
                 total: 3,
                 missing: vec![2]
-            }
+            })
         );
-        assert_eq!(h.find(EntryKind::Object, "o2"), Holding::Whole);
+        assert_eq!(h.find_first(EntryKind::Object, "o2"), Some(Holding::Whole));
+        assert_eq!(h.find_first(EntryKind::Request, "r1"), None, "an entry read twice is judged once");
+        assert_eq!(h.find_first(EntryKind::Object, "r1"), None, "so is one the destination lacks");
         assert_eq!(h.events, 5);
         assert_eq!(h.duplicates(), 0);
     }
@@ -316,8 +326,8 @@ mod tests {
         h.add(&row(EntryKind::Object, "o1", Some((1, 2)), 2));
         h.add(&row(EntryKind::Object, "o1", Some((2, 2)), 1));
         assert_eq!(h.duplicates(), 2);
-        h.find(EntryKind::Request, "r1");
-        h.find(EntryKind::Object, "o1");
+        h.find_first(EntryKind::Request, "r1");
+        h.find_first(EntryKind::Object, "o1");
         assert_eq!(h.unmatched(), 1, "the row outside the scope only pads the query");
     }
 

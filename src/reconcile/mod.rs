@@ -200,9 +200,6 @@ async fn compare(
         marks_to_restore: 0,
     };
     let mut last_progress = Instant::now();
-    // An entry read twice counts once: Konnect's windows share their bounds, and a cursor that
-    // counts positions serves an entry again when one is inserted ahead of it.
-    let mut compared: HashSet<u128> = HashSet::new();
     loop {
         let chunk = match chunks.next().await {
             Ok(Some(chunk)) => chunk,
@@ -217,11 +214,13 @@ async fn compare(
         for read in chunk.entries {
             let entry = read.entry;
             let (time, _) = event_time(&entry, &ctx);
-            let id = uid(&entry.key);
-            if !scope.contains(time) || !compared.insert(entry_digest(entry.kind, &id)) {
+            if !scope.contains(time) {
                 continue;
             }
-            let holding = holdings.find(entry.kind, &id);
+            // An entry read twice is judged once.
+            let Some(holding) = holdings.find_first(entry.kind, &uid(&entry.key)) else {
+                continue;
+            };
             batch.push((entry.kind, entry.key, day(time), holding));
         }
         // The store says whether what the destination lacks may still be on its way; a repair also
