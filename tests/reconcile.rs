@@ -722,6 +722,33 @@ async fn rows_stamped_by_skewed_clocks_are_found_and_their_loss_is_named() {
     assert_eq!((lost.code, num(&lost, "missing")), (1, 1), "{}", lost.stderr);
 }
 
+/// A Kong that answers `GET /` with 429 and `Retry-After: 300` again and again: the reconcile stops
+/// when the invocation's time is up, incomplete, not seven Retry-Afters later.
+#[tokio::test]
+async fn a_kong_that_keeps_saying_retry_later_does_not_hold_a_reconcile_past_its_deadline() {
+    use kong_audit_shipper::lambda::RunFailed;
+    use lambda_runtime::{Context, LambdaEvent};
+
+    let kong = FakeKong::start(VERSION).await;
+    let ct = FakeCloudTrail::start().await;
+    let redis = RedisServer::start();
+    load_trail(&kong, 5, true);
+    let handler = lambda_handler(&kong, &ct, &redis, &["--max-run-seconds", "4", "--deadline-margin-seconds", "2"]).await;
+    kong.with(|k| {
+        k.root_faults
+            .extend(std::iter::repeat_n(support::Fault::TooManyRequests { retry_after_secs: 300 }, 10))
+    });
+    let started = std::time::Instant::now();
+    let answer = handler
+        .invoke(LambdaEvent::new(json!({"action": "reconcile"}), Context::default()))
+        .await;
+    assert!(started.elapsed() < Duration::from_secs(20), "{:?}", started.elapsed());
+    let Err(RunFailed::Reconcile(line)) = answer else {
+        panic!("a reconcile that could not read Kong is an error");
+    };
+    assert!(line.contains("status=incomplete"), "{line}");
+}
+
 /// A reconcile whose queries cannot finish before the invocation's deadline cancels them and says
 /// so: an incomplete trail, never a complete one, and the invocation returns in time.
 #[tokio::test]

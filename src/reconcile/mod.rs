@@ -101,7 +101,17 @@ async fn compare_and_repair(
     now: i64,
     report: &mut Report,
 ) -> Result<(), String> {
-    let info = shipper.source.info().await.map_err(|e| e.to_string())?;
+    let deadline = ship.limits.map(|l| l.stop_claiming_at);
+    // Bounded by the reconcile's time: a source answering 429 with a long Retry-After must not hold
+    // a Lambda past its deadline.
+    let asked = shipper.source.info();
+    let info = match deadline {
+        Some(at) => tokio::time::timeout_at(at.into(), asked)
+            .await
+            .map_err(|_| "the source did not answer before the reconcile's time ran out".to_string())?,
+        None => asked.await,
+    }
+    .map_err(|e| e.to_string())?;
     let mut scope = Scope {
         since: opts.since.unwrap_or(now - info.record_ttl - 3_600),
         until: opts.until.unwrap_or(now + 86_400),
@@ -121,7 +131,6 @@ async fn compare_and_repair(
         since: inventory::rfc3339(scope.since),
         until: inventory::rfc3339(scope.until),
     };
-    let deadline = ship.limits.map(|l| l.stop_claiming_at);
     tracing::info!(
         destination = %inventory.describe(),
         since = %report.window.since,
