@@ -423,21 +423,6 @@ async fn a_store_that_comes_back_empty_is_rebuilt_from_the_destination_and_ships
     exactly_once(&ct, &ids(&trail));
 }
 
-/// The `reconcile status=…` line, parsed.
-fn reconciled(ran: &Ran) -> HashMap<String, String> {
-    let line = ran
-        .stderr
-        .lines()
-        .rev()
-        .find_map(|l| l.find("reconcile status=").map(|i| &l[i..]))
-        .unwrap_or_else(|| panic!("no reconcile line:\n{}", ran.stderr));
-    line.split_whitespace()
-        .skip(1)
-        .filter_map(|kv| kv.split_once('='))
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect()
-}
-
 #[tokio::test]
 async fn reconcile_finds_a_konnect_trail_complete_and_names_and_repairs_what_the_destination_lost() {
     let fake = FakeKonnect::start().await;
@@ -456,7 +441,7 @@ async fn reconcile_finds_a_konnect_trail_complete_and_names_and_repairs_what_the
     let report_path = dir.path().join("complete.json");
     let complete = run_bin(&["reconcile", "--output", report_path.to_str().unwrap()], &env).await;
     assert_eq!(complete.code, 0, "{}", complete.stderr);
-    let line = reconciled(&complete);
+    let line = complete.reconciled();
     assert_eq!(
         (line["status"].as_str(), line["found"].as_str(), line["missing"].as_str()),
         ("complete", "120", "0"),
@@ -494,7 +479,7 @@ async fn reconcile_finds_a_konnect_trail_complete_and_names_and_repairs_what_the
     let sent: HashSet<String> = ct.accepted().into_iter().skip(before).map(|(id, _)| id).collect();
     assert_eq!(sent, lost_ids, "exactly what was lost is sent again");
     let after = run_bin(&["reconcile"], &env).await;
-    assert_eq!(reconciled(&after)["status"], "complete", "{}", after.stderr);
+    assert_eq!(after.reconciled()["status"], "complete", "{}", after.stderr);
 }
 
 /// Konnect may serve an entry twice in one walk (a cursor that counts positions, with an entry
@@ -527,7 +512,7 @@ async fn reconcile_counts_an_entry_konnect_serves_twice_once() {
     let pages_before = fake.received().len();
     let (since, until) = ((t - 7_300).to_string(), (t - 5_000).to_string());
     let reconciled_run = run_bin(&["reconcile", "--since", &since, "--until", &until], &env).await;
-    let line = reconciled(&reconciled_run);
+    let line = reconciled_run.reconciled();
     let served = fake.received().len() - pages_before;
     assert_eq!(served, 5, "the clock, then one walk of four pages: {}", reconciled_run.stderr);
     assert_eq!(
@@ -557,7 +542,7 @@ async fn reconcile_against_cloudwatch_logs_matches_konnect_events_and_repairs_wh
     let ran = run_bin(&["run"], &env).await;
     assert_eq!((ran.code, ran.count("shipped")), (0, 60), "{}", ran.stderr);
     let clean = run_bin(&["reconcile"], &env).await;
-    let line = reconciled(&clean);
+    let line = clean.reconciled();
     assert_eq!(
         (clean.code, line["found"].as_str(), line["missing"].as_str()),
         (0, "60", "0"),
@@ -574,7 +559,7 @@ async fn reconcile_against_cloudwatch_logs_matches_konnect_events_and_repairs_wh
     let lost_uids: HashSet<String> = lost.iter().map(uid).collect();
     let checked = run_bin(&["reconcile"], &env).await;
     assert_eq!(
-        (checked.code, reconciled(&checked)["missing"].as_str()),
+        (checked.code, checked.reconciled()["missing"].as_str()),
         (1, "3"),
         "{}",
         checked.stderr

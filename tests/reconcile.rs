@@ -84,23 +84,8 @@ fn report(path: &std::path::Path) -> Value {
     serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
 }
 
-/// The `reconcile status=…` line, parsed.
-fn reconciled(ran: &Ran) -> HashMap<String, String> {
-    let line = ran
-        .stderr
-        .lines()
-        .rev()
-        .find_map(|l| l.find("reconcile status=").map(|i| &l[i..]))
-        .unwrap_or_else(|| panic!("no reconcile line:\n{}", ran.stderr));
-    line.split_whitespace()
-        .skip(1)
-        .filter_map(|kv| kv.split_once('='))
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect()
-}
-
 fn field(ran: &Ran, name: &str) -> String {
-    reconciled(ran)
+    ran.reconciled()
         .get(name)
         .cloned()
         .unwrap_or_else(|| panic!("no {name}:\n{}", ran.stderr))

@@ -92,12 +92,23 @@ impl Ran {
 
     /// The `summary ...` line, parsed into its fields.
     pub fn summary(&self) -> HashMap<String, String> {
+        self.last_line("summary")
+    }
+
+    /// The `reconcile status=…` line, parsed into its fields.
+    pub fn reconciled(&self) -> HashMap<String, String> {
+        self.last_line("reconcile")
+    }
+
+    /// The last `<name> status=…` line of stderr, parsed into its fields.
+    fn last_line(&self, name: &str) -> HashMap<String, String> {
+        let start = format!("{name} status=");
         let line = self
             .stderr
             .lines()
             .rev()
-            .find_map(|l| l.find("summary status=").map(|i| &l[i..]))
-            .unwrap_or_else(|| panic!("no summary line in stderr:\n{}", self.stderr));
+            .find_map(|l| l.find(&start).map(|i| &l[i..]))
+            .unwrap_or_else(|| panic!("no {name} line in stderr:\n{}", self.stderr));
         line.split_whitespace()
             .skip(1)
             .filter_map(|kv| kv.split_once('='))
