@@ -30,7 +30,7 @@ pub use report::{Counts, EntryRef, Repair, Report, Totals, Window};
 
 use crate::dedup::{KeyState, Swap};
 use crate::event::{MapContext, event_time, uid};
-use crate::ship::{Keys, Known, Life, ShipOptions, Shipper, parts_record_time, read_window};
+use crate::ship::{Keys, Known, Life, Reading, ShipOptions, Shipper, parts_record_time, read_window};
 use crate::summary::Counters;
 
 /// What to reconcile, and how.
@@ -194,7 +194,16 @@ async fn compare(
         until: Some(scope.until),
     };
     let counters = Arc::new(Counters::default());
-    let mut chunks = read_window(shipper.source.clone(), info, &window, page_size, deadline, counters);
+    let starts: Vec<(crate::kong::EntryKind, Option<i64>)> = shipper.source.kinds().into_iter().map(|kind| (kind, None)).collect();
+    let reading = Reading {
+        window: &window,
+        starts: &starts,
+        run_started: chrono::Utc::now().timestamp(),
+        sweep: false,
+        page_size,
+        deadline,
+    };
+    let mut chunks = read_window(shipper.source.clone(), info, &reading, counters);
     let ctx = MapContext {
         recipient_account_id: String::new(),
         record_ttl: info.record_ttl,

@@ -363,31 +363,15 @@ impl Shipper {
                 if sweep { ", sweeping the whole trail" } else { "" }
             );
         }
-        let chunks = match &konnect {
-            Some(konnect) => {
-                let from = starts.first().and_then(|s| s.1);
-                let span = windows::span(konnect, info.kong_time(run_started), from, &opts.window);
-                let plan = span.map_or_else(Vec::new, |(a, b)| windows::plan(a, b, windows::WINDOW_SECONDS));
-                tracing::info!(
-                    source = %konnect.describe(),
-                    from = span.map(|s| s.0),
-                    to = span.map(|s| s.1),
-                    windows = plan.len(),
-                    sweep,
-                    "reading Konnect's audit log in windows, oldest first{}",
-                    if sweep { ", sweeping all it keeps" } else { "" }
-                );
-                let deadline = opts.limits.map(|l| l.stop_claiming_at);
-                windows::spawn(konnect.clone(), plan, opts.page_size, deadline, run.clock_offset, counters.clone())
-            }
-            None => {
-                let firsts = starts
-                    .iter()
-                    .map(|(kind, from)| read::first_page(*kind, &info, opts.page_size, &opts.window, *from))
-                    .collect();
-                read::spawn(self.source.clone(), firsts, by_time, opts.page_size as usize, run.counters.clone())
-            }
+        let reading = Reading {
+            window: &opts.window,
+            starts: &starts,
+            run_started,
+            sweep,
+            page_size: opts.page_size,
+            deadline: opts.limits.map(|l| l.stop_claiming_at),
         };
+        let chunks = read_window(self.source.clone(), &info, &reading, counters.clone());
 
         let stopped_early = self.drive(&run, chunks).await;
 
@@ -660,30 +644,49 @@ impl Shipper {
     }
 }
 
-/// Every entry `source` holds in `window`, read as a backfill reads it (no watermark; for Konnect,
-/// nothing older than its retention): what `reconcile` compares with the destination.
-pub fn read_window(
-    source: Arc<dyn AuditSource>,
-    info: &KongInfo,
-    window: &Window,
-    page_size: u32,
-    deadline: Option<Instant>,
-    counters: Arc<Counters>,
-) -> Chunks {
+/// What a read of a source takes in.
+pub struct Reading<'a> {
+    pub window: &'a Window,
+    /// Each kind of the source, and the entry time it is read from (`None`: the window's start,
+    /// or for Konnect all it keeps).
+    pub starts: &'a [(EntryKind, Option<i64>)],
+    /// When the read began, by this machine's clock.
+    pub run_started: i64,
+    /// Whether this is the periodic read of the whole trail (said in the log).
+    pub sweep: bool,
+    pub page_size: u32,
+    /// No page is asked for after this (Konnect's walks; Kong's reads end when the stream is dropped).
+    pub deadline: Option<Instant>,
+}
+
+/// The entries of `source` in `reading.window`, oldest first: Kong's endpoints from their starts,
+/// merged; Konnect's audit log in windows (never older than its retention, by Konnect's clock). The
+/// cycle and `reconcile` both read through it.
+pub fn read_window(source: Arc<dyn AuditSource>, info: &KongInfo, reading: &Reading, counters: Arc<Counters>) -> Chunks {
     match source.konnect() {
         Some(konnect) => {
-            let now = info.kong_time(chrono::Utc::now().timestamp());
-            let plan =
-                windows::span(&konnect, now, None, window).map_or_else(Vec::new, |(a, b)| windows::plan(a, b, windows::WINDOW_SECONDS));
-            windows::spawn(konnect, plan, page_size, deadline, info.clock_offset.unwrap_or(0), counters)
+            let from = reading.starts.first().and_then(|s| s.1);
+            let span = windows::span(&konnect, info.kong_time(reading.run_started), from, reading.window);
+            let plan = span.map_or_else(Vec::new, |(a, b)| windows::plan(a, b, windows::WINDOW_SECONDS));
+            tracing::info!(
+                source = %konnect.describe(),
+                from = span.map(|s| s.0),
+                to = span.map(|s| s.1),
+                windows = plan.len(),
+                sweep = reading.sweep,
+                "reading Konnect's audit log in windows, oldest first{}",
+                if reading.sweep { ", sweeping all it keeps" } else { "" }
+            );
+            let clock_offset = info.clock_offset.unwrap_or(0);
+            windows::spawn(konnect, plan, reading.page_size, reading.deadline, clock_offset, counters)
         }
         None => {
-            let firsts = source
-                .kinds()
+            let firsts = reading
+                .starts
                 .iter()
-                .map(|kind| read::first_page(*kind, info, page_size, window, None))
+                .map(|(kind, from)| read::first_page(*kind, info, reading.page_size, reading.window, *from))
                 .collect();
-            read::spawn(source, firsts, info.has_timestamp_filters(), page_size as usize, counters)
+            read::spawn(source, firsts, info.has_timestamp_filters(), reading.page_size as usize, counters)
         }
     }
 }
