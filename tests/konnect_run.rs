@@ -323,6 +323,18 @@ async fn konnect_s_clock_an_hour_off_either_way_places_the_windows_the_floor_and
             );
         }
 
+        // reconcile compares by Konnect's clock too: the entries near its floor are compared.
+        let mut reconcile_env = env.clone();
+        reconcile_env.insert("RECONCILE_SETTLE_SECONDS".into(), "0".into());
+        let compared = run_bin(&["reconcile"], &reconcile_env).await;
+        let line = compared.reconciled();
+        assert_eq!(
+            (compared.code, line["kong"].clone(), line["found"].clone()),
+            (0, trail.len().to_string(), trail.len().to_string()),
+            "clock offset {offset}: {}",
+            compared.stderr
+        );
+
         let written_after = vec![fake_konnect::entry("authorization", 3_000, &at(fake.now().timestamp()), true)];
         fake.add(&written_after);
         tokio::time::sleep(Duration::from_secs(3)).await;

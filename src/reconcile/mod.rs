@@ -117,8 +117,9 @@ async fn compare_and_repair(
         until: opts.until.unwrap_or(now + 86_400),
     };
     if let Some(konnect) = shipper.source.konnect() {
-        // Konnect's trail is what it keeps: nothing older is read, so nothing older is compared.
-        let floor = konnect.floor(now);
+        // Konnect's trail is what it keeps (by its clock): nothing older is read, so nothing older
+        // is compared.
+        let floor = konnect.floor(info.kong_time(now));
         if opts.since.is_some_and(|since| since < floor) {
             tracing::warn!(
                 floor = %inventory::rfc3339(floor),
