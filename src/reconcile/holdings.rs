@@ -246,13 +246,17 @@ pub enum Status {
 
 /// The verdict on one entry: what the destination holds, and, where it lacks something, what the
 /// store says of it. `parts_record_time`: when the store last recorded parts of it as accepted.
+/// `now`: the whole second from which this reconcile asked the destination.
 pub fn judge(held: Holding, store: Option<&KeyState>, parts_record_time: Option<i64>, now: i64, settle: i64) -> Status {
     let lacking = match held {
         Holding::Whole => return Status::Found,
         Holding::Nothing => Status::Missing,
         Holding::Parts { missing, .. } => Status::Partial { missing_parts: missing },
     };
-    let recent = |t: i64| now - t < settle;
+    // Accepted in the second the destination was first asked or later, the answer may predate it (a
+    // repair running beside this one ships in that time); accepted up to `settle` before, the
+    // destination may still be ingesting it.
+    let recent = |t: i64| t >= now - settle;
     match store {
         Some(KeyState::Claimed(_)) => Status::Pending,
         Some(KeyState::Shipped { at: Some(t) }) if recent(*t) => Status::Pending,
@@ -388,6 +392,11 @@ mod tests {
             judge(parts(vec![2]), Some(&shipped(NOW - 5_000)), Some(NOW - 5_000), NOW, SETTLE),
             Status::Partial { missing_parts: vec![2] }
         );
+        // Accepted after the destination was asked (by a repair beside this one), even with no
+        // settle time: the answer cannot show it, so it is not missing, and its mark is not released.
+        assert_eq!(judge(Holding::Nothing, Some(&shipped(NOW)), None, NOW, 0), Status::Pending);
+        assert_eq!(judge(parts(vec![2]), None, Some(NOW), NOW, 0), Status::Pending);
+        assert_eq!(judge(Holding::Nothing, Some(&shipped(NOW - 1)), None, NOW, 0), Status::Missing);
         // An acceptance stamped by a clock ahead of ours is recent, not missing.
         assert_eq!(
             judge(Holding::Nothing, Some(&shipped(NOW + 3_600)), None, NOW, SETTLE),

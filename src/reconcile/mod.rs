@@ -51,7 +51,7 @@ const PROGRESS_EVERY: Duration = Duration::from_secs(10);
 /// Runs a reconciliation; never panics, and the report says what stopped it.
 pub async fn reconcile(shipper: &Shipper, inventory: &dyn Inventory, ship: &ShipOptions, opts: &ReconcileOptions) -> Report {
     let started = Instant::now();
-    let now = chrono::Utc::now().timestamp();
+    let now = start_of_next_second().await;
     let mut report = Report {
         program: concat!("kong-audit-shipper ", env!("CARGO_PKG_VERSION")).into(),
         generated_at: inventory::rfc3339(now),
@@ -380,6 +380,17 @@ async fn repair(
         tracing::info!("the store is whole: it holds a mark for everything the destination holds");
     }
     Ok(())
+}
+
+/// Waits for the next whole second, and returns it. Marks record acceptance in whole seconds: a
+/// destination asked from the start of a second on was asked after everything stamped before that
+/// second was accepted, and whatever is stamped with it or later may have been accepted after the
+/// question (by a repair or run beside this one), so `judge` holds it pending, never missing.
+async fn start_of_next_second() -> i64 {
+    let t = chrono::Utc::now();
+    let left = 1_000 - u64::from(t.timestamp_subsec_millis().min(999));
+    tokio::time::sleep(Duration::from_millis(left)).await;
+    t.timestamp() + 1
 }
 
 /// The UTC day of a time, `YYYY-MM-DD`.
