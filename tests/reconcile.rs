@@ -226,6 +226,41 @@ async fn an_ingestion_delay_longer_than_the_run_is_pending_never_a_reship() {
     assert_eq!((overdue.code, num(&overdue, "missing")), (1, total), "{}", overdue.stderr);
 }
 
+/// A run on a machine whose clock is an hour off (a backfill from a laptop, say) stamps what it
+/// shipped by the store's clock. A repair on a right clock minutes later holds what the destination
+/// is still ingesting pending: stamped an hour behind, it looked an hour old and was sent again. Once
+/// the settle time is over it is missing: stamped an hour ahead, it stayed pending an hour longer.
+#[tokio::test]
+async fn what_a_run_with_its_clock_an_hour_off_shipped_is_judged_by_the_stores_clock() {
+    for skew in ["-1h", "+1h"] {
+        let kong = FakeKong::start(VERSION).await;
+        let ct = FakeCloudTrail::start().await;
+        let redis = RedisServer::start();
+        let (requests, objects) = load_trail(&kong, 10, true);
+        ct.with(|c| c.lake.ingestion_delay = Duration::from_secs(600));
+        let env = env_for(&kong, &ct, Some(&redis));
+        let ran = run_bin(&["run"], &with_clock_off(&env, skew)).await;
+        assert_eq!(ran.code, 0, "{skew}: {}", ran.stderr);
+        assert!(ran.stderr.contains("differs from the store's"), "{skew}: {}", ran.stderr);
+        let total = (requests.len() + objects.len()) as u64;
+
+        let before = ct.accepted().len();
+        let repair = run_bin(&["reconcile", "--repair"], &env).await;
+        assert_eq!(
+            (repair.code, num(&repair, "pending"), num(&repair, "missing")),
+            (0, total, 0),
+            "{skew}: {}",
+            repair.stderr
+        );
+        assert_eq!(ct.accepted().len(), before, "{skew}: nothing still being ingested is sent again");
+
+        let mut late = env.clone();
+        late.insert("RECONCILE_SETTLE_SECONDS".into(), "0".into());
+        let overdue = run_bin(&["reconcile"], &late).await;
+        assert_eq!((overdue.code, num(&overdue, "missing")), (1, total), "{skew}: {}", overdue.stderr);
+    }
+}
+
 #[tokio::test]
 async fn queries_span_the_window_a_day_at_a_time_page_their_results_and_split_on_timeouts() {
     let kong = FakeKong::start(VERSION).await;

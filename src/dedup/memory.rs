@@ -2,6 +2,7 @@
 
 use std::collections::HashMap;
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
@@ -11,6 +12,8 @@ use super::{Claim, Commit, DedupStore, Settlement, StoreError, Swap, commit_deci
 #[derive(Default)]
 pub struct MemoryStore {
     keys: Mutex<HashMap<String, (String, Option<Instant>)>>,
+    /// The store's clock less this machine's, in milliseconds (tests of a machine whose clock is off).
+    clock_offset_ms: AtomicI64,
 }
 
 impl MemoryStore {
@@ -23,6 +26,12 @@ impl MemoryStore {
         let keys = self.keys.lock().unwrap();
         keys.get(key)
             .and_then(|(_, exp)| exp.map(|e| e.saturating_duration_since(Instant::now())))
+    }
+
+    /// Sets the store's clock this far from this machine's, as a machine whose clock is off sees it.
+    pub fn set_clock_offset(&self, offset: Duration, ahead: bool) {
+        let ms = offset.as_millis() as i64;
+        self.clock_offset_ms.store(if ahead { ms } else { -ms }, Ordering::Relaxed);
     }
 
     /// Forgets everything, as a store that comes back empty does.
@@ -127,6 +136,10 @@ impl DedupStore for MemoryStore {
 
     fn describe(&self) -> String {
         "in-memory store".into()
+    }
+
+    async fn clock_ms(&self) -> Result<i64, StoreError> {
+        Ok(chrono::Utc::now().timestamp_millis() + self.clock_offset_ms.load(Ordering::Relaxed))
     }
 }
 

@@ -7,6 +7,7 @@
 //!   this run still holds the claim, and release our claims on everything else so the next run
 //!   retries it. Records (the accepted parts of an entry shipped in parts) are written as they are.
 
+mod clock;
 mod file;
 mod memory;
 mod redis;
@@ -15,6 +16,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 
+pub use clock::StoreClock;
 pub use file::FileStore;
 pub use memory::MemoryStore;
 pub use redis::{MemoryPolicy, RedisStore};
@@ -218,6 +220,11 @@ pub trait DedupStore: Send + Sync {
     async fn swap(&self, swaps: &[Swap]) -> Result<Vec<bool>, StoreError>;
     /// Where the store is, safe to log.
     fn describe(&self) -> String;
+    /// The store's clock, in milliseconds since the epoch (see `StoreClock`); this machine's where
+    /// the store keeps no clock of its own.
+    async fn clock_ms(&self) -> Result<i64, StoreError> {
+        Ok(chrono::Utc::now().timestamp_millis())
+    }
 }
 
 /// A mark's commit, decided from what the key holds now: the rule every store applies atomically.

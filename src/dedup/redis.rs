@@ -343,6 +343,14 @@ impl DedupStore for RedisStore {
     fn describe(&self) -> String {
         format!("Redis at {}", self.location)
     }
+
+    async fn clock_ms(&self) -> Result<i64, StoreError> {
+        let (seconds, micros): (i64, i64) = redis::cmd("TIME")
+            .query_async(&mut self.conn.clone())
+            .await
+            .map_err(|e| self.error(e))?;
+        Ok(seconds * 1_000 + micros / 1_000)
+    }
 }
 
 #[cfg(test)]

@@ -28,7 +28,7 @@ pub use logs::{FilterApi, FilterPage, LogsInventory, SdkFilter, parse_message};
 pub use memory::MemoryInventory;
 pub use report::{Counts, EntryRef, Repair, Report, Totals, Window};
 
-use crate::dedup::{KeyState, Swap};
+use crate::dedup::{KeyState, StoreClock, Swap};
 use crate::event::{MapContext, event_time, uid};
 use crate::ship::{Keys, Known, Life, Reading, ShipOptions, Shipper, parts_record_time, read_window};
 use crate::summary::Counters;
@@ -51,7 +51,10 @@ const PROGRESS_EVERY: Duration = Duration::from_secs(10);
 /// Runs a reconciliation; never panics, and the report says what stopped it.
 pub async fn reconcile(shipper: &Shipper, inventory: &dyn Inventory, ship: &ShipOptions, opts: &ReconcileOptions) -> Report {
     let started = Instant::now();
-    let now = start_of_next_second().await;
+    // What the store says was accepted is judged by the store's clock (see `judge`), and the
+    // destination is asked from the start of one of its whole seconds.
+    let asked_at = StoreClock::measure(shipper.store.as_ref()).await.next_second().await;
+    let now = chrono::Utc::now().timestamp();
     let mut report = Report {
         program: concat!("kong-audit-shipper ", env!("CARGO_PKG_VERSION")).into(),
         generated_at: inventory::rfc3339(now),
@@ -73,7 +76,7 @@ pub async fn reconcile(shipper: &Shipper, inventory: &dyn Inventory, ship: &Ship
         seconds: 0.0,
         error: None,
     };
-    if let Err(e) = compare_and_repair(shipper, inventory, ship, opts, now, &mut report).await {
+    if let Err(e) = compare_and_repair(shipper, inventory, ship, opts, now, asked_at, &mut report).await {
         tracing::error!(error = %e, "reconcile stopped");
         report.error = Some(e);
     }
@@ -99,6 +102,7 @@ async fn compare_and_repair(
     ship: &ShipOptions,
     opts: &ReconcileOptions,
     now: i64,
+    asked_at: i64,
     report: &mut Report,
 ) -> Result<(), String> {
     let deadline = ship.limits.map(|l| l.stop_claiming_at);
@@ -155,6 +159,7 @@ async fn compare_and_repair(
         ship.page_size,
         opts,
         now,
+        asked_at,
         deadline,
         report,
     )
@@ -173,10 +178,12 @@ async fn compare_and_repair(
     if !opts.repair {
         return Ok(());
     }
-    repair(shipper, holdings, ship, opts, scope, plan, &keys, now, report).await
+    repair(shipper, holdings, ship, opts, scope, plan, &keys, asked_at, report).await
 }
 
-/// Reads Kong's trail in the scope and judges every entry against the holdings.
+/// Reads Kong's trail in the scope and judges every entry against the holdings. `now` is this
+/// machine's time; `asked_at`, the store's whole second from which the destination was asked, which
+/// the store's marks are judged by.
 #[allow(clippy::too_many_arguments)]
 async fn compare(
     shipper: &Shipper,
@@ -187,6 +194,7 @@ async fn compare(
     page_size: u32,
     opts: &ReconcileOptions,
     now: i64,
+    asked_at: i64,
     deadline: Option<Instant>,
     report: &mut Report,
 ) -> Result<Plan, String> {
@@ -259,7 +267,7 @@ async fn compare(
         for ((kind, key, day, holding), (mark, parts)) in batch.into_iter().zip(stored) {
             let state = mark.as_deref().map(KeyState::parse);
             let parts_time = parts.as_deref().and_then(parts_record_time);
-            let status = judge(holding, state.as_ref(), parts_time, now, settle);
+            let status = judge(holding, state.as_ref(), parts_time, asked_at, settle);
             let counts = report.days.entry(day).or_default();
             counts.kong += 1;
             report.counts.entries.kong += 1;
@@ -329,7 +337,7 @@ async fn repair(
     scope: Scope,
     plan: Plan,
     keys: &Keys,
-    now: i64,
+    asked_at: i64,
     report: &mut Report,
 ) -> Result<(), String> {
     let store = shipper.store.as_ref();
@@ -374,23 +382,12 @@ async fn repair(
     // A repair of all Kong holds leaves a store with a mark for everything the destination holds.
     let whole_window = opts.since.is_none() && opts.until.is_none();
     if whole_window && summary.complete() && !matches!(life, Life::Whole { .. }) {
-        crate::ship::rebuild::save(store, keys, life, Life::Whole { since: now })
+        crate::ship::rebuild::save(store, keys, life, Life::Whole { since: asked_at })
             .await
             .map_err(|e| e.to_string())?;
         tracing::info!("the store is whole: it holds a mark for everything the destination holds");
     }
     Ok(())
-}
-
-/// Waits for the next whole second, and returns it. Marks record acceptance in whole seconds: a
-/// destination asked from the start of a second on was asked after everything stamped before that
-/// second was accepted, and whatever is stamped with it or later may have been accepted after the
-/// question (by a repair or run beside this one), so `judge` holds it pending, never missing.
-async fn start_of_next_second() -> i64 {
-    let t = chrono::Utc::now();
-    let left = 1_000 - u64::from(t.timestamp_subsec_millis().min(999));
-    tokio::time::sleep(Duration::from_millis(left)).await;
-    t.timestamp() + 1
 }
 
 /// The UTC day of a time, `YYYY-MM-DD`.

@@ -38,7 +38,7 @@ pub use settle::{MARK_GRACE_SECONDS, commit_ttl};
 pub use watermark::{Position, Progress, Sweep, next_watermark, set_floor, sweep_due, sweep_interval};
 
 use crate::dead_letter::DeadLetterSink;
-use crate::dedup::{DedupStore, StoreError, Swap, claim_token};
+use crate::dedup::{DedupStore, StoreClock, StoreError, Swap, claim_token};
 use crate::kong::{AuditSource, EntryKind, KongError, KongInfo};
 use crate::reconcile::{Inventory, InventoryError, Scope};
 use crate::retry::Backoff;
@@ -150,6 +150,8 @@ pub(crate) struct Run {
     /// The source's clock less this machine's (`KongInfo::clock_offset`): an entry's time and its
     /// mark's lifetime are reckoned by the clock that stamped it.
     clock_offset: i64,
+    /// Acceptances are stamped by the store's clock, which every run and reconcile shares.
+    store_clock: StoreClock,
     pacer: Pacer,
     /// The first error that stopped the run.
     fatal: Mutex<Option<ShipError>>,
@@ -286,12 +288,20 @@ impl Shipper {
                 }
             }
         }
+        let store_clock = if opts.claim {
+            StoreClock::measure(self.store.as_ref()).await
+        } else {
+            StoreClock::default()
+        };
         let life = match known {
             Some(known) => LifeCheck {
                 known: Some(known),
                 ..LifeCheck::default()
             },
-            None if opts.rebuild && opts.claim => match self.check_life(&keys, info.record_ttl, &mut opts, run_started).await {
+            None if opts.rebuild && opts.claim => match self
+                .check_life(&keys, info.record_ttl, &mut opts, run_started, store_clock.now())
+                .await
+            {
                 Ok(check) => check,
                 Err(e) => {
                     tracing::error!(error = %e, "stopping the run");
@@ -313,6 +323,7 @@ impl Shipper {
             signatures: self.signatures.clone(),
             record_ttl: info.record_ttl,
             clock_offset: info.clock_offset.unwrap_or(0),
+            store_clock,
             pacer: Pacer::new(opts.put_rate),
             opts: opts.clone(),
             fatal: Mutex::new(None),
@@ -392,7 +403,7 @@ impl Shipper {
             let read_all = kinds.iter().all(|k| progress.get(k).is_some_and(|p| p.complete));
             let whole_trail = opts.window.since.is_none() && opts.window.until.is_none();
             if read_all && whole_trail && !stopped_early && !run.stopped() {
-                let after = rebuild::after_rebuild(before, counters.deferred.load(Ordering::Relaxed), run_started);
+                let after = rebuild::after_rebuild(before, counters.deferred.load(Ordering::Relaxed), store_clock.now());
                 match rebuild::save(self.store.as_ref(), &run.keys, before, after).await {
                     Ok(_) if matches!(after, Life::Whole { .. }) => {
                         tracing::info!("the store is whole again: it holds a mark for everything the destination holds")
@@ -418,7 +429,15 @@ impl Shipper {
     /// The store's record of its own life, and what this run does about it: nothing (whole), adopt
     /// a store kept by an earlier version, rebuild from the destination, or, where the destination
     /// cannot be asked, read only the overlap and say so.
-    async fn check_life(&self, keys: &Keys, record_ttl: i64, opts: &mut ShipOptions, run_started: i64) -> Result<LifeCheck, ShipError> {
+    /// `stamped`: the store's time now, which the record of the store's life is kept by.
+    async fn check_life(
+        &self,
+        keys: &Keys,
+        record_ttl: i64,
+        opts: &mut ShipOptions,
+        run_started: i64,
+        stamped: i64,
+    ) -> Result<LifeCheck, ShipError> {
         let store = self.store.as_ref();
         let life = rebuild::load(store, keys).await.map_err(ShipError::Watermark)?;
         if matches!(life, Life::Whole { .. }) {
@@ -428,11 +447,11 @@ impl Shipper {
             .await
             .map_err(ShipError::Watermark)?;
         let survived = !stored.watermarks.is_empty() || stored.last_sweep.is_some() || stored.sweeping_since.is_some();
-        if rebuild::plan(life, survived, false, run_started, 0) == rebuild::Plan::Adopt {
+        if rebuild::plan(life, survived, false, stamped, 0) == rebuild::Plan::Adopt {
             tracing::info!(
                 "the store keeps the watermarks of earlier runs but no record of its life (written by an earlier version): recorded as whole"
             );
-            rebuild::save(store, keys, life, Life::Whole { since: run_started })
+            rebuild::save(store, keys, life, Life::Whole { since: stamped })
                 .await
                 .map_err(ShipError::Watermark)?;
             return Ok(LifeCheck::default());
@@ -466,7 +485,7 @@ impl Shipper {
                 if held == 0 && life == Life::Unknown {
                     // Nothing of ours in the destination: nothing this store forgot can ship twice.
                     tracing::info!("the destination holds nothing of this trail yet (a first install): the store is whole");
-                    rebuild::save(store, keys, life, Life::Whole { since: run_started })
+                    rebuild::save(store, keys, life, Life::Whole { since: stamped })
                         .await
                         .map_err(ShipError::Watermark)?;
                     return Ok(LifeCheck::default());
@@ -475,7 +494,7 @@ impl Shipper {
                 // way leaves a store that says it is being rebuilt, never one that looks whole.
                 let life = match life {
                     Life::Unknown => {
-                        let begun = Life::Rebuilding { since: run_started };
+                        let begun = Life::Rebuilding { since: stamped };
                         rebuild::save(store, keys, life, begun).await.map_err(ShipError::Watermark)?;
                         rebuild::load(store, keys).await.map_err(ShipError::Watermark)?
                     }
@@ -484,7 +503,7 @@ impl Shipper {
                 if matches!(life, Life::Whole { .. }) {
                     return Ok(LifeCheck::default());
                 }
-                let plan = rebuild::plan(life, false, held > 0, run_started, opts.settle.as_secs() as i64);
+                let plan = rebuild::plan(life, false, held > 0, stamped, opts.settle.as_secs() as i64);
                 let defer_unfound = plan == rebuild::Plan::Rebuild { defer: true };
                 tracing::info!(
                     entries_held = held,

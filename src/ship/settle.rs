@@ -94,7 +94,7 @@ pub async fn settle(run: &Run, resolved: Vec<(Item, Resolution)>) {
     }
     let c = &run.counters;
     let tail = run.tail();
-    let accepted_at = chrono::Utc::now().timestamp();
+    let accepted_at = run.store_clock.now();
     let run_id = run.token.strip_prefix(crate::dedup::CLAIM_PREFIX).unwrap_or(&run.token);
     let first = first_write(&resolved, Instant::now(), accepted_at, run_id, |item| {
         run.keys.parts(item.entry.kind, &item.entry.key)

@@ -54,6 +54,23 @@ pub fn env_without_source(cloudtrail: &FakeCloudTrail, redis: Option<&RedisServe
     env
 }
 
+/// `env` for a binary whose clock is off by `skew` (libfaketime's offset: `-1h`, `+1h`): its wall
+/// clock only, so its timers and deadlines keep real time. scripts/test installs libfaketime.
+pub fn with_clock_off(env: &HashMap<String, String>, skew: &str) -> HashMap<String, String> {
+    let lib = std::fs::read_dir("/usr/lib")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|dir| dir.path().join("faketime/libfaketimeMT.so.1"))
+        .find(|lib| lib.exists())
+        .expect("libfaketime (Debian package libfaketime; scripts/test installs it)");
+    let mut env = env.clone();
+    env.insert("LD_PRELOAD".into(), lib.display().to_string());
+    env.insert("FAKETIME".into(), skew.into());
+    env.insert("FAKETIME_DONT_FAKE_MONOTONIC".into(), "1".into());
+    env
+}
+
 /// The environment of a run shipping to CloudWatch Logs at `endpoint`, log group `group` (no CHANNEL_ARN).
 pub fn logs_env(kong: &FakeKong, ct: &FakeCloudTrail, endpoint: &str, group: &str, redis: Option<&RedisServer>) -> HashMap<String, String> {
     let mut env = env_for(kong, ct, redis);
