@@ -105,3 +105,33 @@ async fn a_key_released_during_a_claim_never_reads_as_done() {
     churn.await.unwrap();
     assert!(ours > 0, "ours {ours}, held {held}");
 }
+
+/// Redis's own clock is the one acceptances are stamped by; a user the ACL denies `TIME` gets an
+/// error naming it, and the machine's clock stands in rather than stopping the run.
+#[tokio::test]
+async fn redis_tells_its_time_and_a_user_denied_it_leaves_the_machines_clock_standing_in() {
+    use kong_audit_shipper::dedup::StoreClock;
+    use kong_audit_shipper::secret::Secret;
+
+    let server = RedisServer::start();
+    let store = RedisStore::connect(&server.config()).await.unwrap();
+    let local = chrono::Utc::now().timestamp_millis();
+    let told = store.clock_ms().await.unwrap();
+    assert!((told - local).abs() < 5_000, "Redis {told}, this machine {local}");
+
+    let set = server.cli(&["ACL", "SETUSER", "shipper", "on", ">shipper-pw", "~*", "+@all", "-time"]);
+    assert_eq!(set.as_deref(), Some("OK"));
+    let config = RedisConfig {
+        username: Some("shipper".into()),
+        password: Some(Secret::new("shipper-pw".to_string())),
+        ..server.config()
+    };
+    let denied = RedisStore::connect(&config).await.unwrap();
+    let e = denied.clock_ms().await.unwrap_err();
+    assert!(
+        e.detail.to_lowercase().contains("noperm") && !e.to_string().contains("shipper-pw"),
+        "{e}"
+    );
+    let clock = StoreClock::measure(&denied).await;
+    assert!((clock.now() - chrono::Utc::now().timestamp()).abs() <= 1);
+}

@@ -517,7 +517,7 @@ fn redis_fix(detail: &str, shown: &str) -> String {
     {
         "Redis refused the credentials: set REDIS_PASSWORD (or REDIS_PASSWORD_SECRET_ARN, or the password in REDIS_URL) and REDIS_USERNAME for an ACL user".into()
     } else if d.contains("noperm") || d.contains("readonly") {
-        "the Redis user may not write: grant it SET, GET and EVAL on the key prefix (ACL: ~kong-audit-shipper:* +set +get +eval +ping), and point REDIS_URL at the primary, not a replica".into()
+        "the Redis user may not write: grant it the commands the shipper uses on the key prefix (ACL: ~kong-audit-shipper:* +set +get +del +pttl +eval +ping +time +info), and point REDIS_URL at the primary, not a replica".into()
     } else {
         format!(
             "check REDIS_URL ({shown}): host, port and database; that Redis runs and this machine can reach it; use rediss:// when it requires TLS (ElastiCache in-transit encryption)"
