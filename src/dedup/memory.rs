@@ -28,10 +28,10 @@ impl MemoryStore {
             .and_then(|(_, exp)| exp.map(|e| e.saturating_duration_since(Instant::now())))
     }
 
-    /// Sets the store's clock this far from this machine's, as a machine whose clock is off sees it.
-    pub fn set_clock_offset(&self, offset: Duration, ahead: bool) {
-        let ms = offset.as_millis() as i64;
-        self.clock_offset_ms.store(if ahead { ms } else { -ms }, Ordering::Relaxed);
+    /// Sets the store's clock this many seconds ahead of this machine's (behind, when negative), as a
+    /// machine whose clock is off sees it.
+    pub fn set_clock_offset(&self, seconds: i64) {
+        self.clock_offset_ms.store(seconds * 1_000, Ordering::Relaxed);
     }
 
     /// Forgets everything, as a store that comes back empty does.

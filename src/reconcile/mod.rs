@@ -30,7 +30,7 @@ pub use report::{Counts, EntryRef, Repair, Report, Totals, Window};
 
 use crate::dedup::{KeyState, StoreClock, Swap};
 use crate::event::{MapContext, event_time, uid};
-use crate::ship::{Keys, Known, Life, Reading, ShipOptions, Shipper, parts_record_time, read_window};
+use crate::ship::{Keys, Known, Life, Reading, ShipOptions, Shipper, info_within, parts_record_time, read_window};
 use crate::summary::Counters;
 
 /// What to reconcile, and how.
@@ -106,16 +106,7 @@ async fn compare_and_repair(
     report: &mut Report,
 ) -> Result<(), String> {
     let deadline = ship.limits.map(|l| l.stop_claiming_at);
-    // Bounded by the reconcile's time: a source answering 429 with a long Retry-After must not hold
-    // a Lambda past its deadline.
-    let asked = shipper.source.info();
-    let info = match deadline {
-        Some(at) => tokio::time::timeout_at(at.into(), asked)
-            .await
-            .map_err(|_| "the source did not answer before the reconcile's time ran out".to_string())?,
-        None => asked.await,
-    }
-    .map_err(|e| e.to_string())?;
+    let info = info_within(shipper.source.as_ref(), deadline).await.map_err(|e| e.to_string())?;
     let mut scope = Scope {
         since: opts.since.unwrap_or(now - info.record_ttl - 3_600),
         until: opts.until.unwrap_or(now + 86_400),

@@ -243,20 +243,7 @@ impl Shipper {
             s.error = error.or_else(|| run.and_then(|r| r.fatal.lock().unwrap().as_ref().map(ToString::to_string)));
             s
         };
-        // Bounded by the run's time: a Kong answering 429 with a long Retry-After must not hold a
-        // Lambda past its deadline.
-        let asked = self.source.info();
-        let answer = match opts.limits.map(|l| l.stop_claiming_at) {
-            Some(until) => tokio::time::timeout_at(until.into(), asked).await.unwrap_or_else(|_| {
-                Err(KongError::Unavailable {
-                    url: "GET /".into(),
-                    attempts: 0,
-                    last: "no answer before the run's time ran out".into(),
-                })
-            }),
-            None => asked.await,
-        };
-        let info = match answer {
+        let info = match info_within(self.source.as_ref(), opts.limits.map(|l| l.stop_claiming_at)).await {
             Ok(info) => info,
             Err(e) => {
                 tracing::error!(error = %e, "stopping the run");
@@ -660,6 +647,22 @@ impl Shipper {
             // Not fatal: the next run reads from the old watermark, and the store skips what shipped.
             Err(e) => tracing::warn!(error = %e, "cannot write the watermark; the next run reads a little more"),
         }
+    }
+}
+
+/// What the source is (`AuditSource::info`), asked within `deadline`: a source answering 429 with a
+/// long Retry-After must not hold a Lambda past it. The cycle and `reconcile` both ask through it.
+pub async fn info_within(source: &dyn AuditSource, deadline: Option<Instant>) -> Result<KongInfo, KongError> {
+    let asked = source.info();
+    match deadline {
+        Some(at) => tokio::time::timeout_at(at.into(), asked).await.unwrap_or_else(|_| {
+            Err(KongError::Unavailable {
+                url: "GET /".into(),
+                attempts: 0,
+                last: "no answer before the run's time ran out".into(),
+            })
+        }),
+        None => asked.await,
     }
 }
 
