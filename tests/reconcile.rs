@@ -756,51 +756,50 @@ async fn rows_stamped_by_skewed_clocks_are_found_and_their_loss_is_named() {
 /// when the invocation's time is up, incomplete, not seven Retry-Afters later.
 #[tokio::test]
 async fn a_kong_that_keeps_saying_retry_later_does_not_hold_a_reconcile_past_its_deadline() {
-    use kong_audit_shipper::lambda::RunFailed;
-    use lambda_runtime::{Context, LambdaEvent};
-
-    let kong = FakeKong::start(VERSION).await;
-    let ct = FakeCloudTrail::start().await;
-    let redis = RedisServer::start();
-    load_trail(&kong, 5, true);
-    let handler = lambda_handler(&kong, &ct, &redis, &["--max-run-seconds", "4", "--deadline-margin-seconds", "2"]).await;
+    let (kong, _ct, _redis, handler) = four_second_lambda().await;
     kong.with(|k| {
         k.root_faults
             .extend(std::iter::repeat_n(support::Fault::TooManyRequests { retry_after_secs: 300 }, 10))
     });
-    let started = std::time::Instant::now();
-    let answer = handler
-        .invoke(LambdaEvent::new(json!({"action": "reconcile"}), Context::default()))
-        .await;
-    assert!(started.elapsed() < Duration::from_secs(20), "{:?}", started.elapsed());
-    let Err(RunFailed::Reconcile(line)) = answer else {
-        panic!("a reconcile that could not read Kong is an error");
-    };
+    let (took, line) = failed_reconcile(&handler).await;
+    assert!(took < Duration::from_secs(20), "{took:?}");
     assert!(line.contains("status=incomplete"), "{line}");
 }
 
-/// A reconcile whose queries cannot finish before the invocation's deadline cancels them and says
-/// so: an incomplete trail, never a complete one, and the invocation returns in time.
-#[tokio::test]
-async fn queries_still_running_at_the_deadline_are_cancelled_and_the_answer_is_incomplete() {
-    use kong_audit_shipper::lambda::RunFailed;
-    use lambda_runtime::{Context, LambdaEvent};
-
+/// A trail of five, and the in-process Lambda with four seconds an invocation (two kept back).
+async fn four_second_lambda() -> (FakeKong, FakeCloudTrail, RedisServer, kong_audit_shipper::lambda::Handler) {
     let kong = FakeKong::start(VERSION).await;
     let ct = FakeCloudTrail::start().await;
     let redis = RedisServer::start();
     load_trail(&kong, 5, true);
     // The deadline of `Context::default()` is unknown: MAX_RUN_SECONDS bounds the invocation.
     let handler = lambda_handler(&kong, &ct, &redis, &["--max-run-seconds", "4", "--deadline-margin-seconds", "2"]).await;
-    ct.with(|c| c.lake.running_polls = 100_000);
+    (kong, ct, redis, handler)
+}
+
+/// Invokes the daily reconcile, which must fail; returns how long it took and its reconcile line.
+async fn failed_reconcile(handler: &kong_audit_shipper::lambda::Handler) -> (Duration, String) {
+    use kong_audit_shipper::lambda::RunFailed;
+    use lambda_runtime::{Context, LambdaEvent};
+
     let started = std::time::Instant::now();
     let answer = handler
         .invoke(LambdaEvent::new(json!({"action": "reconcile"}), Context::default()))
         .await;
-    assert!(started.elapsed() < Duration::from_secs(10), "{:?}", started.elapsed());
     let Err(RunFailed::Reconcile(line)) = answer else {
-        panic!("an answer cut short is an error");
+        panic!("a reconcile cut short is an error of the invocation");
     };
+    (started.elapsed(), line)
+}
+
+/// A reconcile whose queries cannot finish before the invocation's deadline cancels them and says
+/// so: an incomplete trail, never a complete one, and the invocation returns in time.
+#[tokio::test]
+async fn queries_still_running_at_the_deadline_are_cancelled_and_the_answer_is_incomplete() {
+    let (_kong, ct, _redis, handler) = four_second_lambda().await;
+    ct.with(|c| c.lake.running_polls = 100_000);
+    let (took, line) = failed_reconcile(&handler).await;
+    assert!(took < Duration::from_secs(10), "{took:?}");
     assert!(line.contains("status=incomplete") && line.contains("cancelled"), "{line}");
     assert!(
         ct.with(|c| c.lake.calls.get("CancelQuery").copied().unwrap_or(0)) > 0,
